@@ -1,0 +1,107 @@
+"""Every topic, declared once, beside its message model.
+
+A :class:`TopicSpec` holds the name (without the run's prefix), the model, what the
+key is, the partition count and retention. Processors, the API and the CLI import
+``TOPICS``; no topic name string appears anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from topics.models import (
+    DeadLettered,
+    EventHappened,
+    PostPublished,
+    RenderRequested,
+    RunCommanded,
+    ShardInbox,
+    ShardTickDone,
+    TickCompleted,
+)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """Declaration of one topic."""
+
+    name: str
+    model: Any  # a pydantic model or an Annotated union (ShardInbox)
+    key: str
+    description: str
+    partitions: int | None = None  # None = settings.world_partitions
+    config: dict[str, str] = field(default_factory=dict)
+
+    def adapter(self) -> TypeAdapter[Any]:
+        """Validates raw JSON into the model (cached per spec)."""
+        return _adapter(self.name, self.model)
+
+    def partition_count(self, world_partitions: int) -> int:
+        """Partitions of this topic for a deployment with ``world_partitions`` shards."""
+        return self.partitions if self.partitions is not None else world_partitions
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _adapter(name: str, model: Any) -> TypeAdapter[Any]:
+    if name not in _ADAPTERS:
+        _ADAPTERS[name] = TypeAdapter(model)
+    return _ADAPTERS[name]
+
+
+_RETAIN = {"retention.ms": str(WEEK_MS)}
+_FOREVER = {"retention.ms": "-1"}
+
+CONTROL = TopicSpec(
+    "control", RunCommanded, "run_id", "Run commands: start, pause, resume, stop, inject.", 1, _FOREVER
+)
+SHARD_INBOX = TopicSpec(
+    "shard-inbox",
+    ShardInbox,
+    "shard number",
+    "Ticks (clock -> every shard) and effect batches (shard -> shard), partition = shard.",
+    None,
+    _RETAIN,
+)
+TICK_DONE = TopicSpec(
+    "tick-done", ShardTickDone, "run_id", "Shards report a finished tick to the clock.", 1, _RETAIN
+)
+TICKS = TopicSpec(
+    "ticks", TickCompleted, "run_id", "Completed ticks with state hash: the run's clock log.", 1,
+    _FOREVER,
+)
+EVENTS = TopicSpec(
+    "events", EventHappened, "event_id", "Every event in the world, as emitted by the shards.",
+    None, _FOREVER,
+)
+SCORED_EVENTS = TopicSpec(
+    "scored-events", EventHappened, "event_id", "Events with their impact score (sink reads it).",
+    None, _FOREVER,
+)
+RENDER_REQUESTS = TopicSpec(
+    "render-requests", RenderRequested, "request_id", "Events to write up, one per channel.",
+    None, _FOREVER,
+)
+POSTS = TopicSpec(
+    "posts", PostPublished, "post_id", "Rendered, moderated posts.", None, _FOREVER
+)
+DLQ = TopicSpec(
+    "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
+)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    CONTROL, SHARD_INBOX, TICK_DONE, TICKS, EVENTS, SCORED_EVENTS, RENDER_REQUESTS, POSTS, DLQ,
+)
+
+
+def schema_of(spec: TopicSpec) -> dict[str, Any]:
+    """JSON Schema of a topic's message model."""
+    if isinstance(spec.model, type) and issubclass(spec.model, BaseModel):
+        return spec.model.model_json_schema()
+    return TypeAdapter(spec.model).json_schema()

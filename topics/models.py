@@ -1,0 +1,213 @@
+"""Message models of every topic. Event names are past tense.
+
+These are the wire contract: the JSON Schemas in ``topics/schemas/`` are generated
+from them (``worldfeed schemas``) and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    """Base of every topic message: strict about unknown fields, so garbage is caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---- run control -------------------------------------------------------------------------
+
+
+class RunCommanded(Message):
+    """An admin or the CLI asked the clock to do something with a run."""
+
+    kind: Literal["run_commanded"] = "run_commanded"
+    command: Literal["start", "pause", "resume", "stop", "inject"] = Field(
+        description="What to do."
+    )
+    run_id: str = Field(description="Run the command is for.", min_length=1, max_length=64)
+    seed: int = Field(0, description="Run seed (start only).")
+    world: str = Field("town", description="Catalog world name (start only).")
+    days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play (start only).")
+    speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N x real time.")
+    step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+    event: InjectedEvent | None = Field(None, description="The event to inject (inject only).")
+
+
+class InjectedEvent(Message):
+    """An event an admin injects; it happens on the next tick."""
+
+    type: str = Field(description="Event type id from the catalog.")
+    actor: str = Field(description="Acting NPC id.")
+    target: str | None = Field(None, description="Target NPC id.")
+    place: str | None = Field(None, description="Place id; defaults to the actor's location.")
+    summary: str | None = Field(None, description="Override of the generated summary.")
+
+
+# ---- world shard inbox (clock -> shards, shards -> shards) -----------------------------------
+
+
+class TickStarted(Message):
+    """The clock started tick ``tick``; one copy goes to every world partition."""
+
+    kind: Literal["tick_started"] = "tick_started"
+    run_id: str
+    seed: int
+    world: str
+    tick: int = Field(ge=0, description="0-based tick number.")
+    sim_minute: int = Field(ge=0, description="Simulated minutes since the run's start (day 1 00:00).")
+    step_minutes: int = Field(ge=1)
+    shard: int = Field(ge=0, description="Partition this copy is for.")
+    n_shards: int = Field(ge=1, description="Partitions of the shard topics in this run.")
+    injected: list[InjectedEvent] = Field(default_factory=list, description="Admin-injected events.")
+
+
+class Effect(Message):
+    """One change to one NPC's state, caused by an event."""
+
+    event_id: str = Field(description="Event that caused it.")
+    npc_id: str = Field(description="NPC whose state changes.")
+    field: Literal["affinity", "trust", "familiarity", "reputation", "goal_progress", "memory"]
+    other: str | None = Field(None, description="Other NPC (relationships) or goal kind (goals).")
+    delta: float = Field(0.0, description="Change; for memory, the salience 0..1.")
+    text: str | None = Field(None, description="Memory summary.")
+
+
+class EffectsBatched(Message):
+    """All effects that shard ``from_shard`` produced on tick ``tick`` for shard ``shard``.
+
+    Every shard sends one (possibly empty) batch to every shard each tick, so a shard
+    knows when it has all effects of a tick: that is the tick barrier.
+    """
+
+    kind: Literal["effects_batched"] = "effects_batched"
+    run_id: str
+    tick: int = Field(ge=0)
+    shard: int = Field(ge=0)
+    from_shard: int = Field(ge=0)
+    n_shards: int = Field(ge=1)
+    effects: list[Effect] = Field(default_factory=list)
+
+
+ShardInbox = Annotated[TickStarted | EffectsBatched, Field(discriminator="kind")]
+
+
+class ShardTickDone(Message):
+    """A shard finished tick ``tick``: decided, emitted, and applied every effect."""
+
+    kind: Literal["shard_tick_done"] = "shard_tick_done"
+    run_id: str
+    tick: int = Field(ge=0)
+    shard: int = Field(ge=0)
+    n_shards: int = Field(ge=1)
+    npcs: int = Field(ge=0, description="NPCs the shard owns.")
+    events: int = Field(ge=0, description="Events the shard emitted this tick.")
+    effects: int = Field(ge=0, description="Effects the shard applied this tick.")
+    state_digest: int = Field(ge=0, description="Sum mod 2**64 of the shard's NPC state hashes.")
+
+
+# ---- world log ---------------------------------------------------------------------------------
+
+
+class ImpactScore(Message):
+    """How much an event matters, and why."""
+
+    novelty: float = Field(ge=0, le=1)
+    conflict: float = Field(ge=0, le=1)
+    status: float = Field(ge=0, le=1)
+    cascade: float = Field(ge=0, le=1)
+    total: float = Field(ge=0, le=1, description="Weighted sum of the components.")
+
+
+class EventHappened(Message):
+    """Something happened in the world."""
+
+    kind: Literal["event_happened"] = "event_happened"
+    event_id: str = Field(description="hash(run_id, tick, type, actor, target, place).")
+    run_id: str
+    tick: int = Field(ge=0)
+    sim_minute: int = Field(ge=0)
+    type: str = Field(description="Event type id from the catalog.")
+    actor: str
+    target: str | None = None
+    place: str | None = None
+    witnesses: list[str] = Field(default_factory=list)
+    summary: str = Field(description="One-line, human-readable description.")
+    source: Literal["npc", "scheduled", "director", "admin"] = "npc"
+    refs: list[str] = Field(default_factory=list, description="Earlier events this one reacts to.")
+    effects: list[Effect] = Field(default_factory=list)
+    impact: ImpactScore | None = Field(None, description="Set by the impact stage.")
+
+
+class TickCompleted(Message):
+    """Every shard finished a tick; written by the clock, stored in ClickHouse."""
+
+    kind: Literal["tick_completed"] = "tick_completed"
+    run_id: str
+    tick: int = Field(ge=0)
+    sim_minute: int = Field(ge=0)
+    state_hash: str = Field(description="16 hex digits; the same for the same seed and catalog.")
+    npcs: int = Field(ge=0)
+    events: int = Field(ge=0)
+    effects: int = Field(ge=0)
+    wall_ms: float = Field(ge=0, description="Wall time of the tick, barrier included.")
+    last: bool = Field(False, description="True on the run's final tick.")
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+class RenderRequested(Message):
+    """An event crossed a channel's threshold and should be written up."""
+
+    kind: Literal["render_requested"] = "render_requested"
+    request_id: str = Field(description="hash(event_id, channel, author).")
+    run_id: str
+    channel: Literal["feed", "chat", "news"]
+    author: str = Field(description="NPC who writes the post.")
+    template: str = Field(description="Prompt template id from the catalog.")
+    score: float = Field(ge=0, le=1)
+    event: EventHappened
+
+
+class PostPublished(Message):
+    """A post, chat message or news article, ready for the feed."""
+
+    kind: Literal["post_published"] = "post_published"
+    post_id: str = Field(description="hash(request_id); the same request never makes two posts.")
+    request_id: str
+    run_id: str
+    event_id: str
+    channel: Literal["feed", "chat", "news"]
+    author: str
+    tick: int = Field(ge=0)
+    sim_minute: int = Field(ge=0)
+    title: str | None = Field(None, description="Headline (news only).")
+    body: str = Field(min_length=1)
+    source: Literal["llm", "template"]
+    moderation: Literal["published", "flagged", "blocked"] = "published"
+    moderation_reason: str | None = None
+    score: float = Field(ge=0, le=1)
+    model: str | None = None
+    tokens_in: int = Field(0, ge=0)
+    tokens_out: int = Field(0, ge=0)
+    latency_ms: float = Field(0.0, ge=0)
+
+
+class DeadLettered(Message):
+    """A message a stage could not process, with the reason; never silently dropped."""
+
+    kind: Literal["dead_lettered"] = "dead_lettered"
+    stage: str = Field(description="Processor that rejected it.")
+    topic: str
+    partition: int = -1
+    offset: int = -1
+    key: str | None = None
+    value: str = Field(description="The raw message (truncated to 64 KiB).")
+    reason: str
+    at_ms: int = Field(description="Wall-clock ms when it was rejected (diagnostics only).")
+
+
+RunCommanded.model_rebuild()

@@ -1,0 +1,67 @@
+"""The one place that reads the environment.
+
+Every setting has the prefix ``WORLDFEED_`` (``WORLDFEED_KAFKA_BOOTSTRAP`` and so on).
+Build :class:`Settings` once at start-up and pass it down; nothing else calls
+``os.getenv``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_TOKENS = {"", "change-me", "changeme", "dev-admin-token"}
+
+
+class Settings(BaseSettings):
+    """Runtime configuration for workers, the API and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="WORLDFEED_", env_file=None, extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = Field("dev", description="Deployment environment.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    topic_prefix: str = Field("wf.", description="Prefix for every topic name (tests use a uuid).")
+    world_partitions: int = Field(
+        1, ge=1, le=256, description="Partitions of the world shard topics (= max world workers)."
+    )
+    app_id: str = Field("worldfeed", description="Faust app id; consumer groups derive from it.")
+    store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://).")
+    catalog_dir: Path = Field(ROOT / "catalog" / "worlds" / "town", description="World catalog.")
+    clickhouse_dsn: str = Field(
+        f"chdb://{ROOT / '.local' / 'chdb'}",
+        description="chdb:///path for the embedded engine, or http://user:pass@host:8123/db.",
+    )
+    triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_model: str = Field("llm", description="Model name in the Triton model repository.")
+    llm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent LLM requests.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")
+    llm_retries: int = Field(3, ge=0, le=20, description="Retries of a failed LLM request.")
+    llm_max_tokens: int = Field(80, ge=8, le=2048, description="Max new tokens per post.")
+    sink_batch_size: int = Field(5000, ge=1, description="Rows per ClickHouse insert at most.")
+    sink_flush_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long.")
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8000, ge=1, le=65535, description="API port.")
+    admin_token: SecretStr = Field(SecretStr("dev-admin-token"), description="Admin bearer token.")
+    run_seed: int = Field(1, description="Seed of the run that `worldfeed run` starts.")
+    step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+    speed: float = Field(0.0, ge=0, description="0 = as fast as possible; N = N x real time.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env == "prod" and self.admin_token.get_secret_value() in PLACEHOLDER_TOKENS:
+            raise ValueError("WORLDFEED_ADMIN_TOKEN must be set to a real secret when env=prod")
+        return self
+
+    @cached_property
+    def ticks_per_day(self) -> int:
+        """Ticks in one simulated day."""
+        return (24 * 60) // self.step_minutes
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a topic declared in :mod:`topics`."""
+        return f"{self.topic_prefix}{name}"
