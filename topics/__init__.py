@@ -18,8 +18,8 @@ from topics.models import (
     PostPublished,
     RenderRequested,
     RunCommanded,
+    ClockInbox,
     ShardInbox,
-    ShardTickDone,
     TickCompleted,
 )
 
@@ -58,8 +58,17 @@ def _adapter(name: str, model: Any) -> TypeAdapter[Any]:
 _RETAIN = {"retention.ms": str(WEEK_MS)}
 _FOREVER = {"retention.ms": "-1"}
 
-CONTROL = TopicSpec(
-    "control", RunCommanded, "run_id", "Run commands: start, pause, resume, stop, inject.", 1, _FOREVER
+CLOCK_INBOX = TopicSpec(
+    "clock-inbox",
+    ClockInbox,
+    "run_id",
+    "The clock's single ordered input: run commands (start, pause, resume, stop, inject) and"
+    " shards' tick-done reports.",
+    1,
+    _RETAIN,
+)
+RUNS = TopicSpec(
+    "runs", RunCommanded, "run_id", "Accepted run commands, as the clock applied them.", 1, _FOREVER
 )
 SHARD_INBOX = TopicSpec(
     "shard-inbox",
@@ -69,15 +78,12 @@ SHARD_INBOX = TopicSpec(
     None,
     _RETAIN,
 )
-TICK_DONE = TopicSpec(
-    "tick-done", ShardTickDone, "run_id", "Shards report a finished tick to the clock.", 1, _RETAIN
-)
 TICKS = TopicSpec(
     "ticks", TickCompleted, "run_id", "Completed ticks with state hash: the run's clock log.", 1,
     _FOREVER,
 )
 EVENTS = TopicSpec(
-    "events", EventHappened, "event_id", "Every event in the world, as emitted by the shards.",
+    "events", EventHappened, "run_id", "Every event in the world, as emitted by the shards.",
     None, _FOREVER,
 )
 SCORED_EVENTS = TopicSpec(
@@ -96,7 +102,7 @@ DLQ = TopicSpec(
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
-    CONTROL, SHARD_INBOX, TICK_DONE, TICKS, EVENTS, SCORED_EVENTS, RENDER_REQUESTS, POSTS, DLQ,
+    CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS, EVENTS, SCORED_EVENTS, RENDER_REQUESTS, POSTS, DLQ,
 )
 
 

@@ -62,6 +62,9 @@ class TickStarted(Message):
     shard: int = Field(ge=0, description="Partition this copy is for.")
     n_shards: int = Field(ge=1, description="Partitions of the shard topics in this run.")
     injected: list[InjectedEvent] = Field(default_factory=list, description="Admin-injected events.")
+    recent_events: int = Field(
+        0, ge=0, description="Events in the last simulated hour (for director conditions)."
+    )
 
 
 class Effect(Message):
@@ -69,8 +72,12 @@ class Effect(Message):
 
     event_id: str = Field(description="Event that caused it.")
     npc_id: str = Field(description="NPC whose state changes.")
-    field: Literal["affinity", "trust", "familiarity", "reputation", "goal_progress", "memory"]
-    other: str | None = Field(None, description="Other NPC (relationships) or goal kind (goals).")
+    field: Literal[
+        "affinity", "trust", "familiarity", "reputation", "goal_progress", "memory", "acted"
+    ] = Field(description="What changes; 'acted' records that the NPC did an event type.")
+    other: str | None = Field(
+        None, description="Other NPC (relationships), goal kind (goals) or event type (acted)."
+    )
     delta: float = Field(0.0, description="Change; for memory, the salience 0..1.")
     text: str | None = Field(None, description="Memory summary.")
 
@@ -127,6 +134,7 @@ class EventHappened(Message):
     kind: Literal["event_happened"] = "event_happened"
     event_id: str = Field(description="hash(run_id, tick, type, actor, target, place).")
     run_id: str
+    world: str = Field("town", description="Catalog world of the run (name or path).")
     tick: int = Field(ge=0)
     sim_minute: int = Field(ge=0)
     type: str = Field(description="Event type id from the catalog.")
@@ -137,8 +145,14 @@ class EventHappened(Message):
     summary: str = Field(description="One-line, human-readable description.")
     source: Literal["npc", "scheduled", "director", "admin"] = "npc"
     refs: list[str] = Field(default_factory=list, description="Earlier events this one reacts to.")
+    actor_memories: list[str] = Field(
+        default_factory=list, description="The actor's most salient memories at the tick's start."
+    )
     effects: list[Effect] = Field(default_factory=list)
     impact: ImpactScore | None = Field(None, description="Set by the impact stage.")
+
+
+ClockInbox = Annotated[RunCommanded | ShardTickDone, Field(discriminator="kind")]
 
 
 class TickCompleted(Message):

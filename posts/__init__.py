@@ -1,0 +1,1 @@
+"""Turning render requests into posts: prompts, output repair and validation, moderation."""

@@ -1,0 +1,1 @@
+"""The simulation domain: pure functions over the catalog and NPC state, no Kafka."""

@@ -1,0 +1,324 @@
+"""What every NPC of a shard does on one tick.
+
+Inputs: the static world index, the shard's NPC states *as of the start of the tick*,
+and the tick. Every random choice draws from an RNG derived from
+``(seed, tick, npc_id, purpose)``, so the result does not depend on partition count,
+worker count, dict order or timing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from catalog.models import EventType
+from sim.state import State, memory_weight, top_memories
+from sim.world import WorldIndex, shard_of
+from topics.models import Effect, EventHappened, ImpactScore, InjectedEvent, TickStarted
+from worldfeed.ids import derive_id, rng_for, stable_hash64
+
+BASE_ACT_RATE = 0.05  # chance per awake tick that an average NPC does something
+MAX_TARGET_SAMPLE = 12
+MAX_WITNESSES = 3
+NOVELTY_WINDOW_TICKS = 96
+WEIGHTS = {"novelty": 0.3, "conflict": 0.3, "status": 0.25, "cascade": 0.15}
+TWO64 = float(1 << 64)
+
+
+def uniform(seed: int, tick: int, npc_id: str, purpose: str) -> float:
+    """A cheap deterministic draw in [0, 1) for hot-path yes/no decisions."""
+    return stable_hash64(seed, tick, npc_id, purpose) / TWO64
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a decision needs besides the NPC's own state."""
+
+    index: WorldIndex
+    tick: TickStarted
+
+    @property
+    def hour(self) -> int:
+        return (self.tick.sim_minute // 60) % 24
+
+    @property
+    def day(self) -> int:
+        return self.tick.sim_minute // 1440 + 1
+
+
+def decide_shard(index: WorldIndex, tick: TickStarted, states: Mapping[str, State]) -> list[EventHappened]:
+    """Every event the shard's NPCs cause on this tick, sorted by event id."""
+    ctx = Ctx(index, tick)
+    events: list[EventHappened] = []
+    own = index.shard_npcs(tick.shard, tick.n_shards)
+    for npc_id in own:
+        ev = _decide_npc(ctx, npc_id, states[npc_id])
+        if ev is not None:
+            events.append(ev)
+    events.extend(_scheduled(ctx, states))
+    events.extend(_injected(ctx, states))
+    # de-duplicate by id (two paths can produce the same derived id) and sort canonically
+    return sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+
+
+def _trait_weight(etype: EventType, traits: Mapping[str, float]) -> float:
+    w = etype.base_weight
+    for trait, mult in etype.trait_weights.items():
+        if mult > 0:
+            w *= mult ** (2 * traits[trait] - 1)
+    return w
+
+
+def _decide_npc(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
+    index, t = ctx.index, ctx.tick
+    place = index.location[npc_id][ctx.hour]
+    if place is None:
+        return None
+    npc = index.npc(npc_id)
+    traits = npc.traits.model_dump()
+    if uniform(t.seed, t.tick, npc_id, "act") >= BASE_ACT_RATE * (0.5 + traits["extraversion"]):
+        return None
+    rng = rng_for(t.seed, t.tick, npc_id, "choose")
+    kind = index.catalog.places[place].kind
+    candidates = []
+    for etype in index.types_by_kind.get((ctx.hour, kind), ()):
+        last = state["cool"].get(etype.id)
+        if last is not None and t.tick - last < etype.cooldown_ticks:
+            continue
+        w = _trait_weight(etype, traits)
+        if w > 0:
+            candidates.append((etype, w))
+    for _ in range(3):
+        if not candidates:
+            return None
+        etype = rng.choices([c[0] for c in candidates], [c[1] for c in candidates])[0]
+        target = None
+        if etype.needs_target:
+            target = _pick_target(ctx, rng, npc_id, state, place, etype)
+            if target is None:
+                candidates = [c for c in candidates if c[0] is not etype]
+                continue
+        return build_event(ctx, etype, npc_id, target, place, state, rng, source="npc")
+    return None
+
+
+def _pick_target(
+    ctx: Ctx, rng: random.Random, npc_id: str, state: State, place: str, etype: EventType
+) -> str | None:
+    here = ctx.index.occupancy[ctx.hour].get(place, [])
+    if len(here) <= 1:
+        return None
+    sample = here if len(here) <= MAX_TARGET_SAMPLE else rng.sample(here, MAX_TARGET_SAMPLE)
+    pre = etype.preconditions
+    ok = []
+    for other in sample:
+        if other == npc_id:
+            continue
+        rel = state["rel"].get(other)
+        tags = ctx.index.tags.get((npc_id, other), frozenset())
+        f = etype.target_filter
+        if f == "known" and rel is None:
+            continue
+        if f == "stranger" and rel is not None:
+            continue
+        if f in ("friend", "rival", "family", "coworker", "romantic") and f not in tags:
+            continue
+        affinity = rel[0] if rel else 0.0
+        if pre.min_affinity is not None and affinity < pre.min_affinity:
+            continue
+        if pre.max_affinity is not None and affinity > pre.max_affinity:
+            continue
+        ok.append(other)
+    return rng.choice(ok) if ok else None
+
+
+def _witnesses(ctx: Ctx, rng: random.Random, place: str | None, exclude: set[str]) -> list[str]:
+    if place is None:
+        return []
+    here = ctx.index.occupancy[ctx.hour].get(place, [])
+    if len(here) > 64:
+        here = rng.sample(here, 64)
+    pool = [n for n in here if n not in exclude]
+    return sorted(rng.sample(pool, min(MAX_WITNESSES, len(pool))))
+
+
+def _fmt(template: str, **values: str) -> str:
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+def build_event(
+    ctx: Ctx,
+    etype: EventType,
+    actor: str,
+    target: str | None,
+    place: str | None,
+    state: State,
+    rng: random.Random,
+    source: str,
+    summary: str | None = None,
+) -> EventHappened:
+    """An event with derived id, witnesses, effects and base impact."""
+    index, t = ctx.index, ctx.tick
+    event_id = derive_id("ev", t.run_id, t.tick, etype.id, actor, target or "", place or "")
+    witnesses = _witnesses(ctx, rng, place, {actor, target or actor})
+    names = {
+        "actor": index.npc(actor).display_name,
+        "target": index.npc(target).display_name if target else "someone",
+        "place": index.place_name(place),
+    }
+    text = summary or _fmt(etype.summary, **names)
+    refs = _references(state, t.tick, etype)
+    effects = _effects(etype, event_id, actor, target, witnesses, names, text)
+    effects.append(Effect(event_id=event_id, npc_id=actor, field="acted", other=etype.id))
+    return EventHappened(
+        event_id=event_id,
+        run_id=t.run_id,
+        world=t.world,
+        tick=t.tick,
+        sim_minute=t.sim_minute,
+        type=etype.id,
+        actor=actor,
+        target=target,
+        place=place,
+        witnesses=witnesses,
+        summary=text,
+        source=source,  # type: ignore[arg-type]  # validated by the model
+        refs=refs,
+        actor_memories=[m[2] for m in top_memories(state, t.tick, index.catalog.world.memory_top_k)],
+        effects=effects,
+        impact=base_impact(index, etype, actor, target, state, t.tick, bool(refs)),
+    )
+
+
+def _references(state: State, tick: int, etype: EventType) -> list[str]:
+    """Talk-like events (high cascade) refer back to the actor's most salient memory."""
+    if etype.impact.cascade < 0.5 or not state["mem"]:
+        return []
+    best = max(state["mem"], key=lambda m: (memory_weight(m, tick), m[1]))
+    return [best[1]] if memory_weight(best, tick) >= 0.3 else []
+
+
+def _effects(
+    etype: EventType,
+    event_id: str,
+    actor: str,
+    target: str | None,
+    witnesses: list[str],
+    names: dict[str, str],
+    text: str,
+) -> list[Effect]:
+    out: list[Effect] = []
+    roles = {"actor": actor, "target": target}
+    for spec in etype.effects:
+        if spec.who == "witnesses":
+            who = witnesses
+        else:
+            who = [roles[spec.who]] if roles[spec.who] else []
+        for npc_id in who:
+            if npc_id is None:
+                continue
+            if spec.field == "memory":
+                mem = _fmt(spec.memory, **names) if spec.memory else text
+                out.append(Effect(event_id=event_id, npc_id=npc_id, field="memory",
+                                  delta=spec.salience if spec.salience is not None else 0.5,
+                                  text=mem))
+            elif spec.field == "goal_progress":
+                out.append(Effect(event_id=event_id, npc_id=npc_id, field="goal_progress",
+                                  other=spec.goal_kind, delta=spec.delta))
+            elif spec.field == "reputation":
+                out.append(Effect(event_id=event_id, npc_id=npc_id, field="reputation",
+                                  delta=spec.delta))
+            else:
+                other = roles.get(spec.toward) if spec.toward else None
+                if other is None or other == npc_id:
+                    continue
+                out.append(Effect(event_id=event_id, npc_id=npc_id, field=spec.field,
+                                  other=other, delta=spec.delta))
+    return out
+
+
+def base_impact(
+    index: WorldIndex,
+    etype: EventType,
+    actor: str,
+    target: str | None,
+    state: State,
+    tick: int,
+    has_refs: bool,
+) -> ImpactScore:
+    """Impact at creation: the type's components, adjusted for fame, repetition and references."""
+    fame = max(index.npc(actor).fame, index.npc(target).fame if target else 0.0) / 100
+    last = state["cool"].get(etype.id)
+    repeated = last is not None and tick - last < NOVELTY_WINDOW_TICKS
+    novelty = etype.impact.novelty * (0.5 if repeated else 1.0)
+    status = min(1.0, 0.5 * etype.impact.status + 0.5 * fame)
+    cascade = etype.impact.cascade * (0.6 if has_refs else 0.3)
+    return score(novelty, etype.impact.conflict, status, cascade)
+
+
+def score(novelty: float, conflict: float, status: float, cascade: float) -> ImpactScore:
+    """Combine the components into the total (weighted sum, 0..1)."""
+    parts = {
+        "novelty": round(min(1.0, novelty), 4),
+        "conflict": round(min(1.0, conflict), 4),
+        "status": round(min(1.0, status), 4),
+        "cascade": round(min(1.0, cascade), 4),
+    }
+    total = round(min(1.0, sum(WEIGHTS[k] * v for k, v in parts.items())), 4)
+    return ImpactScore(total=total, **parts)
+
+
+def _scheduled(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
+    t, index = ctx.tick, ctx.index
+    out = []
+    for sched in index.catalog.scheduled:
+        if sched.tick(t.step_minutes) != t.tick or shard_of(sched.actor, t.n_shards) != t.shard:
+            continue
+        etype = index.catalog.event_types[sched.type]
+        rng = rng_for(t.seed, t.tick, sched.actor, f"scheduled:{sched.id}")
+        out.append(build_event(ctx, etype, sched.actor, sched.target, sched.place,
+                               states[sched.actor], rng, "scheduled", sched.summary))
+    out.extend(_director(ctx, states))
+    return out
+
+
+def _director(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
+    from sim.director import due_director_events
+
+    out = []
+    for rule, actor, target, place in due_director_events(ctx.index, ctx.tick):
+        if shard_of(actor, ctx.tick.n_shards) != ctx.tick.shard:
+            continue
+        etype = ctx.index.catalog.event_types[rule.event_type]
+        rng = rng_for(ctx.tick.seed, ctx.tick.tick, actor, f"director:{rule.id}")
+        out.append(build_event(ctx, etype, actor, target, place, states[actor], rng,
+                               "director", rule.summary))
+    return out
+
+
+def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
+    out = []
+    t, index = ctx.tick, ctx.index
+    for i, inj in enumerate(t.injected):
+        if not _valid_injection(index, inj) or shard_of(inj.actor, t.n_shards) != t.shard:
+            continue
+        etype = index.catalog.event_types[inj.type]
+        place = inj.place or index.location[inj.actor][ctx.hour] or index.npc(inj.actor).home
+        rng = rng_for(t.seed, t.tick, inj.actor, f"injected:{i}")
+        out.append(build_event(ctx, etype, inj.actor, inj.target, place, states[inj.actor], rng,
+                               "admin", inj.summary))
+    return out
+
+
+def _valid_injection(index: WorldIndex, inj: InjectedEvent) -> bool:
+    cat = index.catalog
+    return (
+        inj.type in cat.event_types
+        and inj.actor in cat.npcs
+        and (inj.target is None or inj.target in cat.npcs)
+        and (inj.place is None or inj.place in cat.places)
+    )

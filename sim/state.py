@@ -1,0 +1,112 @@
+"""NPC state: seeding from the catalog, applying effects, hashing.
+
+State is a plain JSON-ready dict so it can live in a faust table::
+
+    {"rep": 50.0,                                  # reputation 0..100
+     "rel": {"other_id": [affinity, trust, familiarity]},
+     "mem": [[tick, event_id, text, salience], ...],  # at most MAX_MEMORIES
+     "goal": {"kind": progress},                   # 0..1
+     "cool": {"event_type": last_tick}}            # for cooldowns and novelty
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sim.world import WorldIndex
+from topics.models import Effect
+from worldfeed.ids import state_digest
+
+MAX_MEMORIES = 24
+MEMORY_DECAY_PER_TICK = 0.995  # salience half-life ~ 138 ticks (~1.4 days at 15 min)
+
+State = dict[str, Any]
+
+
+def seed_state(index: WorldIndex, npc_id: str) -> State:
+    """The initial state of an NPC from the catalog."""
+    npc = index.npc(npc_id)
+    rel = {
+        r.target: [float(r.affinity), float(r.trust), float(r.familiarity)]
+        for r in index.catalog.relationships
+        if r.source == npc_id
+    } if len(index.catalog.relationships) < 5000 else _rels_from_index(index, npc_id)
+    goals = {g.kind: float(g.progress) for g in index.catalog.goals if g.npc == npc_id}
+    return {
+        "rep": round(float(50 + npc.fame / 4), 4),
+        "rel": dict(sorted(rel.items())),
+        "mem": [],
+        "goal": dict(sorted(goals.items())),
+        "cool": {},
+    }
+
+
+def _rels_from_index(index: WorldIndex, npc_id: str) -> dict[str, list[float]]:
+    by_source = index.__dict__.setdefault("_rel_by_source", None)
+    if by_source is None:
+        by_source = {}
+        for r in index.catalog.relationships:
+            by_source.setdefault(r.source, {})[r.target] = [
+                float(r.affinity), float(r.trust), float(r.familiarity)
+            ]
+        index.__dict__["_rel_by_source"] = by_source
+    return {k: list(v) for k, v in by_source.get(npc_id, {}).items()}
+
+
+def memory_weight(mem: list[Any], tick: int) -> float:
+    """Salience decayed to ``tick``: what ranks memories for prompts and references."""
+    return float(mem[3]) * MEMORY_DECAY_PER_TICK ** max(0, tick - int(mem[0]))
+
+
+def top_memories(state: State, tick: int, k: int) -> list[list[Any]]:
+    """The k memories with the highest decayed salience (ties by event id)."""
+    return sorted(state["mem"], key=lambda m: (-memory_weight(m, tick), m[1]))[:k]
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return round(min(hi, max(lo, value)), 4)
+
+
+def apply_effects(state: State, effects: Iterable[Effect], tick: int) -> bool:
+    """Apply effects (already in canonical order) to one NPC's state; True if it changed."""
+    changed = False
+    for eff in effects:
+        changed = True
+        f = eff.field
+        if f in ("affinity", "trust", "familiarity"):
+            if eff.other is None:
+                continue
+            rel = state["rel"].get(eff.other)
+            if rel is None:
+                rel = state["rel"][eff.other] = [0.0, 20.0, 0.0]
+                state["rel"] = dict(sorted(state["rel"].items()))
+                rel = state["rel"][eff.other]
+            i = ("affinity", "trust", "familiarity").index(f)
+            lo = -100.0 if i == 0 else 0.0
+            rel[i] = _clamp(rel[i] + eff.delta, lo, 100.0)
+        elif f == "reputation":
+            state["rep"] = _clamp(state["rep"] + eff.delta, 0.0, 100.0)
+        elif f == "goal_progress":
+            if eff.other is None or eff.other not in state["goal"]:
+                continue  # progress only on goals the NPC has
+            state["goal"][eff.other] = _clamp(state["goal"][eff.other] + eff.delta / 100, 0.0, 1.0)
+        elif f == "memory":
+            state["mem"].append([tick, eff.event_id, eff.text or "", _clamp(eff.delta, 0.0, 1.0)])
+            if len(state["mem"]) > MAX_MEMORIES:
+                state["mem"] = top_memories(state, tick, MAX_MEMORIES)
+                state["mem"].sort(key=lambda m: (m[0], m[1]))
+        elif f == "acted" and eff.other is not None:
+            state["cool"][eff.other] = tick
+            state["cool"] = dict(sorted(state["cool"].items()))
+    return changed
+
+
+def canonical_order(effects: Iterable[Effect]) -> list[Effect]:
+    """Effects sorted by event id (then NPC, field, other): clamping is deterministic."""
+    return sorted(effects, key=lambda e: (e.event_id, e.npc_id, e.field, e.other or "", e.delta))
+
+
+def digest(npc_id: str, state: State) -> int:
+    """64-bit hash of one NPC's state."""
+    return state_digest(npc_id, state)

@@ -1,0 +1,117 @@
+"""A catalog indexed for fast per-tick decisions.
+
+Everything here is static for a run: where each NPC is at each hour (from their
+schedule), who is where, which event types fit a place and hour. Decisions about
+other NPCs' whereabouts read this index, never another shard's live state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog import load_catalog
+from catalog.models import Catalog, EventType, Npc
+from worldfeed.ids import stable_hash64
+from worldfeed.settings import ROOT
+
+HOURS = 24
+
+
+def shard_of(npc_id: str, n_shards: int) -> int:
+    """The shard (partition) that owns an NPC; depends only on the id and shard count."""
+    return stable_hash64("shard", npc_id) % n_shards
+
+
+def resolve_world(world: str) -> Path:
+    """A world name under catalog/worlds/, or a path to a world directory."""
+    path = Path(world)
+    if path.is_dir():
+        return path.resolve()
+    return ROOT / "catalog" / "worlds" / world
+
+
+@dataclass
+class WorldIndex:
+    """Static lookups derived from a catalog."""
+
+    catalog: Catalog
+    npc_ids: list[str] = field(default_factory=list)
+    location: dict[str, list[str | None]] = field(default_factory=dict)  # npc -> place by hour
+    occupancy: list[dict[str, list[str]]] = field(default_factory=list)  # hour -> place -> npcs
+    types_by_kind: dict[tuple[int, str], list[EventType]] = field(default_factory=dict)
+    tags: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    journalists: list[str] = field(default_factory=list)
+    _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, catalog: Catalog) -> WorldIndex:
+        """Index a catalog (linear in NPC count)."""
+        idx = cls(catalog=catalog)
+        idx.npc_ids = sorted(catalog.npcs)
+        occ: list[defaultdict[str, list[str]]] = [defaultdict(list) for _ in range(HOURS)]
+        for npc_id in idx.npc_ids:
+            hours = _hourly_places(catalog.npcs[npc_id])
+            idx.location[npc_id] = hours
+            for h, place in enumerate(hours):
+                if place is not None:
+                    occ[h][place].append(npc_id)
+        idx.occupancy = [dict(o) for o in occ]
+        kinds = {p.kind for p in catalog.places.values()}
+        for h in range(HOURS):
+            for kind in kinds:
+                idx.types_by_kind[(h, kind)] = [
+                    t
+                    for t in catalog.event_types.values()
+                    if t.preconditions.start_hour <= h < t.preconditions.end_hour
+                    and (not t.preconditions.place_kinds or kind in t.preconditions.place_kinds)
+                ]
+        for rel in catalog.relationships:
+            idx.tags[(rel.source, rel.target)] = frozenset(rel.tags)
+        idx.journalists = [n for n in idx.npc_ids if "news" in catalog.npcs[n].channels]
+        return idx
+
+    def shard_npcs(self, shard: int, n_shards: int) -> list[str]:
+        """NPC ids owned by one shard, sorted."""
+        key = (shard, n_shards)
+        if key not in self._shards:
+            self._shards[key] = [n for n in self.npc_ids if shard_of(n, n_shards) == shard]
+        return self._shards[key]
+
+    def npc(self, npc_id: str) -> Npc:
+        """Catalog profile of an NPC."""
+        return self.catalog.npcs[npc_id]
+
+    def place_name(self, place_id: str | None) -> str:
+        """Human name of a place (or 'somewhere')."""
+        if place_id is None or place_id not in self.catalog.places:
+            return "somewhere"
+        return self.catalog.places[place_id].name
+
+
+def _hourly_places(npc: Npc) -> list[str | None]:
+    """Where the NPC is at each hour; None while asleep (at home, not acting)."""
+    hours: list[str | None] = [None] * HOURS
+    awake = [False] * HOURS
+    for block in npc.schedule:
+        place = block.place
+        if place == "home":
+            place = npc.home
+        elif place == "work":
+            place = npc.work or npc.home
+        asleep = "sleep" in block.activity.lower()
+        for h in range(block.start_hour, min(block.end_hour, HOURS)):
+            hours[h] = None if asleep else place
+            awake[h] = not asleep
+    if not npc.schedule:  # no schedule: home, awake 7..23
+        for h in range(7, 23):
+            hours[h] = npc.home
+    return hours
+
+
+@functools.lru_cache(maxsize=8)
+def load_world(world: str) -> WorldIndex:
+    """Load, validate and index a world (cached per process)."""
+    return WorldIndex.build(load_catalog(resolve_world(world)))

@@ -1,0 +1,1 @@
+"""Stream processors: clock, world shards, impact, render and the ClickHouse sink."""

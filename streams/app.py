@@ -1,0 +1,136 @@
+"""The faust app and the runtime every agent shares.
+
+One :class:`faust.App` per process, built by :func:`create_streams` from
+:class:`~worldfeed.settings.Settings`. Topic names come from :mod:`topics` plus the
+settings' prefix, so tests run side by side on one broker. A process runs the roles
+it is asked for: ``world`` (clock, world shards, impact, render) and ``sink``
+(ClickHouse writer; in embedded mode it runs inside the API process, because chDB
+allows one engine per process).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from pydantic import BaseModel
+
+from streams.codec import DecodeError, decode, encode, printable
+from topics import DLQ, TOPICS, TopicSpec
+from topics.models import DeadLettered
+from worldfeed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("clock", "world", "impact", "render", "sink")
+
+
+@dataclass
+class Streams:
+    """A faust app plus what its agents share: settings, topics and helpers."""
+
+    settings: Settings
+    app: faust.App
+    topics: dict[str, faust.TopicT] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, spec: TopicSpec) -> faust.TopicT:
+        """The faust topic for a declared topic."""
+        return self.topics[spec.name]
+
+    async def send(
+        self, spec: TopicSpec, key: str, value: BaseModel, partition: int | None = None
+    ) -> None:
+        """Produce one message (buffered; see :meth:`flush`)."""
+        await self.topic(spec).send(key=key.encode(), value=encode(value), partition=partition)
+
+    async def flush(self) -> None:
+        """Wait until every buffered message is acknowledged by the broker."""
+        await self.app.producer.flush()
+
+    async def decode_or_dead_letter(self, stage: str, spec: TopicSpec, event: Any) -> Any | None:
+        """Decode an event's value; on failure dead-letter it with the reason and return None."""
+        try:
+            return decode(spec, event.value)
+        except DecodeError as exc:
+            await self.dead_letter(stage, event, str(exc))
+            return None
+
+    async def dead_letter(self, stage: str, event: Any, reason: str) -> None:
+        """Send a message a stage could not process to the DLQ topic, with the reason."""
+        msg = event.message
+        key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
+        letter = DeadLettered(
+            stage=stage,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=key,
+            value=printable(event.value),
+            reason=reason[:2000],
+            at_ms=int(time.time() * 1000),
+        )
+        log.warning("dead-lettered %s[%s]@%s from %s: %s", msg.topic, msg.partition,
+                    msg.offset, stage, reason[:300])
+        await self.send(DLQ, stage, letter)
+
+
+def create_streams(
+    settings: Settings,
+    roles: Iterable[str] = ROLES,
+    app_id: str | None = None,
+) -> Streams:
+    """Build the faust app for the given roles and register their agents."""
+    roles = tuple(roles)
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; known: {ROLES}")
+    app = faust.App(
+        app_id or f"{settings.app_id}-{settings.topic_prefix.strip('.')}-{'-'.join(roles)}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.store,
+        web_enabled=False,
+        autodiscover=False,
+        topic_replication_factor=1,
+        topic_partitions=settings.world_partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        producer_linger_ms=5,
+        producer_acks=-1,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=3600.0,
+    )
+    streams = Streams(settings=settings, app=app)
+    for spec in TOPICS:
+        streams.topics[spec.name] = app.topic(
+            settings.topic(spec.name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partition_count(settings.world_partitions),
+            internal=False,
+        )
+    registry: dict[str, Callable[[Streams], None]] = _registry()
+    for role in roles:
+        registry[role](streams)
+    return streams
+
+
+def _registry() -> dict[str, Callable[[Streams], None]]:
+    # imported here so `streams.app` stays importable without every role's dependencies
+    from streams import clock, impact, render, sink, world
+
+    return {
+        "clock": clock.register,
+        "world": world.register,
+        "impact": impact.register,
+        "render": render.register,
+        "sink": sink.register,
+    }

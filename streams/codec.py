@@ -1,0 +1,49 @@
+"""The one bridge between pydantic models and Kafka bytes.
+
+Topics carry raw JSON bytes; agents decode with :func:`decode`, which never raises
+anything but :class:`DecodeError`. That keeps a malformed message from crashing an
+agent: the agent sends it to the dead-letter topic with the reason and goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from topics import TopicSpec
+
+MAX_DLQ_VALUE = 64 * 1024
+
+
+class DecodeError(ValueError):
+    """A message that does not match its topic's model; the text says what and where."""
+
+
+def encode(model: BaseModel) -> bytes:
+    """Serialize a message model to compact JSON bytes."""
+    return model.model_dump_json(exclude_none=False).encode()
+
+
+def decode(spec: TopicSpec, raw: bytes | str | None) -> Any:
+    """Validate raw JSON against the topic's model, or raise DecodeError naming the fields."""
+    if raw is None:
+        raise DecodeError(f"{spec.name}: empty message (no value)")
+    try:
+        return spec.adapter().validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"/{'/'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+        )
+        raise DecodeError(f"{spec.name}: invalid message: {problems}") from None
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"{spec.name}: not JSON: {exc}") from None
+
+
+def printable(raw: bytes | str | None) -> str:
+    """The raw value as text for a dead letter, truncated."""
+    if raw is None:
+        return ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    return raw[:MAX_DLQ_VALUE]

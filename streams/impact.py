@@ -1,0 +1,125 @@
+"""Impact: decides which events get written up, and re-scores stories as they spread.
+
+Each event arrives with its base impact (computed by its shard from static data and
+state at the start of the tick). When a later event references it (gossip about a
+scandal, a reaction to a speech), the referenced event's cascade component grows and
+it is re-scored: a story can cross the news threshold later ("breaking").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.decide import score
+from sim.world import WorldIndex, load_world
+from streams.app import Streams
+from topics import EVENTS, RENDER_REQUESTS, SCORED_EVENTS
+from topics.models import EventHappened, RenderRequested
+from worldfeed.ids import derive_id, stable_hash64
+
+log = logging.getLogger(__name__)
+
+CASCADE_PER_REFERENCE = 0.25
+MAX_TRACKED_EVENTS = 200_000
+
+
+@dataclass
+class Story:
+    """An event the impact stage remembers, for re-scoring."""
+
+    event: EventHappened
+    references: int = 0
+    requested: set[str] = field(default_factory=set)
+
+
+def choose_author(index: WorldIndex, event: EventHappened, who: str) -> str | None:
+    """The NPC who writes about an event on a channel, by the channel rule's ``author``."""
+    if who == "actor":
+        return event.actor
+    if who == "target":
+        return event.target
+    if who == "witness":
+        return event.witnesses[0] if event.witnesses else None
+    if who == "journalist":
+        pool = [j for j in index.journalists if j not in (event.actor, event.target)]
+        if not pool:
+            return None
+        return pool[stable_hash64(event.event_id, "journalist") % len(pool)]
+    return None
+
+
+def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
+    """Requests for every channel whose threshold the event's score passes, not yet requested."""
+    event = story.event
+    assert event.impact is not None  # noqa: S101 - shards always set it
+    etype = index.catalog.event_types.get(event.type)
+    if etype is None:
+        return []
+    out = []
+    for channel, rule in sorted(etype.channels.items()):
+        if channel in story.requested or event.impact.total < rule.threshold:
+            continue
+        author = choose_author(index, event, rule.author)
+        if author is None:
+            continue
+        story.requested.add(channel)
+        out.append(RenderRequested(
+            request_id=derive_id("rq", event.event_id, channel, author),
+            run_id=event.run_id,
+            channel=channel,
+            author=author,
+            template=rule.template,
+            score=event.impact.total,
+            event=event,
+        ))
+    return out
+
+
+def rescore(story: Story) -> None:
+    """Raise a story's cascade component for one more reference and recompute its total."""
+    story.references += 1
+    imp = story.event.impact
+    assert imp is not None  # noqa: S101
+    story.event.impact = score(
+        imp.novelty, imp.conflict, imp.status, imp.cascade + CASCADE_PER_REFERENCE
+    )
+
+
+def register(streams: Streams) -> None:
+    """Register the impact agent."""
+    stories: OrderedDict[str, Story] = OrderedDict()
+    streams.services["stories"] = stories
+
+    async def publish(index: WorldIndex, story: Story) -> None:
+        await streams.send(SCORED_EVENTS, story.event.run_id, story.event)
+        for req in render_requests(index, story):
+            await streams.send(RENDER_REQUESTS, req.request_id, req)
+
+    @streams.app.agent(streams.topic(EVENTS), name="score_impact")
+    async def score_impact(stream: Any) -> None:
+        """Score events, re-score the stories they reference, request renders."""
+        async for raw in stream.events():
+            event = await streams.decode_or_dead_letter("impact", EVENTS, raw)
+            if event is None:
+                continue
+            if event.impact is None:
+                await streams.dead_letter("impact", raw, "event has no base impact")
+                continue
+            index = load_world(event.world)
+            if event.event_id in stories:
+                continue  # redelivered
+            story = Story(event)
+            stories[event.event_id] = story
+            if len(stories) > MAX_TRACKED_EVENTS:
+                stories.popitem(last=False)
+            await publish(index, story)
+            for ref in event.refs:
+                earlier = stories.get(ref)
+                if earlier is None:
+                    continue
+                rescore(earlier)
+                await publish(index, earlier)
+
