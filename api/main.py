@@ -1,0 +1,97 @@
+"""The API application: :func:`create_app` assembles the routers.
+
+Start it with uvicorn's factory mode (settings from ``WORLDFEED_*``)::
+
+    uvicorn api.main:app_from_env --factory --host 127.0.0.1 --port 8000
+
+The lifespan connects to ClickHouse (unless a client is passed in), applies the
+migrations, then runs the ``on_startup`` hooks (e.g. the embedded sink of the streams
+package, which then shares the chDB engine); on shutdown it runs ``on_shutdown``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import Storage
+from api.routes import events, feed, health, posts, runs, stats
+from storage import connect, database_of, migrate, run_in_thread
+from storage.queries import InvalidQuery, ping
+from worldfeed.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+HealthCheck = Callable[[], Awaitable[str]]
+
+
+def create_app(
+    settings: Settings,
+    client: Client | None = None,
+    *,
+    health_checks: dict[str, HealthCheck] | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """Build the API for ``settings``.
+
+    ``client``: a clickhouse-connect client to use instead of ``connect(settings.clickhouse_dsn)``
+    (the database always comes from the DSN). ``health_checks``: extra named async checks
+    for ``GET /health`` (each returns ``"ok"`` or raises / returns an error text) beside
+    the built-in ``clickhouse`` one. ``on_startup`` hooks run after migrations, in order;
+    ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
+    """
+    database = database_of(settings.clickhouse_dsn)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ch = client if client is not None else await run_in_thread(
+            connect, settings.clickhouse_dsn
+        )
+        applied = await run_in_thread(migrate, ch, database)
+        if applied:
+            logger.info("migrations applied to %s: %s", database, applied)
+        app.state.storage = Storage(ch, database)
+
+        async def check_clickhouse() -> str:
+            return await run_in_thread(ping, ch)
+
+        app.state.health_checks = {"clickhouse": check_clickhouse, **(health_checks or {})}
+        for hook in on_startup:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                try:
+                    await hook()
+                except Exception:
+                    logger.exception("shutdown hook %r failed", hook)
+
+    app = FastAPI(
+        title="worldfeed",
+        summary="Feeds, posts, events and runs of a simulated social world.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(InvalidQuery)
+    async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
+        # valid types but an unanswerable combination: bad cursor, tick_from > tick_to
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    for module in (health, feed, posts, events, runs, stats):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: settings from the environment (``WORLDFEED_*``)."""
+    return create_app(Settings())

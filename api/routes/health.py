@@ -1,0 +1,37 @@
+"""Liveness and dependency health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+
+from api.schemas import HealthPublic
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+HealthCheck = Callable[[], Awaitable[str]]
+CHECK_TIMEOUT_S = 2.0
+
+
+async def _run_check(check: HealthCheck) -> str:
+    try:
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return f"error: no answer within {CHECK_TIMEOUT_S:g} s"
+    except Exception as exc:  # noqa: BLE001 - any failure is a health result, not a crash
+        return f"error: {type(exc).__name__}: {exc}"[:300]
+
+
+@router.get("", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+async def read_health(request: Request, response: Response) -> HealthPublic:
+    """Each dependency's status; 503 when any is not ok."""
+    checks: dict[str, HealthCheck] = request.app.state.health_checks
+    names = list(checks)
+    results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
+    report = dict(zip(names, results, strict=True))
+    ok = all(r == "ok" for r in results)
+    if not ok:
+        response.status_code = 503
+    return HealthPublic(status="ok" if ok else "degraded", checks=report)

@@ -1,0 +1,108 @@
+"""Versioned DDL migrations, applied in order and recorded in ``schema_migrations``.
+
+Migrations are the files ``storage/migrations/NNNN_name.sql``; ``NNNN`` is the version.
+A file holds one or more statements separated by ``;`` at the end of a line (no ``;``
+inside string literals, please) and names tables as ``{database}.table``. Applied
+versions are recorded in ``{database}.schema_migrations``; :func:`migrate` applies only
+the missing ones, so running it twice is a no-op. Never edit an applied migration: add
+a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from storage.clickhouse import check_identifier
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the file's text, recorded to spot edited migrations."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self, database: str) -> list[str]:
+        """The file's statements with ``{database}`` filled in, comments dropped."""
+        text = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        ).replace("{database}", check_identifier(database))
+        return [s.strip() for s in _STATEMENT_END.split(text) if s.strip()]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration in ``directory``, sorted by version; duplicate versions are an error."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if not match:
+            raise ValueError(f"migration file name must be NNNN_name.sql: {path.name}")
+        version = int(match.group(1))
+        if version in found:
+            raise ValueError(f"two migrations with version {version}")
+        found[version] = Migration(version, match.group(2), path.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+def applied_versions(client: Client, database: str) -> set[int]:
+    """Versions recorded in ``schema_migrations`` (empty if the table does not exist yet)."""
+    db = check_identifier(database)
+    exists = client.command(
+        "SELECT count() FROM system.tables WHERE database = {db:String} "
+        "AND name = 'schema_migrations'",
+        parameters={"db": db},
+    )
+    if not int(exists):  # type: ignore[arg-type]  # command returns a scalar here
+        return set()
+    result = client.query(f"SELECT DISTINCT version FROM {db}.schema_migrations")
+    return {int(row[0]) for row in result.result_rows}
+
+
+def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
+    """Create ``database`` if needed and apply the missing migrations in order.
+
+    Returns the versions applied by this call (empty when already up to date).
+    Idempotent; every statement is ``IF NOT EXISTS`` as well, so two processes racing
+    at start-up both succeed.
+    """
+    db = check_identifier(database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+        "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC')) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = applied_versions(client, db)
+    applied: list[int] = []
+    for migration in load_migrations(directory):
+        if migration.version in done:
+            continue
+        for statement in migration.statements(db):
+            client.command(statement)
+        client.insert(
+            f"{db}.schema_migrations",
+            [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
+            column_names=["version", "name", "checksum", "applied_at"],
+        )
+        logger.info("applied migration %04d_%s to %s", migration.version, migration.name, db)
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,401 @@
+"""Read functions over the worldfeed tables, used by the API.
+
+Every function is synchronous (call it through :func:`storage.run_in_thread` from async
+code), takes the client and the database, and returns plain dicts. Exact reads use
+``FINAL`` so rows delivered twice are returned once. Public post reads never return
+posts whose moderation is ``blocked``.
+
+Paged reads return a :class:`Page` with an opaque ``next_cursor``: the base64 of the
+last row's sort key (``tick``, id). Keyset pagination keeps pages stable while new rows
+arrive: a row is on page n+1 iff its key is beyond the cursor, whatever was inserted
+since page n was read — no duplicates, no skipped rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from storage.clickhouse import check_identifier
+
+MAX_LIMIT = 500
+
+POST_COLUMNS = (
+    "post_id", "request_id", "run_id", "event_id", "channel", "author", "tick", "sim_minute",
+    "title", "body", "source", "moderation", "moderation_reason", "score", "model",
+    "tokens_in", "tokens_out", "latency_ms",
+)
+EVENT_COLUMNS = (
+    "event_id", "run_id", "tick", "sim_minute", "type", "actor", "target", "place",
+    "witnesses", "summary", "source", "refs", "effects", "impact_novelty", "impact_conflict",
+    "impact_status", "impact_cascade", "impact_total",
+)
+TICK_COLUMNS = (
+    "run_id", "tick", "sim_minute", "state_hash", "npcs", "events", "effects", "wall_ms", "last",
+)
+
+
+class InvalidQuery(ValueError):
+    """Parameters that cannot be answered (bad limit, tick_from > tick_to, bad cursor)."""
+
+
+class InvalidCursor(InvalidQuery):
+    """A cursor that this API did not issue, or issued for another listing."""
+
+
+@dataclass
+class Page:
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(kind: str, tick: int, key: str) -> str:
+    """Opaque cursor for the row with sort key ``(tick, key)`` in listing ``kind``."""
+    return base64.urlsafe_b64encode(orjson.dumps([kind, tick, key])).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> tuple[int, str]:
+    """``(tick, key)`` of a cursor from :func:`encode_cursor`; raises :class:`InvalidCursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        got_kind, tick, key = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursor("invalid cursor") from exc
+    if got_kind != kind or not isinstance(tick, int) or tick < 0 or not isinstance(key, str):
+        raise InvalidCursor(f"invalid cursor for {kind}")
+    return tick, key
+
+
+def _rows(client: Client, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    result = client.query(sql, parameters=params)
+    return list(result.named_results())
+
+
+def _clamp(limit: int) -> int:
+    if limit < 1 or limit > MAX_LIMIT:
+        raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _post_row(row: dict[str, Any]) -> dict[str, Any]:
+    return row
+
+
+def _event_row(row: dict[str, Any]) -> dict[str, Any]:
+    row["effects"] = orjson.loads(row["effects"]) if row["effects"] else []
+    components = ("novelty", "conflict", "status", "cascade", "total")
+    values = {c: row.pop(f"impact_{c}") for c in components}
+    row["impact"] = None if values["total"] is None else values
+    return row
+
+
+class _Where:
+    """Collects WHERE conditions and their bound parameters."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, condition: str, **params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.update(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "1"
+
+
+def _tick_range(where: _Where, tick_from: int | None, tick_to: int | None) -> None:
+    if tick_from is not None and tick_to is not None and tick_from > tick_to:
+        raise InvalidQuery("tick_from must not be greater than tick_to")
+    if tick_from is not None:
+        where.add("tick >= {tick_from:UInt32}", tick_from=tick_from)
+    if tick_to is not None:
+        where.add("tick <= {tick_to:UInt32}", tick_to=tick_to)
+
+
+def _paged_posts(
+    client: Client,
+    database: str,
+    where: _Where,
+    limit: int,
+    cursor: str | None,
+    order: Literal["asc", "desc"],
+    kind: str,
+) -> Page:
+    db = check_identifier(database)
+    limit = _clamp(limit)
+    where.add("moderation != 'blocked'")
+    if cursor:
+        tick, key = decode_cursor(kind, cursor)
+        op = "<" if order == "desc" else ">"
+        where.add(f"(tick, post_id) {op} ({{c_tick:UInt32}}, {{c_key:String}})", c_tick=tick,
+                  c_key=key)
+    direction = "DESC" if order == "desc" else "ASC"
+    sql = (
+        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL WHERE {where.sql()} "
+        f"ORDER BY tick {direction}, post_id {direction} LIMIT {limit + 1}"
+    )
+    rows = _rows(client, sql, where.params)
+    page = Page([_post_row(r) for r in rows[:limit]])
+    if len(rows) > limit:
+        last = page.items[-1]
+        page.next_cursor = encode_cursor(kind, last["tick"], last["post_id"])
+    return page
+
+
+def feed(
+    client: Client,
+    database: str,
+    *,
+    run_id: str | None = None,
+    channel: str | None = None,
+    author: str | None = None,
+    place: str | None = None,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Newest-first posts (tick, post_id descending), blocked ones hidden.
+
+    ``place`` filters on the place of the post's event (a semi-join on ``events``).
+    """
+    db = check_identifier(database)
+    where = _Where()
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
+    if channel is not None:
+        where.add("channel = {channel:String}", channel=channel)
+    if author is not None:
+        where.add("author = {author:String}", author=author)
+    if place is not None:
+        run_filter = " AND run_id = {run_id:String}" if run_id is not None else ""
+        where.add(
+            f"event_id IN (SELECT event_id FROM {db}.events WHERE place = {{place:String}}"
+            f"{run_filter})",
+            place=place,
+        )
+    _tick_range(where, tick_from, tick_to)
+    return _paged_posts(client, db, where, limit, cursor, "desc", "feed")
+
+
+def posts(
+    client: Client,
+    database: str,
+    *,
+    run_id: str | None = None,
+    channel: str | None = None,
+    author: str | None = None,
+    event_id: str | None = None,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Posts in log order (tick, post_id ascending), blocked ones hidden."""
+    where = _Where()
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
+    if channel is not None:
+        where.add("channel = {channel:String}", channel=channel)
+    if author is not None:
+        where.add("author = {author:String}", author=author)
+    if event_id is not None:
+        where.add("event_id = {event_id:String}", event_id=event_id)
+    _tick_range(where, tick_from, tick_to)
+    return _paged_posts(client, database, where, limit, cursor, "asc", "posts")
+
+
+def post_by_id(client: Client, database: str, post_id: str) -> dict[str, Any] | None:
+    """One post by id, or None if unknown or blocked."""
+    db = check_identifier(database)
+    rows = _rows(
+        client,
+        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL "
+        "WHERE post_id = {post_id:String} AND moderation != 'blocked' LIMIT 1",
+        {"post_id": post_id},
+    )
+    return _post_row(rows[0]) if rows else None
+
+
+def events(
+    client: Client,
+    database: str,
+    *,
+    run_id: str | None = None,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    type: str | None = None,  # noqa: A002 - mirrors the query parameter
+    npc: str | None = None,
+    place: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """Events in log order (tick, event_id ascending); ``npc`` matches actor, target or witness."""
+    db = check_identifier(database)
+    limit = _clamp(limit)
+    where = _Where()
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
+    if type is not None:
+        where.add("type = {type:String}", type=type)
+    if npc is not None:
+        where.add(
+            "(actor = {npc:String} OR target = {npc:String} OR has(witnesses, {npc:String}))",
+            npc=npc,
+        )
+    if place is not None:
+        where.add("place = {place:String}", place=place)
+    _tick_range(where, tick_from, tick_to)
+    if cursor:
+        tick, key = decode_cursor("events", cursor)
+        where.add("(tick, event_id) > ({c_tick:UInt32}, {c_key:String})", c_tick=tick, c_key=key)
+    sql = (
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL WHERE {where.sql()} "
+        f"ORDER BY tick, event_id LIMIT {limit + 1}"
+    )
+    rows = _rows(client, sql, where.params)
+    page = Page([_event_row(r) for r in rows[:limit]])
+    if len(rows) > limit:
+        last = page.items[-1]
+        page.next_cursor = encode_cursor("events", last["tick"], last["event_id"])
+    return page
+
+
+def event_by_id(client: Client, database: str, event_id: str) -> dict[str, Any] | None:
+    """One event by id, or None."""
+    db = check_identifier(database)
+    rows = _rows(
+        client,
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL "
+        "WHERE event_id = {event_id:String} LIMIT 1",
+        {"event_id": event_id},
+    )
+    return _event_row(rows[0]) if rows else None
+
+
+_RUNS_SQL = """
+SELECT
+    ids.run_id AS run_id, r.seed AS seed, r.world AS world, r.days AS days, r.speed AS speed,
+    r.step_minutes AS step_minutes, r.created_at AS created_at,
+    ifNull(t.ticks, 0) AS ticks, t.last_tick AS last_tick, t.last_sim_minute AS last_sim_minute,
+    ifNull(t.finished, false) AS finished
+FROM (
+    SELECT run_id FROM {db}.runs UNION DISTINCT SELECT DISTINCT run_id FROM {db}.ticks
+) AS ids
+LEFT JOIN (SELECT * FROM {db}.runs FINAL) AS r ON r.run_id = ids.run_id
+LEFT JOIN (
+    SELECT run_id, count() AS ticks, max(tick) AS last_tick, max(sim_minute) AS last_sim_minute,
+           max(last) AS finished
+    FROM {db}.ticks FINAL GROUP BY run_id
+) AS t ON t.run_id = ids.run_id
+WHERE {where}
+ORDER BY r.created_at DESC NULLS LAST, run_id
+LIMIT {limit}
+SETTINGS join_use_nulls = 1
+"""
+
+
+def runs(client: Client, database: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Runs (from ``runs`` and from ``ticks``), newest start first, with tick progress."""
+    db = check_identifier(database)
+    sql = _RUNS_SQL.format(db=db, where="1", limit=_clamp(limit))
+    return _rows(client, sql, {})
+
+
+def run_by_id(client: Client, database: str, run_id: str) -> dict[str, Any] | None:
+    """One run with its tick progress, or None."""
+    db = check_identifier(database)
+    sql = _RUNS_SQL.format(db=db, where="ids.run_id = {run_id:String}", limit=1)
+    rows = _rows(client, sql, {"run_id": run_id})
+    return rows[0] if rows else None
+
+
+def ticks(
+    client: Client,
+    database: str,
+    run_id: str,
+    *,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """A run's completed ticks in order (page with ``tick_from`` = last tick + 1)."""
+    db = check_identifier(database)
+    where = _Where()
+    where.add("run_id = {run_id:String}", run_id=run_id)
+    _tick_range(where, tick_from, tick_to)
+    sql = (
+        f"SELECT {', '.join(TICK_COLUMNS)} FROM {db}.ticks FINAL WHERE {where.sql()} "
+        f"ORDER BY tick LIMIT {_clamp(limit)}"
+    )
+    return _rows(client, sql, where.params)
+
+
+STAT_TABLES = (
+    "runs", "ticks", "events", "posts", "npc_snapshots", "relationship_snapshots", "llm_calls",
+    "dead_letters",
+)
+
+
+def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
+    """Row counts per table, posts per channel and moderation, and LLM token totals.
+
+    With ``run_id``, counts are for that run (``dead_letters`` has no run and stays global).
+    """
+    db = check_identifier(database)
+    params: dict[str, Any] = {}
+    run_filter = ""
+    if run_id is not None:
+        params["run_id"] = run_id
+        run_filter = " WHERE run_id = {run_id:String}"
+    parts = [
+        f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} FINAL"
+        + (run_filter if t != "dead_letters" else "")
+        for t in STAT_TABLES
+    ]
+    tables = {r["t"]: r["n"] for r in _rows(client, " UNION ALL ".join(parts), params)}
+    channels = _rows(
+        client,
+        f"SELECT channel, moderation, count() AS n FROM {db}.posts FINAL{run_filter} "
+        "GROUP BY channel, moderation ORDER BY channel, moderation",
+        params,
+    )
+    per_channel: dict[str, dict[str, int]] = {}
+    for r in channels:
+        per_channel.setdefault(r["channel"], {})[r["moderation"]] = r["n"]
+    post_tokens = _rows(
+        client,
+        f"SELECT sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, "
+        f"countIf(source = 'llm') AS llm_posts, countIf(source = 'template') AS template_posts "
+        f"FROM {db}.posts FINAL{run_filter}",
+        params,
+    )[0]
+    calls = _rows(
+        client,
+        f"SELECT count() AS calls, countIf(cache_hit) AS cache_hits, sum(tokens_in) AS tokens_in, "
+        f"sum(tokens_out) AS tokens_out, avg(latency_ms) AS avg_latency_ms "
+        f"FROM {db}.llm_calls FINAL{run_filter}",
+        params,
+    )[0]
+    if not calls["calls"]:
+        calls["avg_latency_ms"] = None
+    return {
+        "tables": tables,
+        "posts_per_channel": per_channel,
+        "post_tokens": post_tokens,
+        "llm_calls": calls,
+    }
+
+
+def ping(client: Client) -> str:
+    """``"ok"`` if the engine answers ``SELECT 1``; raises otherwise."""
+    client.command("SELECT 1")
+    return "ok"

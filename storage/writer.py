@@ -1,0 +1,322 @@
+"""The batching ClickHouse sink core, independent of Kafka.
+
+:class:`ClickHouseWriter` buffers rows per table and writes each table's buffer with
+**one insert per flush** (at most ``batch_size`` rows per insert), never one insert
+per message. The caller (the faust sink agent, a test, a backfill script) decides when
+to flush: after :meth:`ClickHouseWriter.add` returns ``True`` (a buffer is full), or
+when :meth:`ClickHouseWriter.due` says the oldest buffered row waited ``flush_s``.
+
+Idempotency, in two layers, so a message delivered twice is stored once:
+
+1. Every insert carries ``insert_deduplication_token`` = a hash of the table and the
+   ids of the batch's rows, in order. Retrying a failed flush (or replaying the same
+   Kafka messages in the same batches) sends the same token, and ClickHouse drops the
+   repeated block (the tables set ``non_replicated_deduplication_window``).
+2. Every table is a ``ReplacingMergeTree`` ordered by the row's derived ids, so rows
+   that arrive in *different* batches collapse on merge; exact reads use ``FINAL``.
+
+A failed insert leaves its rows in the buffer and re-raises: call ``flush`` again
+(same token) or crash and replay from the last committed offset. Commit Kafka offsets
+only after ``flush`` returned.
+
+Row mapping from topic messages is :func:`row_for`; :data:`TABLES` lists every
+table's columns and id columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from storage.clickhouse import check_identifier, run_in_thread
+from topics.models import DeadLettered, EventHappened, PostPublished, RunCommanded, TickCompleted
+from worldfeed.ids import derive_id
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Columns of one table, in insert order, and the columns that identify a row."""
+
+    columns: tuple[str, ...]
+    ids: tuple[str, ...]
+
+
+TABLES: dict[str, TableSpec] = {
+    "runs": TableSpec(
+        ("run_id", "seed", "world", "days", "speed", "step_minutes", "created_at"), ("run_id",)
+    ),
+    "ticks": TableSpec(
+        ("run_id", "tick", "sim_minute", "state_hash", "npcs", "events", "effects", "wall_ms",
+         "last"),
+        ("run_id", "tick"),
+    ),
+    "events": TableSpec(
+        ("event_id", "run_id", "tick", "sim_minute", "type", "actor", "target", "place",
+         "witnesses", "summary", "source", "refs", "effects", "impact_novelty",
+         "impact_conflict", "impact_status", "impact_cascade", "impact_total"),
+        ("event_id",),
+    ),
+    "posts": TableSpec(
+        ("post_id", "request_id", "run_id", "event_id", "channel", "author", "tick",
+         "sim_minute", "title", "body", "source", "moderation", "moderation_reason", "score",
+         "model", "tokens_in", "tokens_out", "latency_ms"),
+        ("post_id",),
+    ),
+    "npc_snapshots": TableSpec(
+        ("run_id", "tick", "npc_id", "place", "reputation", "fame", "state", "state_hash"),
+        ("run_id", "npc_id", "tick"),
+    ),
+    "relationship_snapshots": TableSpec(
+        ("run_id", "tick", "npc_id", "other_id", "affinity", "trust", "familiarity", "tags"),
+        ("run_id", "npc_id", "other_id", "tick"),
+    ),
+    "llm_calls": TableSpec(
+        ("call_id", "run_id", "request_id", "attempt", "prompt_hash", "model", "tokens_in",
+         "tokens_out", "latency_ms", "cache_hit", "outcome", "error", "at"),
+        ("call_id",),
+    ),
+    "dead_letters": TableSpec(
+        ("dl_id", "stage", "topic", "partition", "offset", "key", "value", "reason", "at"),
+        ("dl_id",),
+    ),
+}
+
+
+def _ms_to_datetime(ms: int | float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def row_for(message: Any) -> tuple[str, Row]:
+    """Map a topic message to ``(table, row)``.
+
+    Handles :class:`EventHappened` → ``events``, :class:`PostPublished` → ``posts``,
+    :class:`TickCompleted` → ``ticks``, :class:`DeadLettered` → ``dead_letters`` and
+    :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
+    the wall clock at mapping time; a redelivered start keeps one row either way).
+    Anything else raises ``TypeError`` (other run commands raise ``ValueError``).
+    """
+    if isinstance(message, EventHappened):
+        impact = message.impact
+        return "events", {
+            "event_id": message.event_id,
+            "run_id": message.run_id,
+            "tick": message.tick,
+            "sim_minute": message.sim_minute,
+            "type": message.type,
+            "actor": message.actor,
+            "target": message.target,
+            "place": message.place,
+            "witnesses": list(message.witnesses),
+            "summary": message.summary,
+            "source": message.source,
+            "refs": list(message.refs),
+            "effects": orjson.dumps([e.model_dump() for e in message.effects]).decode(),
+            "impact_novelty": impact.novelty if impact else None,
+            "impact_conflict": impact.conflict if impact else None,
+            "impact_status": impact.status if impact else None,
+            "impact_cascade": impact.cascade if impact else None,
+            "impact_total": impact.total if impact else None,
+        }
+    if isinstance(message, PostPublished):
+        return "posts", message.model_dump(exclude={"kind"})
+    if isinstance(message, TickCompleted):
+        return "ticks", message.model_dump(exclude={"kind"})
+    if isinstance(message, DeadLettered):
+        row = message.model_dump(exclude={"kind", "at_ms"})
+        row["at"] = _ms_to_datetime(message.at_ms)
+        row["dl_id"] = derive_id(
+            "dl", message.stage, message.topic, message.partition, message.offset,
+            message.key, message.value, message.reason, message.at_ms,
+        )
+        return "dead_letters", row
+    if isinstance(message, RunCommanded):
+        if message.command != "start":
+            raise ValueError(f"only 'start' run commands are stored, not {message.command!r}")
+        return "runs", {
+            "run_id": message.run_id,
+            "seed": message.seed,
+            "world": message.world,
+            "days": message.days,
+            "speed": message.speed,
+            "step_minutes": message.step_minutes,
+            "created_at": datetime.now(UTC),
+        }
+    raise TypeError(f"no table for {type(message).__name__}")
+
+
+def dedup_token(table: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Insert deduplication token of a batch: sha256 of the table and its rows' ids, in order."""
+    h = hashlib.sha256(table.encode())
+    ids = TABLES[table].ids
+    for row in rows:
+        for col in ids:
+            h.update(b"\x1f")
+            h.update(str(row.get(col)).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+class ClickHouseWriter:
+    """Batches rows per table into few, large, idempotent inserts.
+
+    ``add(table, row)`` / ``add_message(msg)`` buffer; ``flush()`` (async, runs the
+    blocking inserts in a thread) or ``flush_sync()`` writes every buffer, one insert
+    per table per ``batch_size`` rows; ``write(table, rows)`` is one synchronous insert.
+    ``due()`` is true when a buffer is full or the oldest buffered row is ``flush_s`` old.
+
+    Not thread-safe: use it from one task (the sink agent) or one thread. Concurrent
+    ``flush()`` calls are serialised by an ``asyncio.Lock``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        *,
+        batch_size: int = 5000,
+        flush_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.client = client
+        self.database = check_identifier(database)
+        self.batch_size = batch_size
+        self.flush_s = flush_s
+        self._clock = clock
+        self._buffers: dict[str, list[Row]] = {}
+        self._oldest: float | None = None
+        self._flush_lock = asyncio.Lock()
+        self.rows_written = 0
+        self.inserts = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any, client: Client, database: str) -> ClickHouseWriter:
+        """A writer with ``settings.sink_batch_size`` and ``settings.sink_flush_s``."""
+        return cls(
+            client, database, batch_size=settings.sink_batch_size, flush_s=settings.sink_flush_s
+        )
+
+    # ---- buffering --------------------------------------------------------------------
+
+    def add(self, table: str, row: Mapping[str, Any]) -> bool:
+        """Buffer one row; returns True when that table's buffer reached ``batch_size``.
+
+        Unknown tables or columns raise ``ValueError`` here, not at flush time.
+        """
+        spec = TABLES.get(table)
+        if spec is None:
+            raise ValueError(f"unknown table {table!r}")
+        extra = set(row) - set(spec.columns)
+        if extra:
+            raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
+        buffer = self._buffers.setdefault(table, [])
+        buffer.append(dict(row))
+        if self._oldest is None:
+            self._oldest = self._clock()
+        return len(buffer) >= self.batch_size
+
+    def add_message(self, message: Any) -> bool:
+        """Buffer a topic message through :func:`row_for`; returns like :meth:`add`."""
+        table, row = row_for(message)
+        return self.add(table, row)
+
+    def pending(self) -> int:
+        """Rows buffered, all tables together."""
+        return sum(len(b) for b in self._buffers.values())
+
+    def due(self) -> bool:
+        """True when a buffer is full or the oldest buffered row waited ``flush_s``."""
+        if self._oldest is None:
+            return False
+        if any(len(b) >= self.batch_size for b in self._buffers.values()):
+            return True
+        return self._clock() - self._oldest >= self.flush_s
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``rows`` into ``table`` now, in one insert with a dedup token; returns the count."""
+        if not rows:
+            return 0
+        columns = TABLES[table].columns
+        data = [[row.get(col) for col in columns] for row in rows]
+        self.client.insert(
+            f"{self.database}.{table}",
+            data,
+            column_names=list(columns),
+            settings={"insert_deduplication_token": dedup_token(table, rows)},
+        )
+        self.inserts += 1
+        self.rows_written += len(rows)
+        return len(rows)
+
+    def _take(self) -> dict[str, list[Row]]:
+        """Detach the buffers so ``add`` may go on while they are written."""
+        taken, self._buffers, self._oldest = self._buffers, {}, None
+        return taken
+
+    def _restore(self, unwritten: dict[str, list[Row]]) -> None:
+        """Put rows whose insert failed back in front of anything added meanwhile."""
+        for table, rows in unwritten.items():
+            if rows:
+                self._buffers[table] = rows + self._buffers.get(table, [])
+        if self.pending() and self._oldest is None:
+            self._oldest = self._clock()
+
+    def _write_all(self, taken: dict[str, list[Row]]) -> dict[str, int]:
+        """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``."""
+        written: dict[str, int] = {}
+        for table, rows in taken.items():
+            while rows:
+                batch = rows[: self.batch_size]
+                self.write(table, batch)
+                del rows[: len(batch)]
+                written[table] = written.get(table, 0) + len(batch)
+        if written:
+            logger.debug("flushed %s", written)
+        return written
+
+    def flush_sync(self) -> dict[str, int]:
+        """Write every buffer (blocking); returns rows written per table.
+
+        Rows leave the writer only once their insert succeeded: after an exception
+        the rest stays buffered, and a retry re-sends the same batches with the same
+        dedup tokens (so a half-applied flush is not duplicated).
+        """
+        taken = self._take()
+        try:
+            return self._write_all(taken)
+        finally:
+            self._restore(taken)
+
+    async def flush(self) -> dict[str, int]:
+        """Write every buffer from async code (inserts run in a worker thread).
+
+        ``add`` may be called while a flush is in flight; those rows go in the next one.
+        """
+        async with self._flush_lock:
+            taken = self._take()
+            try:
+                return await run_in_thread(self._write_all, taken)
+            finally:
+                self._restore(taken)
+
+    def write_messages(self, messages: Iterable[Any]) -> dict[str, int]:
+        """Map, buffer and flush ``messages`` synchronously (backfills, tests)."""
+        for message in messages:
+            self.add_message(message)
+        return self.flush_sync()

@@ -1,0 +1,119 @@
+"""GET /feed and /posts: filters, cursor pagination, moderation."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from storage import ClickHouseWriter
+
+
+def _ids(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [p["post_id"] for p in response.json()["items"]]
+
+
+def test_feed_newest_first_and_filters(
+    api: TestClient, writer: ClickHouseWriter, event_factory, post_factory
+) -> None:
+    writer.write_messages(
+        [event_factory(i, place="park" if i % 2 else "cafe") for i in range(6)]
+        + [post_factory(i, channel="news" if i == 5 else "feed",
+                        author="npc_b" if i == 1 else "npc_a") for i in range(6)]
+        + [post_factory(9, run_id="run2", event_id="ev_other")]
+    )
+    assert _ids(api.get("/feed", params={"run_id": "run1"})) == [
+        f"po_{i:016x}" for i in (5, 4, 3, 2, 1, 0)
+    ]
+    assert _ids(api.get("/feed", params={"run_id": "run1", "channel": "news"})) == [
+        f"po_{5:016x}"
+    ]
+    assert _ids(api.get("/feed", params={"author": "npc_b"})) == [f"po_{1:016x}"]
+    assert _ids(api.get("/feed", params={"run_id": "run1", "place": "park"})) == [
+        f"po_{i:016x}" for i in (5, 3, 1)
+    ]
+    assert _ids(api.get("/feed", params={"run_id": "run1", "tick_from": 2, "tick_to": 3})) == [
+        f"po_{i:016x}" for i in (3, 2)
+    ]
+    assert _ids(api.get("/feed", params={"run_id": "run2"})) == [f"po_{9:016x}"]
+    first = api.get("/feed", params={"run_id": "run1", "limit": 1}).json()["items"][0]
+    assert first["body"] == "post 5" and first["channel"] == "news"
+
+
+def test_feed_cursor_pages_are_stable_while_posts_arrive(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    writer.write_messages([post_factory(i) for i in range(10)])
+    seen: list[str] = []
+    page = api.get("/feed", params={"limit": 4}).json()
+    seen += [p["post_id"] for p in page["items"]]
+    next_tick = 100
+    while page["next_cursor"]:
+        # new posts arrive between page reads; they must not shift what follows
+        writer.write_messages([post_factory(next_tick)])
+        next_tick += 1
+        page = api.get("/feed", params={"limit": 4, "cursor": page["next_cursor"]}).json()
+        seen += [p["post_id"] for p in page["items"]]
+    assert seen == [f"po_{i:016x}" for i in range(9, -1, -1)]
+    # the new posts are at the top of a fresh read
+    assert next_tick == 102  # two more pages were read, two posts arrived
+    assert _ids(api.get("/feed", params={"limit": 3})) == [
+        f"po_{i:016x}" for i in (101, 100, 9)
+    ]
+
+
+def test_posts_in_log_order_with_cursor(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    writer.write_messages([post_factory(i) for i in range(5)])
+    page = api.get("/posts", params={"run_id": "run1", "limit": 3}).json()
+    assert [p["tick"] for p in page["items"]] == [0, 1, 2]
+    page = api.get("/posts", params={"run_id": "run1", "limit": 3,
+                                     "cursor": page["next_cursor"]}).json()
+    assert [p["tick"] for p in page["items"]] == [3, 4]
+    assert page["next_cursor"] is None
+    assert _ids(api.get("/posts", params={"event_id": f"ev_{3:016x}"})) == [f"po_{3:016x}"]
+
+
+def test_blocked_posts_are_hidden(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    writer.write_messages([
+        post_factory(1),
+        post_factory(2, moderation="blocked", moderation_reason="slur"),
+        post_factory(3, moderation="flagged", moderation_reason="borderline"),
+    ])
+    assert _ids(api.get("/feed")) == [f"po_{3:016x}", f"po_{1:016x}"]
+    assert _ids(api.get("/posts")) == [f"po_{1:016x}", f"po_{3:016x}"]
+    assert api.get(f"/posts/po_{2:016x}").status_code == 404
+    flagged = api.get(f"/posts/po_{3:016x}")
+    assert flagged.status_code == 200
+    assert flagged.json()["moderation"] == "flagged"
+
+
+def test_post_by_id_and_duplicates_stored_once(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    post = post_factory(7, title=None, model="smollm2")
+    writer.write_messages([post])
+    writer.write_messages([post, post_factory(8)])  # redelivered in another batch
+    response = api.get(f"/posts/{post.post_id}")
+    assert response.status_code == 200
+    assert response.json() == post.model_dump(exclude={"kind"})
+    assert _ids(api.get("/feed")) == [f"po_{8:016x}", post.post_id]
+    assert api.get("/posts/po_unknown").status_code == 404
+    assert api.get("/posts/po_unknown").json()["detail"] == "post 'po_unknown' not found"
+
+
+def test_invalid_params(api: TestClient) -> None:
+    assert api.get("/feed", params={"channel": "tv"}).status_code == 422
+    assert api.get("/feed", params={"limit": 0}).status_code == 422
+    assert api.get("/feed", params={"limit": 501}).status_code == 422
+    assert api.get("/feed", params={"tick_from": -1}).status_code == 422
+    response = api.get("/feed", params={"cursor": "garbage!"})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["detail"]
+    response = api.get("/feed", params={"tick_from": 5, "tick_to": 2})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "tick_from must not be greater than tick_to"
+    # a cursor of another listing is refused
+    assert api.get("/posts", params={"cursor": "WyJmZWVkIiwzLCJwMyJd"}).status_code == 400

@@ -1,0 +1,203 @@
+"""storage/ against the real ClickHouse engine (chDB): migrations, the batching writer,
+idempotent writes, and a 100k-row insert timing.
+
+One chDB engine per process: the engine lives at the session base temp dir's ``chdb``
+folder (the same path tests/api uses), and every test gets its own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from storage import ClickHouseWriter, applied_versions, connect, database_of, migrate, row_for
+from storage.clickhouse import chdb_path_of
+from storage.migrate import load_migrations
+from storage.writer import TABLES, dedup_token
+from topics.models import DeadLettered, PostPublished, RunCommanded
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's one chDB engine directory."""
+    path = tmp_path_factory.getbasetemp() / "chdb"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ch_client(chdb_path: Path) -> Client:
+    """The session's chDB client."""
+    return connect(f"chdb://{chdb_path}")
+
+
+@pytest.fixture
+def ch_database(ch_client: Client) -> Iterator[Callable[[], str]]:
+    """Factory: a fresh, migrated database with a uuid suffix; dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"wf_test_{uuid.uuid4().hex[:12]}"
+        migrate(ch_client, name)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        ch_client.command(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _post(i: int, **kw: object) -> PostPublished:
+    fields: dict[str, object] = {
+        "post_id": f"po_{i:016x}", "request_id": f"rq_{i:016x}", "run_id": "run1",
+        "event_id": f"ev_{i:016x}", "channel": ("feed", "chat", "news")[i % 3],
+        "author": f"npc_{i % 97}", "tick": i // 10, "sim_minute": i // 10 * 15,
+        "body": f"post number {i}", "source": "llm", "score": 0.5,
+    }
+    fields.update(kw)
+    return PostPublished(**fields)  # type: ignore[arg-type]  # test builder
+
+
+def _count(client: Client, database: str, table: str, final: bool = False) -> int:
+    return int(client.command(f"SELECT count() FROM {database}.{table}{' FINAL' if final else ''}"))
+
+
+def test_connect_caches_per_path_and_parses_dsns(chdb_path: Path, ch_client: Client) -> None:
+    assert connect(f"chdb://{chdb_path}") is ch_client
+    assert connect(f"chdb:///{chdb_path}/?database=other") is ch_client
+    assert chdb_path_of(f"chdb://{chdb_path}/") == str(chdb_path.resolve())
+    assert database_of(f"chdb://{chdb_path}") == "worldfeed"
+    assert database_of(f"chdb://{chdb_path}?database=wf_x") == "wf_x"
+    assert database_of("http://u:p@ch:8123/analytics") == "analytics"
+    assert database_of("http://ch:8123") == "worldfeed"
+    with pytest.raises(ValueError, match="identifier"):
+        database_of("http://ch:8123/bad-name;drop")
+
+
+def test_migrations_apply_in_order_and_are_idempotent(ch_client: Client) -> None:
+    database = f"wf_test_{uuid.uuid4().hex[:12]}"
+    try:
+        versions = [m.version for m in load_migrations()]
+        assert versions == sorted(versions) and versions[0] == 1
+        assert migrate(ch_client, database) == versions
+        assert migrate(ch_client, database) == []
+        assert applied_versions(ch_client, database) == set(versions)
+        assert _count(ch_client, database, "schema_migrations") == len(versions)
+        tables = {
+            row[0] for row in ch_client.query(
+                "SELECT name FROM system.tables WHERE database = {db:String}",
+                parameters={"db": database},
+            ).result_rows
+        }
+        assert tables == set(TABLES) | {"schema_migrations"}
+        engines = ch_client.query(
+            "SELECT DISTINCT engine FROM system.tables WHERE database = {db:String} "
+            "AND name != 'schema_migrations'", parameters={"db": database},
+        ).result_rows
+        assert engines == [("ReplacingMergeTree",)]
+    finally:
+        ch_client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_writer_batches_by_size_and_time(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    now = [0.0]
+    writer = ClickHouseWriter(ch_client, database, batch_size=3, flush_s=1.0, clock=lambda: now[0])
+    assert not writer.due()
+    full = [writer.add_message(_post(i)) for i in range(7)]
+    assert full == [False, False, True, True, True, True, True]
+    assert writer.due() and writer.pending() == 7
+    assert writer.flush_sync() == {"posts": 7}
+    assert writer.inserts == 3  # 3 + 3 + 1 rows: one insert per batch_size chunk
+    assert writer.pending() == 0 and not writer.due()
+    assert _count(ch_client, database, "posts") == 7
+
+    writer.add_message(_post(100))
+    now[0] = 0.9
+    assert not writer.due()
+    now[0] = 1.0
+    assert writer.due()  # the oldest row waited flush_s
+    assert asyncio.run(writer.flush()) == {"posts": 1}
+
+
+def test_writer_rejects_unknown_tables_and_columns(ch_client: Client, ch_database) -> None:
+    writer = ClickHouseWriter(ch_client, ch_database())
+    with pytest.raises(ValueError, match="unknown table"):
+        writer.add("nope", {})
+    with pytest.raises(ValueError, match="unknown columns"):
+        writer.add("posts", {"post_id": "x", "colour": "red"})
+    with pytest.raises(ValueError, match="only 'start'"):
+        row_for(RunCommanded(command="stop", run_id="r"))
+    with pytest.raises(TypeError):
+        row_for(object())
+
+
+def test_same_batch_twice_is_stored_once(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=1000)
+    batch = [_post(i) for i in range(50)]
+    writer.write_messages(batch)
+    writer.write_messages(batch)  # same batch, same dedup token: the block is dropped
+    assert _count(ch_client, database, "posts") == 50
+    # overlapping batches of another shape get through the token, and collapse by key
+    writer.write_messages(batch[10:30] + [_post(50)])
+    assert _count(ch_client, database, "posts", final=True) == 51
+    assert int(ch_client.command(f"SELECT uniqExact(post_id) FROM {database}.posts")) == 51
+    ch_client.command(f"OPTIMIZE TABLE {database}.posts FINAL")
+    assert _count(ch_client, database, "posts") == 51
+
+
+def test_failed_flush_keeps_rows_and_retry_is_idempotent(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=2)
+    for i in range(3):
+        writer.add_message(_post(i))
+    writer.add("posts", {**row_for(_post(3))[1], "tick": "not a number"})
+    with pytest.raises(Exception):  # noqa: B017 - the driver's error type is not the point
+        writer.flush_sync()
+    assert writer.pending() == 2  # the first batch went in; the failing one stays
+    assert _count(ch_client, database, "posts") == 2
+    writer._buffers["posts"][1]["tick"] = 0  # fix the row, as a retry after a fix would
+    assert writer.flush_sync() == {"posts": 2}
+    assert _count(ch_client, database, "posts", final=True) == 4
+
+
+def test_dead_letters_and_runs_rows(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database)
+    letter = DeadLettered(stage="render", topic="wf.render-requests", partition=0, offset=7,
+                          value="{}", reason="schema invalid", at_ms=1_700_000_000_000)
+    start = RunCommanded(command="start", run_id="run9", seed=5)
+    writer.write_messages([letter, start])
+    writer.write_messages([letter, start])  # redelivered
+    assert _count(ch_client, database, "dead_letters", final=True) == 1
+    assert _count(ch_client, database, "runs", final=True) == 1
+    assert dedup_token("posts", [{"post_id": "a"}]) != dedup_token("posts", [{"post_id": "b"}])
+
+
+def test_insert_100k_rows_timing(ch_client: Client, ch_database, capsys) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=100_000)
+    rows = [row_for(_post(i))[1] for i in range(100_000)]
+    for row in rows:
+        writer.add("posts", row)
+    started = time.perf_counter()
+    assert writer.flush_sync() == {"posts": 100_000}
+    elapsed = time.perf_counter() - started
+    assert writer.inserts == 1
+    assert _count(ch_client, database, "posts") == 100_000
+    started = time.perf_counter()
+    count = _count(ch_client, database, "posts", final=True)
+    final_s = time.perf_counter() - started
+    assert count == 100_000
+    with capsys.disabled():
+        print(f"\n100k posts: one insert {elapsed:.2f} s ({100_000 / elapsed:,.0f} rows/s); "
+              f"count() FINAL {final_s * 1000:.0f} ms")
