@@ -1,1 +1,1 @@
-"""FastAPI over ClickHouse: feeds, posts, events, runs, stats. Build it with :func:`api.main.create_app`."""
+"""FastAPI over ClickHouse: feeds, posts, events, runs, stats (see :func:`api.main.create_app`)."""

@@ -51,9 +51,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ch = client if client is not None else await run_in_thread(
-            connect, settings.clickhouse_dsn
-        )
+        ch = client if client is not None else await run_in_thread(connect, settings.clickhouse_dsn)
         applied = await run_in_thread(migrate, ch, database)
         if applied:
             logger.info("migrations applied to %s: %s", database, applied)

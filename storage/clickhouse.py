@@ -68,7 +68,7 @@ def chdb_path_of(dsn: str) -> str:
 
 
 def database_of(dsn: str) -> str:
-    """Database named by a DSN: ``?database=`` for chdb, the URL path for http; default ``worldfeed``."""
+    """Database of a DSN: ``?database=`` for chdb, the URL path for http; else ``worldfeed``."""
     if is_embedded(dsn):
         query = dsn.split("?", 1)[1] if "?" in dsn else ""
         name = parse_qs(query).get("database", [DEFAULT_DATABASE])[0]

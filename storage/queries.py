@@ -26,17 +26,55 @@ from storage.clickhouse import check_identifier
 MAX_LIMIT = 500
 
 POST_COLUMNS = (
-    "post_id", "request_id", "run_id", "event_id", "channel", "author", "tick", "sim_minute",
-    "title", "body", "source", "moderation", "moderation_reason", "score", "model",
-    "tokens_in", "tokens_out", "latency_ms",
+    "post_id",
+    "request_id",
+    "run_id",
+    "event_id",
+    "channel",
+    "author",
+    "tick",
+    "sim_minute",
+    "title",
+    "body",
+    "source",
+    "moderation",
+    "moderation_reason",
+    "score",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "latency_ms",
 )
 EVENT_COLUMNS = (
-    "event_id", "run_id", "tick", "sim_minute", "type", "actor", "target", "place",
-    "witnesses", "summary", "source", "refs", "effects", "impact_novelty", "impact_conflict",
-    "impact_status", "impact_cascade", "impact_total",
+    "event_id",
+    "run_id",
+    "tick",
+    "sim_minute",
+    "type",
+    "actor",
+    "target",
+    "place",
+    "witnesses",
+    "summary",
+    "source",
+    "refs",
+    "effects",
+    "impact_novelty",
+    "impact_conflict",
+    "impact_status",
+    "impact_cascade",
+    "impact_total",
 )
 TICK_COLUMNS = (
-    "run_id", "tick", "sim_minute", "state_hash", "npcs", "events", "effects", "wall_ms", "last",
+    "run_id",
+    "tick",
+    "sim_minute",
+    "state_hash",
+    "npcs",
+    "events",
+    "effects",
+    "wall_ms",
+    "last",
 )
 
 
@@ -135,11 +173,12 @@ def _paged_posts(
     if cursor:
         tick, key = decode_cursor(kind, cursor)
         op = "<" if order == "desc" else ">"
-        where.add(f"(tick, post_id) {op} ({{c_tick:UInt32}}, {{c_key:String}})", c_tick=tick,
-                  c_key=key)
+        where.add(
+            f"(tick, post_id) {op} ({{c_tick:UInt32}}, {{c_key:String}})", c_tick=tick, c_key=key
+        )
     direction = "DESC" if order == "desc" else "ASC"
     sql = (
-        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL WHERE {where.sql()} "
+        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL WHERE {where.sql()} "  # noqa: S608 - checked identifiers, values bound
         f"ORDER BY tick {direction}, post_id {direction} LIMIT {limit + 1}"
     )
     rows = _rows(client, sql, where.params)
@@ -178,7 +217,7 @@ def feed(
     if place is not None:
         run_filter = " AND run_id = {run_id:String}" if run_id is not None else ""
         where.add(
-            f"event_id IN (SELECT event_id FROM {db}.events WHERE place = {{place:String}}"
+            f"event_id IN (SELECT event_id FROM {db}.events WHERE place = {{place:String}}"  # noqa: S608 - checked identifiers, values bound
             f"{run_filter})",
             place=place,
         )
@@ -218,7 +257,7 @@ def post_by_id(client: Client, database: str, post_id: str) -> dict[str, Any] | 
     db = check_identifier(database)
     rows = _rows(
         client,
-        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL "
+        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL "  # noqa: S608 - checked identifiers, values bound
         "WHERE post_id = {post_id:String} AND moderation != 'blocked' LIMIT 1",
         {"post_id": post_id},
     )
@@ -258,7 +297,7 @@ def events(
         tick, key = decode_cursor("events", cursor)
         where.add("(tick, event_id) > ({c_tick:UInt32}, {c_key:String})", c_tick=tick, c_key=key)
     sql = (
-        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL WHERE {where.sql()} "
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL WHERE {where.sql()} "  # noqa: S608 - checked identifiers, values bound
         f"ORDER BY tick, event_id LIMIT {limit + 1}"
     )
     rows = _rows(client, sql, where.params)
@@ -274,7 +313,7 @@ def event_by_id(client: Client, database: str, event_id: str) -> dict[str, Any] 
     db = check_identifier(database)
     rows = _rows(
         client,
-        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL "
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL "  # noqa: S608 - checked identifiers, values bound
         "WHERE event_id = {event_id:String} LIMIT 1",
         {"event_id": event_id},
     )
@@ -333,14 +372,20 @@ def ticks(
     where.add("run_id = {run_id:String}", run_id=run_id)
     _tick_range(where, tick_from, tick_to)
     sql = (
-        f"SELECT {', '.join(TICK_COLUMNS)} FROM {db}.ticks FINAL WHERE {where.sql()} "
+        f"SELECT {', '.join(TICK_COLUMNS)} FROM {db}.ticks FINAL WHERE {where.sql()} "  # noqa: S608 - checked identifiers, values bound
         f"ORDER BY tick LIMIT {_clamp(limit)}"
     )
     return _rows(client, sql, where.params)
 
 
 STAT_TABLES = (
-    "runs", "ticks", "events", "posts", "npc_snapshots", "relationship_snapshots", "llm_calls",
+    "runs",
+    "ticks",
+    "events",
+    "posts",
+    "npc_snapshots",
+    "relationship_snapshots",
+    "llm_calls",
     "dead_letters",
 )
 
@@ -357,14 +402,14 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
         params["run_id"] = run_id
         run_filter = " WHERE run_id = {run_id:String}"
     parts = [
-        f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} FINAL"
+        f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} FINAL"  # noqa: S608 - checked identifiers, values bound
         + (run_filter if t != "dead_letters" else "")
         for t in STAT_TABLES
     ]
     tables = {r["t"]: r["n"] for r in _rows(client, " UNION ALL ".join(parts), params)}
     channels = _rows(
         client,
-        f"SELECT channel, moderation, count() AS n FROM {db}.posts FINAL{run_filter} "
+        f"SELECT channel, moderation, count() AS n FROM {db}.posts FINAL{run_filter} "  # noqa: S608 - checked identifiers, values bound
         "GROUP BY channel, moderation ORDER BY channel, moderation",
         params,
     )
@@ -373,14 +418,14 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
         per_channel.setdefault(r["channel"], {})[r["moderation"]] = r["n"]
     post_tokens = _rows(
         client,
-        f"SELECT sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, "
+        f"SELECT sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, "  # noqa: S608 - checked identifiers, values bound
         f"countIf(source = 'llm') AS llm_posts, countIf(source = 'template') AS template_posts "
         f"FROM {db}.posts FINAL{run_filter}",
         params,
     )[0]
     calls = _rows(
         client,
-        f"SELECT count() AS calls, countIf(cache_hit) AS cache_hits, sum(tokens_in) AS tokens_in, "
+        f"SELECT count() AS calls, countIf(cache_hit) AS cache_hits, sum(tokens_in) AS tokens_in, "  # noqa: S608 - checked identifiers, values bound
         f"sum(tokens_out) AS tokens_out, avg(latency_ms) AS avg_latency_ms "
         f"FROM {db}.llm_calls FINAL{run_filter}",
         params,

@@ -59,20 +59,63 @@ TABLES: dict[str, TableSpec] = {
         ("run_id", "seed", "world", "days", "speed", "step_minutes", "created_at"), ("run_id",)
     ),
     "ticks": TableSpec(
-        ("run_id", "tick", "sim_minute", "state_hash", "npcs", "events", "effects", "wall_ms",
-         "last"),
+        (
+            "run_id",
+            "tick",
+            "sim_minute",
+            "state_hash",
+            "npcs",
+            "events",
+            "effects",
+            "wall_ms",
+            "last",
+        ),
         ("run_id", "tick"),
     ),
     "events": TableSpec(
-        ("event_id", "run_id", "tick", "sim_minute", "type", "actor", "target", "place",
-         "witnesses", "summary", "source", "refs", "effects", "impact_novelty",
-         "impact_conflict", "impact_status", "impact_cascade", "impact_total"),
+        (
+            "event_id",
+            "run_id",
+            "tick",
+            "sim_minute",
+            "type",
+            "actor",
+            "target",
+            "place",
+            "witnesses",
+            "summary",
+            "source",
+            "refs",
+            "effects",
+            "impact_novelty",
+            "impact_conflict",
+            "impact_status",
+            "impact_cascade",
+            "impact_total",
+        ),
         ("event_id",),
     ),
     "posts": TableSpec(
-        ("post_id", "request_id", "run_id", "event_id", "channel", "author", "tick",
-         "sim_minute", "title", "body", "source", "moderation", "moderation_reason", "score",
-         "model", "tokens_in", "tokens_out", "latency_ms"),
+        (
+            "post_id",
+            "request_id",
+            "run_id",
+            "event_id",
+            "channel",
+            "author",
+            "tick",
+            "sim_minute",
+            "title",
+            "body",
+            "source",
+            "moderation",
+            "moderation_reason",
+            "score",
+            "model",
+            "tokens_in",
+            "tokens_out",
+            "latency_ms",
+        ),
         ("post_id",),
     ),
     "npc_snapshots": TableSpec(
@@ -84,8 +127,21 @@ TABLES: dict[str, TableSpec] = {
         ("run_id", "npc_id", "other_id", "tick"),
     ),
     "llm_calls": TableSpec(
-        ("call_id", "run_id", "request_id", "attempt", "prompt_hash", "model", "tokens_in",
-         "tokens_out", "latency_ms", "cache_hit", "outcome", "error", "at"),
+        (
+            "call_id",
+            "run_id",
+            "request_id",
+            "attempt",
+            "prompt_hash",
+            "model",
+            "tokens_in",
+            "tokens_out",
+            "latency_ms",
+            "cache_hit",
+            "outcome",
+            "error",
+            "at",
+        ),
         ("call_id",),
     ),
     "dead_letters": TableSpec(
@@ -138,8 +194,15 @@ def row_for(message: Any) -> tuple[str, Row]:
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)
         row["dl_id"] = derive_id(
-            "dl", message.stage, message.topic, message.partition, message.offset,
-            message.key, message.value, message.reason, message.at_ms,
+            "dl",
+            message.stage,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            message.reason,
+            message.at_ms,
         )
         return "dead_letters", row
     if isinstance(message, RunCommanded):
@@ -249,7 +312,7 @@ class ClickHouseWriter:
     # ---- writing ----------------------------------------------------------------------
 
     def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` into ``table`` now, in one insert with a dedup token; returns the count."""
+        """Insert ``rows`` into ``table`` now: one insert with a dedup token; returns the count."""
         if not rows:
             return 0
         columns = TABLES[table].columns

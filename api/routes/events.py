@@ -32,8 +32,17 @@ async def read_events(
 ) -> EventPagePublic:
     """Events ordered by (tick, event_id), filtered by run, tick range, type, NPC, place."""
     page = await run_in_thread(
-        queries.events, storage.client, storage.database, run_id=run_id, tick_from=tick_from,
-        tick_to=tick_to, type=type, npc=npc, place=place, limit=limit, cursor=cursor,
+        queries.events,
+        storage.client,
+        storage.database,
+        run_id=run_id,
+        tick_from=tick_from,
+        tick_to=tick_to,
+        type=type,
+        npc=npc,
+        place=place,
+        limit=limit,
+        cursor=cursor,
     )
     return EventPagePublic.model_validate(page, from_attributes=True)
 

@@ -27,8 +27,16 @@ async def read_feed(
 ) -> PostPagePublic:
     """Posts newest first (tick, post_id descending); blocked posts never appear."""
     page = await run_in_thread(
-        queries.feed, storage.client, storage.database, run_id=run_id, channel=channel,
-        author=author, place=place, tick_from=tick_from, tick_to=tick_to, limit=limit,
+        queries.feed,
+        storage.client,
+        storage.database,
+        run_id=run_id,
+        channel=channel,
+        author=author,
+        place=place,
+        tick_from=tick_from,
+        tick_to=tick_to,
+        limit=limit,
         cursor=cursor,
     )
     return PostPagePublic.model_validate(page, from_attributes=True)

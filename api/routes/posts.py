@@ -27,8 +27,16 @@ async def read_posts(
 ) -> PostPagePublic:
     """Posts oldest first (tick, post_id ascending); blocked posts never appear."""
     page = await run_in_thread(
-        queries.posts, storage.client, storage.database, run_id=run_id, channel=channel,
-        author=author, event_id=event_id, tick_from=tick_from, tick_to=tick_to, limit=limit,
+        queries.posts,
+        storage.client,
+        storage.database,
+        run_id=run_id,
+        channel=channel,
+        author=author,
+        event_id=event_id,
+        tick_from=tick_from,
+        tick_to=tick_to,
+        limit=limit,
         cursor=cursor,
     )
     return PostPagePublic.model_validate(page, from_attributes=True)

@@ -41,7 +41,12 @@ async def read_ticks(
 ) -> list[TickPublic]:
     """A run's completed ticks in order with state hashes (next page: tick_from = last + 1)."""
     rows = await run_in_thread(
-        queries.ticks, storage.client, storage.database, run_id, tick_from=tick_from,
-        tick_to=tick_to, limit=limit,
+        queries.ticks,
+        storage.client,
+        storage.database,
+        run_id,
+        tick_from=tick_from,
+        tick_to=tick_to,
+        limit=limit,
     )
     return [TickPublic.model_validate(r) for r in rows]

@@ -128,8 +128,14 @@ def tick_factory() -> Callable[..., TickCompleted]:
 
     def make(i: int, **kw: Any) -> TickCompleted:
         fields: dict[str, Any] = {
-            "run_id": "run1", "tick": i, "sim_minute": i * 15, "state_hash": f"{i:016x}",
-            "npcs": 30, "events": 2, "effects": 4, "wall_ms": 3.5,
+            "run_id": "run1",
+            "tick": i,
+            "sim_minute": i * 15,
+            "state_hash": f"{i:016x}",
+            "npcs": 30,
+            "events": 2,
+            "effects": 4,
+            "wall_ms": 3.5,
         }
         fields.update(kw)
         return TickCompleted(**fields)

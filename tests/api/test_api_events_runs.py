@@ -12,24 +12,38 @@ def test_events_filters_and_cursor(
     api: TestClient, writer: ClickHouseWriter, event_factory
 ) -> None:
     writer.write_messages(
-        [event_factory(i, type="argued" if i % 3 == 0 else "greeted",
-                       effects=[Effect(event_id=f"ev_{i:016x}", npc_id="npc_b",
-                                       field="affinity", delta=-2.0)])
-         for i in range(7)]
+        [
+            event_factory(
+                i,
+                type="argued" if i % 3 == 0 else "greeted",
+                effects=[
+                    Effect(event_id=f"ev_{i:016x}", npc_id="npc_b", field="affinity", delta=-2.0)
+                ],
+            )
+            for i in range(7)
+        ]
         + [event_factory(20, actor="npc_x", target=None, witnesses=["npc_y"], impact=None)]
     )
     body = api.get("/events", params={"run_id": "run1", "type": "argued"}).json()
     assert [e["tick"] for e in body["items"]] == [0, 3, 6]
     event = body["items"][0]
-    assert event["effects"] == [{"event_id": f"ev_{0:016x}", "npc_id": "npc_b",
-                                 "field": "affinity", "other": None, "delta": -2.0,
-                                 "text": None}]
+    assert event["effects"] == [
+        {
+            "event_id": f"ev_{0:016x}",
+            "npc_id": "npc_b",
+            "field": "affinity",
+            "other": None,
+            "delta": -2.0,
+            "text": None,
+        }
+    ]
     assert event["impact"]["total"] == 0.4
     assert [e["tick"] for e in api.get("/events", params={"npc": "npc_y"}).json()["items"]] == [20]
     witness = api.get("/events", params={"npc": "npc_y"}).json()["items"][0]
     assert witness["impact"] is None and witness["target"] is None
-    ticks = [e["tick"] for e in api.get(
-        "/events", params={"tick_from": 2, "tick_to": 4}).json()["items"]]
+    ticks = [
+        e["tick"] for e in api.get("/events", params={"tick_from": 2, "tick_to": 4}).json()["items"]
+    ]
     assert ticks == [2, 3, 4]
     seen: list[int] = []
     params: dict[str, object] = {"limit": 3}
@@ -69,15 +83,22 @@ def test_stats(
     api: TestClient, writer: ClickHouseWriter, event_factory, post_factory, tick_factory
 ) -> None:
     posts = [post_factory(i, channel="chat" if i < 2 else "feed") for i in range(5)]
-    posts.append(post_factory(5, moderation="blocked", source="template", tokens_in=0,
-                              tokens_out=0))
+    posts.append(
+        post_factory(5, moderation="blocked", source="template", tokens_in=0, tokens_out=0)
+    )
     writer.write_messages(posts + posts + [event_factory(0), tick_factory(0)])
     stats = api.get("/stats").json()
     assert stats["tables"]["posts"] == 6
     assert stats["tables"]["events"] == 1 and stats["tables"]["ticks"] == 1
-    assert stats["posts_per_channel"] == {"chat": {"published": 2},
-                                          "feed": {"blocked": 1, "published": 3}}
-    assert stats["post_tokens"] == {"tokens_in": 500, "tokens_out": 100, "llm_posts": 5,
-                                    "template_posts": 1}
+    assert stats["posts_per_channel"] == {
+        "chat": {"published": 2},
+        "feed": {"blocked": 1, "published": 3},
+    }
+    assert stats["post_tokens"] == {
+        "tokens_in": 500,
+        "tokens_out": 100,
+        "llm_posts": 5,
+        "template_posts": 1,
+    }
     assert stats["llm_calls"]["calls"] == 0
     assert api.get("/stats", params={"run_id": "nope"}).json()["tables"]["posts"] == 0

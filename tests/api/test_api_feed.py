@@ -17,16 +17,18 @@ def test_feed_newest_first_and_filters(
 ) -> None:
     writer.write_messages(
         [event_factory(i, place="park" if i % 2 else "cafe") for i in range(6)]
-        + [post_factory(i, channel="news" if i == 5 else "feed",
-                        author="npc_b" if i == 1 else "npc_a") for i in range(6)]
+        + [
+            post_factory(
+                i, channel="news" if i == 5 else "feed", author="npc_b" if i == 1 else "npc_a"
+            )
+            for i in range(6)
+        ]
         + [post_factory(9, run_id="run2", event_id="ev_other")]
     )
     assert _ids(api.get("/feed", params={"run_id": "run1"})) == [
         f"po_{i:016x}" for i in (5, 4, 3, 2, 1, 0)
     ]
-    assert _ids(api.get("/feed", params={"run_id": "run1", "channel": "news"})) == [
-        f"po_{5:016x}"
-    ]
+    assert _ids(api.get("/feed", params={"run_id": "run1", "channel": "news"})) == [f"po_{5:016x}"]
     assert _ids(api.get("/feed", params={"author": "npc_b"})) == [f"po_{1:016x}"]
     assert _ids(api.get("/feed", params={"run_id": "run1", "place": "park"})) == [
         f"po_{i:016x}" for i in (5, 3, 1)
@@ -56,9 +58,7 @@ def test_feed_cursor_pages_are_stable_while_posts_arrive(
     assert seen == [f"po_{i:016x}" for i in range(9, -1, -1)]
     # the new posts are at the top of a fresh read
     assert next_tick == 102  # two more pages were read, two posts arrived
-    assert _ids(api.get("/feed", params={"limit": 3})) == [
-        f"po_{i:016x}" for i in (101, 100, 9)
-    ]
+    assert _ids(api.get("/feed", params={"limit": 3})) == [f"po_{i:016x}" for i in (101, 100, 9)]
 
 
 def test_posts_in_log_order_with_cursor(
@@ -67,21 +67,22 @@ def test_posts_in_log_order_with_cursor(
     writer.write_messages([post_factory(i) for i in range(5)])
     page = api.get("/posts", params={"run_id": "run1", "limit": 3}).json()
     assert [p["tick"] for p in page["items"]] == [0, 1, 2]
-    page = api.get("/posts", params={"run_id": "run1", "limit": 3,
-                                     "cursor": page["next_cursor"]}).json()
+    page = api.get(
+        "/posts", params={"run_id": "run1", "limit": 3, "cursor": page["next_cursor"]}
+    ).json()
     assert [p["tick"] for p in page["items"]] == [3, 4]
     assert page["next_cursor"] is None
     assert _ids(api.get("/posts", params={"event_id": f"ev_{3:016x}"})) == [f"po_{3:016x}"]
 
 
-def test_blocked_posts_are_hidden(
-    api: TestClient, writer: ClickHouseWriter, post_factory
-) -> None:
-    writer.write_messages([
-        post_factory(1),
-        post_factory(2, moderation="blocked", moderation_reason="slur"),
-        post_factory(3, moderation="flagged", moderation_reason="borderline"),
-    ])
+def test_blocked_posts_are_hidden(api: TestClient, writer: ClickHouseWriter, post_factory) -> None:
+    writer.write_messages(
+        [
+            post_factory(1),
+            post_factory(2, moderation="blocked", moderation_reason="slur"),
+            post_factory(3, moderation="flagged", moderation_reason="borderline"),
+        ]
+    )
     assert _ids(api.get("/feed")) == [f"po_{3:016x}", f"po_{1:016x}"]
     assert _ids(api.get("/posts")) == [f"po_{1:016x}", f"po_{3:016x}"]
     assert api.get(f"/posts/po_{2:016x}").status_code == 404

@@ -37,8 +37,11 @@ def test_health_extra_checks_and_lifespan_hooks(
 
     settings = Settings(env="test", clickhouse_dsn=f"chdb://{chdb_path}?database={database}")
     app = create_app(
-        settings, ch_client, health_checks={"kafka": kafka_ok, "triton": triton_down},
-        on_startup=[started], on_shutdown=[stopped],
+        settings,
+        ch_client,
+        health_checks={"kafka": kafka_ok, "triton": triton_down},
+        on_startup=[started],
+        on_shutdown=[stopped],
     )
     with TestClient(app) as client:
         assert calls == ["start"]
@@ -55,6 +58,14 @@ def test_health_extra_checks_and_lifespan_hooks(
 def test_openapi_docs(api: TestClient) -> None:
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
-    for path in ("/health", "/feed", "/posts", "/posts/{post_id}", "/events", "/runs",
-                 "/runs/{run_id}", "/stats"):
+    for path in (
+        "/health",
+        "/feed",
+        "/posts",
+        "/posts/{post_id}",
+        "/events",
+        "/runs",
+        "/runs/{run_id}",
+        "/stats",
+    ):
         assert path in paths

@@ -57,17 +57,24 @@ def ch_database(ch_client: Client) -> Iterator[Callable[[], str]]:
 
 def _post(i: int, **kw: object) -> PostPublished:
     fields: dict[str, object] = {
-        "post_id": f"po_{i:016x}", "request_id": f"rq_{i:016x}", "run_id": "run1",
-        "event_id": f"ev_{i:016x}", "channel": ("feed", "chat", "news")[i % 3],
-        "author": f"npc_{i % 97}", "tick": i // 10, "sim_minute": i // 10 * 15,
-        "body": f"post number {i}", "source": "llm", "score": 0.5,
+        "post_id": f"po_{i:016x}",
+        "request_id": f"rq_{i:016x}",
+        "run_id": "run1",
+        "event_id": f"ev_{i:016x}",
+        "channel": ("feed", "chat", "news")[i % 3],
+        "author": f"npc_{i % 97}",
+        "tick": i // 10,
+        "sim_minute": i // 10 * 15,
+        "body": f"post number {i}",
+        "source": "llm",
+        "score": 0.5,
     }
     fields.update(kw)
     return PostPublished(**fields)  # type: ignore[arg-type]  # test builder
 
 
 def _count(client: Client, database: str, table: str, final: bool = False) -> int:
-    return int(client.command(f"SELECT count() FROM {database}.{table}{' FINAL' if final else ''}"))
+    return int(client.command(f"SELECT count() FROM {database}.{table}{' FINAL' if final else ''}"))  # noqa: S608 - checked identifiers, values bound
 
 
 def test_connect_caches_per_path_and_parses_dsns(chdb_path: Path, ch_client: Client) -> None:
@@ -92,7 +99,8 @@ def test_migrations_apply_in_order_and_are_idempotent(ch_client: Client) -> None
         assert applied_versions(ch_client, database) == set(versions)
         assert _count(ch_client, database, "schema_migrations") == len(versions)
         tables = {
-            row[0] for row in ch_client.query(
+            row[0]
+            for row in ch_client.query(
                 "SELECT name FROM system.tables WHERE database = {db:String}",
                 parameters={"db": database},
             ).result_rows
@@ -100,7 +108,8 @@ def test_migrations_apply_in_order_and_are_idempotent(ch_client: Client) -> None
         assert tables == set(TABLES) | {"schema_migrations"}
         engines = ch_client.query(
             "SELECT DISTINCT engine FROM system.tables WHERE database = {db:String} "
-            "AND name != 'schema_migrations'", parameters={"db": database},
+            "AND name != 'schema_migrations'",
+            parameters={"db": database},
         ).result_rows
         assert engines == [("ReplacingMergeTree",)]
     finally:
@@ -150,7 +159,7 @@ def test_same_batch_twice_is_stored_once(ch_client: Client, ch_database) -> None
     # overlapping batches of another shape get through the token, and collapse by key
     writer.write_messages(batch[10:30] + [_post(50)])
     assert _count(ch_client, database, "posts", final=True) == 51
-    assert int(ch_client.command(f"SELECT uniqExact(post_id) FROM {database}.posts")) == 51
+    assert int(ch_client.command(f"SELECT uniqExact(post_id) FROM {database}.posts")) == 51  # noqa: S608 - checked identifiers, values bound
     ch_client.command(f"OPTIMIZE TABLE {database}.posts FINAL")
     assert _count(ch_client, database, "posts") == 51
 
@@ -173,8 +182,15 @@ def test_failed_flush_keeps_rows_and_retry_is_idempotent(ch_client: Client, ch_d
 def test_dead_letters_and_runs_rows(ch_client: Client, ch_database) -> None:
     database = ch_database()
     writer = ClickHouseWriter(ch_client, database)
-    letter = DeadLettered(stage="render", topic="wf.render-requests", partition=0, offset=7,
-                          value="{}", reason="schema invalid", at_ms=1_700_000_000_000)
+    letter = DeadLettered(
+        stage="render",
+        topic="wf.render-requests",
+        partition=0,
+        offset=7,
+        value="{}",
+        reason="schema invalid",
+        at_ms=1_700_000_000_000,
+    )
     start = RunCommanded(command="start", run_id="run9", seed=5)
     writer.write_messages([letter, start])
     writer.write_messages([letter, start])  # redelivered
@@ -199,5 +215,7 @@ def test_insert_100k_rows_timing(ch_client: Client, ch_database, capsys) -> None
     final_s = time.perf_counter() - started
     assert count == 100_000
     with capsys.disabled():
-        print(f"\n100k posts: one insert {elapsed:.2f} s ({100_000 / elapsed:,.0f} rows/s); "
-              f"count() FINAL {final_s * 1000:.0f} ms")
+        print(
+            f"\n100k posts: one insert {elapsed:.2f} s ({100_000 / elapsed:,.0f} rows/s); "
+            f"count() FINAL {final_s * 1000:.0f} ms"
+        )
