@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         f"chdb://{ROOT / '.local' / 'chdb'}",
         description="chdb:///path for the embedded engine, or http://user:pass@host:8123/db.",
     )
-    triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint host:port.")
+    triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint host:port.")
     triton_model: str = Field("llm", description="Model name in the Triton model repository.")
     llm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent LLM requests.")
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")

@@ -1,0 +1,174 @@
+"""The ``worldfeed`` command line.
+
+    worldfeed up            start Kafka, Triton, workers and the API; play Day 1; print the feed
+    worldfeed worker        a stream worker (roles: clock, world, impact, render, sink)
+    worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
+    worldfeed run-command   start / pause / resume / stop a run
+    worldfeed topics        create the topics (idempotent)
+    worldfeed migrate       apply ClickHouse migrations
+    worldfeed schemas       export topic JSON Schemas to topics/schemas/
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from worldfeed.settings import ROOT, Settings
+
+SCHEMAS_DIR = ROOT / "topics" / "schemas"
+
+
+def export_topic_schemas(directory: Path = SCHEMAS_DIR) -> list[Path]:
+    """Write one JSON Schema per topic (``<topic>.schema.json``); return the paths."""
+    from topics import TOPICS, schema_of
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for spec in TOPICS:
+        path = directory / f"{spec.name}.schema.json"
+        schema = {"title": spec.name, "description": spec.description, "x-key": spec.key,
+                  **schema_of(spec)}
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        paths.append(path)
+    return paths
+
+
+def cmd_worker(settings: Settings, roles: list[str]) -> int:
+    """Run a faust worker with the given roles until interrupted."""
+    import faust
+
+    from streams.admin import ensure_topics
+    from streams.app import create_streams
+
+    asyncio.run(ensure_topics(settings))
+    streams = create_streams(settings, roles)
+    worker = faust.Worker(streams.app, loglevel="INFO", quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_api(settings: Settings, with_sink: bool) -> int:
+    """Serve the API (and, in embedded mode, the ClickHouse sink in the same process)."""
+    import uvicorn
+
+    from api.main import create_app
+    from streams.admin import ensure_topics, kafka_health
+    from streams.app import create_streams
+
+    hooks_up, hooks_down = [], []
+    if with_sink:
+        streams = create_streams(settings, ["sink"])
+
+        async def start_sink() -> None:
+            await ensure_topics(settings)
+            await streams.app.start()
+
+        async def stop_sink() -> None:
+            await streams.app.stop()
+
+        hooks_up.append(start_sink)
+        hooks_down.append(stop_sink)
+
+    async def kafka() -> str:
+        return await kafka_health(settings)
+
+    app = create_app(settings, health_checks={"kafka": kafka}, on_startup=hooks_up,
+                     on_shutdown=hooks_down)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+async def send_command(settings: Settings, **fields: object) -> None:
+    """Produce one run command to the clock."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.codec import encode
+    from topics import CLOCK_INBOX
+    from topics.models import RunCommanded
+
+    cmd = RunCommanded(**fields)  # type: ignore[arg-type]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(CLOCK_INBOX.name), encode(cmd),
+                                     key=cmd.run_id.encode(), partition=0)
+    finally:
+        await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="worldfeed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start everything and play a run")
+    up.add_argument("--days", type=float, default=1.0)
+    up.add_argument("--seed", type=int, default=None)
+    up.add_argument("--run-id", default=None)
+    up.add_argument("--exit-when-done", action="store_true",
+                    help="stop every process once the run is played and rendered")
+    w = sub.add_parser("worker", help="run a stream worker")
+    w.add_argument("--roles", default="clock,world,impact,render",
+                   help="comma-separated: clock, world, impact, render, sink")
+    a = sub.add_parser("api", help="serve the API")
+    a.add_argument("--no-sink", action="store_true", help="do not run the embedded sink")
+    rc = sub.add_parser("run-command", help="send a command to the clock")
+    rc.add_argument("command", choices=["start", "pause", "resume", "stop"])
+    rc.add_argument("run_id")
+    rc.add_argument("--seed", type=int, default=1)
+    rc.add_argument("--days", type=float, default=1.0)
+    rc.add_argument("--world", default="town")
+    rc.add_argument("--speed", type=float, default=0.0)
+    sub.add_parser("topics", help="create topics")
+    sub.add_parser("migrate", help="apply ClickHouse migrations")
+    sub.add_parser("schemas", help="export topic JSON Schemas")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+    except Exception as exc:  # noqa: BLE001 - show configuration errors without a traceback
+        print(f"worldfeed: bad configuration: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+    if args.cmd == "up":
+        from worldfeed.up import up
+
+        return up(settings, days=args.days, seed=args.seed, run_id=args.run_id,
+                  exit_when_done=args.exit_when_done)
+    if args.cmd == "worker":
+        return cmd_worker(settings, [r.strip() for r in args.roles.split(",") if r.strip()])
+    if args.cmd == "api":
+        return cmd_api(settings, with_sink=not args.no_sink)
+    if args.cmd == "run-command":
+        asyncio.run(send_command(settings, command=args.command, run_id=args.run_id,
+                                 seed=args.seed, days=args.days, world=args.world,
+                                 speed=args.speed, step_minutes=settings.step_minutes))
+        return 0
+    if args.cmd == "topics":
+        from streams.admin import ensure_topics
+
+        created = asyncio.run(ensure_topics(settings))
+        print(f"created {len(created)} topics")  # noqa: T201
+        return 0
+    if args.cmd == "migrate":
+        from storage.clickhouse import connect, database_of
+        from storage.migrate import migrate
+
+        applied = migrate(connect(settings.clickhouse_dsn), database_of(settings.clickhouse_dsn))
+        print(f"applied migrations: {applied or 'none (up to date)'}")  # noqa: T201
+        return 0
+    if args.cmd == "schemas":
+        for path in export_topic_schemas():
+            print(path.relative_to(ROOT))  # noqa: T201
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

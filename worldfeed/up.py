@@ -1,0 +1,220 @@
+"""``worldfeed up``: the whole product on one machine, without Docker.
+
+Starts a Kafka broker (KRaft, Maven Central jars), the Triton server on CPU, a stream
+worker and the API (with the embedded ClickHouse sink), starts a run, shows progress
+(a line per simulated hour) and prints where to read the feed. Ctrl-C stops every
+process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import ensure_topics
+from streams.codec import DecodeError, decode
+from topics import POSTS, RENDER_REQUESTS, TICKS
+from worldfeed.cli import send_command
+from worldfeed.settings import ROOT, Settings
+
+LOGS = ROOT / ".local" / "logs"
+
+
+def say(text: str) -> None:
+    """A progress line for the person at the terminal."""
+    print(text, flush=True)  # noqa: T201 - this is the CLI's output
+
+
+@dataclass
+class Supervisor:
+    """The processes ``up`` started, stopped in reverse order."""
+
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    scripts: list[list[str]] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = (LOGS / f"{name}.log").open("ab")
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+                                start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {LOGS / name}.log")
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                say(f"stopping {name}")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for cmd in reversed(self.scripts):
+            subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True)  # noqa: S603
+
+
+def _port(hostport: str) -> str:
+    return hostport.rsplit(":", 1)[1]
+
+
+def start_services(settings: Settings, sup: Supervisor) -> None:
+    """Start Kafka and Triton (both scripts are idempotent) in parallel and wait for both."""
+    kafka_port = _port(settings.kafka_bootstrap.split(",")[0])
+    grpc = int(_port(settings.triton_grpc_url))
+    jobs = {
+        "kafka": ["deploy/local/kafka.sh", "start", kafka_port],
+        "triton": ["deploy/local/triton.sh", "start", str(grpc - 1), str(grpc), str(grpc + 1)],
+    }
+    say("starting Kafka (KRaft) and Triton (CPU, SmolLM2-135M) ...")
+    running = {n: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+               for n, c in jobs.items()}
+    for name, proc in running.items():
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed to start:\n{out.decode(errors='replace')}")
+        line = out.decode(errors="replace").strip().splitlines()[-1]
+        say(f"  {line}")
+        if "already running" in line:
+            continue  # someone else started it; leave it running
+        stop = list(jobs[name])
+        stop[1] = "stop"
+        sup.scripts.append(stop)
+
+
+def wait_http(url: str, timeout_s: float, sup: Supervisor) -> None:
+    """Wait until a URL answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sup.check()
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL
+                if resp.status == 200:
+                    return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+async def follow(settings: Settings, run_id: str, t0: float, sup: Supervisor,
+                 send_start: dict[str, object]) -> dict[str, object]:
+    """Start the run and print progress until it is played and every render request posted."""
+    names = {settings.topic(s.name): s for s in (TICKS, RENDER_REQUESTS, POSTS)}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in names
+                 for p in (consumer.partitions_for_topic(t) or {0})]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for tp in parts:
+            await consumer.position(tp)
+        await send_command(settings, **send_start)
+        ticks = events = requests = 0
+        posts: Counter[str] = Counter()
+        sources: Counter[str] = Counter()
+        first_post: float | None = None
+        last_done_at: float | None = None
+        per_hour = max(1, 60 // settings.step_minutes)
+        while True:
+            sup.check()
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batch.items():
+                spec = names[tp.topic]
+                for m in messages:
+                    try:
+                        msg = decode(spec, m.value)
+                    except DecodeError:
+                        continue
+                    if msg.run_id != run_id:
+                        continue
+                    if spec is TICKS:
+                        ticks += 1
+                        events += msg.events
+                        if msg.tick % per_hour == per_hour - 1 or msg.last:
+                            end = msg.sim_minute + settings.step_minutes
+                            say(f"day {end // 1440 + 1} {(end // 60) % 24:02d}:{end % 60:02d}"
+                                f"  tick {msg.tick + 1:>4}  events {events:>5}  render requests "
+                                f"{requests:>4}  posts {sum(posts.values()):>4} "
+                                f"{dict(posts)}  state {msg.state_hash}")
+                        if msg.last:
+                            last_done_at = time.monotonic()
+                    elif spec is RENDER_REQUESTS:
+                        requests += 1
+                    else:
+                        posts[msg.channel] += 1
+                        sources[msg.source] += 1
+                        if first_post is None:
+                            first_post = time.monotonic() - t0
+                            say(f"first post after {first_post:.1f}s: [{msg.channel}] "
+                                f"{msg.author}: {msg.body[:100]}")
+            if last_done_at is not None and sum(posts.values()) >= requests:
+                break
+            if last_done_at is not None and time.monotonic() - last_done_at > 900:
+                say("gave up waiting for the last posts after 15 minutes")
+                break
+        return {"ticks": ticks, "events": events, "requests": requests, "posts": dict(posts),
+                "sources": dict(sources), "first_post_s": first_post}
+    finally:
+        await consumer.stop()
+
+
+def up(settings: Settings, days: float, seed: int | None, run_id: str | None,
+       exit_when_done: bool) -> int:
+    """Run the whole product; return the process exit code."""
+    t0 = time.monotonic()
+    seed = settings.run_seed if seed is None else seed
+    run_id = run_id or f"run-{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sup = Supervisor()
+    env = dict(os.environ)
+    exe = str(Path(sys.executable).parent / "worldfeed")
+    try:
+        start_services(settings, sup)
+        asyncio.run(ensure_topics(settings))
+        sup.spawn("worker", [exe, "worker"], env)
+        sup.spawn("api", [exe, "api"], env)
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        wait_http(f"{api}/health", 120, sup)
+        say(f"API up at {api} (docs {api}/docs); playing {days:g} day(s) of run {run_id} ...")
+        summary = asyncio.run(follow(settings, run_id, t0, sup, {
+            "command": "start", "run_id": run_id, "seed": seed, "days": days,
+            "speed": settings.speed, "step_minutes": settings.step_minutes, "world": "town"}))
+        say(f"\nrun {run_id}: {summary['ticks']} ticks, {summary['events']} events, "
+            f"{summary['requests']} render requests, posts per channel {summary['posts']}, "
+            f"by source {summary['sources']}; first post after {summary['first_post_s']:.1f}s; "
+            f"total {time.monotonic() - t0:.1f}s")
+        say(f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'")
+        say(f"news:           curl '{api}/feed?channel=news&run_id={run_id}'")
+        say(f"API docs:       {api}/docs")
+        if not exit_when_done:
+            say("running; press Ctrl-C to stop everything")
+            while True:
+                sup.check()
+                time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        return 130
+    except RuntimeError as exc:
+        say(f"error: {exc}")
+        return 1
+    finally:
+        sup.stop()
