@@ -1,0 +1,416 @@
+"""Cross-reference rules a JSON Schema cannot express: ids that must exist, fields that must
+agree, templates that must fit the prompt budget, director rules that must be able to fire.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from catalog.errors import CatalogIssue, json_pointer
+from catalog.models import (
+    Catalog,
+    ConditionTrigger,
+    DirectorRule,
+    EventType,
+    Npc,
+    NpcSelector,
+    ScheduledEvent,
+    Template,
+)
+
+SUMMARY_FIELDS = frozenset({"actor", "target", "place"})
+MEMORY_FIELDS = frozenset({"actor", "target", "place", "summary"})
+# Placeholders a prompt template may use, with the most characters each can expand to.
+TEMPLATE_FIELDS: dict[str, int] = {
+    "author_name": 80,
+    "author_handle": 32,
+    "author_voice": 300,
+    "author_occupation": 60,
+    "event_summary": 300,
+    "place_name": 80,
+    "time": 16,
+    "channel": 8,
+    "memories": 0,  # sized per template: max_memories x MEMORY_CHARS
+}
+MEMORY_CHARS = 200
+CHARS_PER_TOKEN = 3.5  # conservative for English with a small BPE vocabulary
+PROMPT_TOKEN_BUDGET = 600
+RELATIONSHIP_FIELDS = frozenset({"affinity", "trust", "familiarity"})
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "events_last_hour": (0, math.inf),
+    "posts_last_hour": (0, math.inf),
+    "mean_affinity": (-100, 100),
+    "active_npcs": (0, math.inf),
+}
+
+Report = Callable[[str, Sequence[object], str, str], None]
+
+
+def placeholders(text: str) -> set[str]:
+    """Names of the {placeholders} in a format string."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        return {"<malformed braces>"}
+
+
+def estimate_prompt_tokens(template: Template) -> int:
+    """Worst-case tokens of a rendered prompt (system + prompt, every placeholder full)."""
+    chars = len(template.system) + len(template.prompt)
+    for name in placeholders(template.system) | placeholders(template.prompt):
+        chars += (
+            template.max_memories * MEMORY_CHARS
+            if name == "memories"
+            else TEMPLATE_FIELDS.get(name, 0)
+        )
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def _unique(
+    items: Iterable[Any], key: Callable[[Any], object], report: Callable[..., None], what: str
+) -> None:
+    seen: Counter[object] = Counter()
+    for i, item in enumerate(items):
+        k = key(item)
+        seen[k] += 1
+        if seen[k] == 2:
+            report([i], f"duplicate {what} {k!r}", f"unique-{what.replace(' ', '-')}")
+
+
+def check_catalog(
+    catalog: Catalog, shown: Callable[[str], str], parsed: dict[str, Any]
+) -> list[CatalogIssue]:
+    """Every cross-reference problem of a catalog whose files each passed their schema."""
+    issues: list[CatalogIssue] = []
+
+    def reporter(file: str) -> Callable[[Sequence[object], str, str], None]:
+        def report(path: Sequence[object], message: str, rule: str) -> None:
+            issues.append(CatalogIssue(shown(file), json_pointer(path), message, rule))
+
+        return report
+
+    _check_places(parsed["places.json"], reporter("places.json"))
+    _check_npcs(catalog, parsed["npcs.json"], reporter("npcs.json"))
+    _check_relationships(catalog, parsed["relationships.json"], reporter("relationships.json"))
+    _check_goals(catalog, parsed["goals.json"], reporter("goals.json"))
+    _check_channels(parsed["channels.json"], reporter("channels.json"))
+    _check_templates(catalog, parsed["templates.json"], reporter("templates.json"))
+    _check_event_types(catalog, parsed["event_types.json"], reporter("event_types.json"))
+    _check_scheduled(catalog, parsed["scheduled.json"], reporter("scheduled.json"))
+    _check_director(catalog, parsed["director.json"], reporter("director.json"))
+    return issues
+
+
+def _check_places(places: list[Any], report: Callable[..., None]) -> None:
+    _unique(places, lambda p: p.id, report, "place id")
+    for i, p in enumerate(places):
+        if p.open_hour == p.close_hour:
+            report(
+                [i, "close_hour"],
+                "close_hour equals open_hour (use 0 and 24 for all day)",
+                "opening-hours",
+            )
+
+
+def _check_npcs(catalog: Catalog, npcs: list[Npc], report: Callable[..., None]) -> None:
+    _unique(npcs, lambda n: n.id, report, "npc id")
+    _unique(npcs, lambda n: n.handle, report, "handle")
+    for i, n in enumerate(npcs):
+        if n.home not in catalog.places:
+            report([i, "home"], f"unknown place {n.home!r}", "npc-home-exists")
+        if n.work is not None and n.work not in catalog.places:
+            report([i, "work"], f"unknown place {n.work!r}", "npc-work-exists")
+        for c, ch in enumerate(n.channels):
+            if ch not in catalog.channels:
+                report([i, "channels", c], f"unknown channel {ch!r}", "channel-exists")
+        last_end = 0
+        for b, block in enumerate(n.schedule):
+            at = [i, "schedule", b]
+            if block.end_hour <= block.start_hour:
+                report([*at, "end_hour"], "end_hour must be after start_hour", "schedule-order")
+            if block.start_hour < last_end:
+                report([*at, "start_hour"], "block overlaps the previous one", "schedule-order")
+            last_end = max(last_end, block.end_hour)
+            if block.place == "work" and n.work is None:
+                report([*at, "place"], "'work' but the npc has no work place", "schedule-place")
+            elif block.place not in ("home", "work") and block.place not in catalog.places:
+                report([*at, "place"], f"unknown place {block.place!r}", "schedule-place")
+
+
+def _check_relationships(catalog: Catalog, rels: list[Any], report: Callable[..., None]) -> None:
+    _unique(rels, lambda r: (r.source, r.target), report, "relationship")
+    for i, r in enumerate(rels):
+        for end in ("source", "target"):
+            if getattr(r, end) not in catalog.npcs:
+                report([i, end], f"unknown npc {getattr(r, end)!r}", "relationship-npc-exists")
+        if r.source == r.target:
+            report([i, "target"], "relationship of an npc with itself", "relationship-not-self")
+
+
+def _check_goals(catalog: Catalog, goals: list[Any], report: Callable[..., None]) -> None:
+    for i, g in enumerate(goals):
+        if g.npc not in catalog.npcs:
+            report([i, "npc"], f"unknown npc {g.npc!r}", "goal-npc-exists")
+        if g.target is not None and g.target not in catalog.npcs and g.target not in catalog.places:
+            report([i, "target"], f"unknown npc or place {g.target!r}", "goal-target-exists")
+
+
+def _check_channels(channels: list[Any], report: Callable[..., None]) -> None:
+    _unique(channels, lambda c: c.id, report, "channel id")
+    for i, c in enumerate(channels):
+        try:
+            Draft202012Validator.check_schema(c.post_schema)
+        except SchemaError as exc:
+            report([i, "post_schema", *exc.absolute_path], exc.message, "post-schema-valid")
+
+
+def _check_templates(
+    catalog: Catalog, templates: list[Template], report: Callable[..., None]
+) -> None:
+    _unique(templates, lambda t: t.id, report, "template id")
+    for i, t in enumerate(templates):
+        if t.channel not in catalog.channels:
+            report([i, "channel"], f"unknown channel {t.channel!r}", "channel-exists")
+        for part in ("system", "prompt"):
+            for name in sorted(placeholders(getattr(t, part)) - TEMPLATE_FIELDS.keys()):
+                report([i, part], f"unknown placeholder {{{name}}}", "template-placeholders")
+        tokens = estimate_prompt_tokens(t)
+        if tokens > PROMPT_TOKEN_BUDGET:
+            report(
+                [i, "prompt"],
+                f"worst-case prompt is ~{tokens} tokens, over {PROMPT_TOKEN_BUDGET}",
+                "prompt-budget",
+            )
+
+
+def _check_event_types(
+    catalog: Catalog, types: list[EventType], report: Callable[..., None]
+) -> None:
+    _unique(types, lambda e: e.id, report, "event type id")
+    journalists = any("news" in n.channels for n in catalog.npcs.values())
+    for i, e in enumerate(types):
+        for name in sorted(placeholders(e.summary) - SUMMARY_FIELDS):
+            report([i, "summary"], f"unknown placeholder {{{name}}}", "summary-placeholders")
+        if not e.needs_target:
+            if "target" in placeholders(e.summary):
+                report([i, "summary"], "{target} but needs_target is false", "target-consistency")
+            if e.target_filter != "any":
+                report(
+                    [i, "target_filter"], "a target filter needs needs_target", "target-consistency"
+                )
+        pre = e.preconditions
+        if pre.end_hour <= pre.start_hour:
+            report(
+                [i, "preconditions", "end_hour"], "end_hour must be after start_hour", "hours-order"
+            )
+        if not e.needs_target and (pre.min_affinity is not None or pre.max_affinity is not None):
+            report(
+                [i, "preconditions"], "affinity preconditions need a target", "target-consistency"
+            )
+        if (
+            pre.min_affinity is not None
+            and pre.max_affinity is not None
+            and pre.min_affinity > pre.max_affinity
+        ):
+            report(
+                [i, "preconditions", "max_affinity"],
+                "max_affinity is below min_affinity",
+                "affinity-range",
+            )
+        for k, eff in enumerate(e.effects):
+            at = [i, "effects", k]
+            if not e.needs_target and "target" in (eff.who, eff.toward):
+                report(
+                    at,
+                    "effect on/toward the target but needs_target is false",
+                    "target-consistency",
+                )
+            if eff.field in RELATIONSHIP_FIELDS:
+                if eff.toward is None:
+                    report([*at, "toward"], f"{eff.field} needs 'toward'", "effect-fields")
+                elif eff.toward == eff.who:
+                    report([*at, "toward"], f"{eff.who} toward itself", "effect-fields")
+            elif eff.toward is not None and eff.field != "memory":
+                report([*at, "toward"], f"{eff.field} takes no 'toward'", "effect-fields")
+            if eff.field == "goal_progress" and eff.goal_kind is None:
+                report([*at, "goal_kind"], "goal_progress needs goal_kind", "effect-fields")
+            if eff.field != "goal_progress" and eff.goal_kind is not None:
+                report([*at, "goal_kind"], f"goal_kind on a {eff.field} effect", "effect-fields")
+            if eff.field == "memory":
+                if eff.memory is None or eff.salience is None:
+                    report(at, "memory effects need memory and salience", "effect-fields")
+                else:
+                    for name in sorted(placeholders(eff.memory) - MEMORY_FIELDS):
+                        report(
+                            [*at, "memory"],
+                            f"unknown placeholder {{{name}}}",
+                            "memory-placeholders",
+                        )
+            elif eff.memory is not None or eff.salience is not None:
+                report(at, f"memory/salience on a {eff.field} effect", "effect-fields")
+        for ch, rule in e.channels.items():
+            at = [i, "channels", ch]
+            if ch not in catalog.channels:
+                report(at, f"unknown channel {ch!r}", "channel-exists")
+            tpl = catalog.templates.get(rule.template)
+            if tpl is None:
+                report([*at, "template"], f"unknown template {rule.template!r}", "template-exists")
+            elif tpl.channel != ch:
+                report(
+                    [*at, "template"],
+                    f"template {tpl.id!r} is for channel {tpl.channel!r}",
+                    "template-channel",
+                )
+            if rule.author == "target" and not e.needs_target:
+                report(
+                    [*at, "author"],
+                    "author 'target' but needs_target is false",
+                    "target-consistency",
+                )
+            if rule.author == "journalist" and not journalists:
+                report([*at, "author"], "no npc writes news", "journalist-exists")
+
+
+def _hour_ok(e: EventType, hour: int) -> bool:
+    return e.preconditions.start_hour <= hour < e.preconditions.end_hour
+
+
+def _check_scheduled(
+    catalog: Catalog, events: list[ScheduledEvent], report: Callable[..., None]
+) -> None:
+    _unique(events, lambda s: s.id, report, "scheduled id")
+    for i, s in enumerate(events):
+        e = catalog.event_types.get(s.type)
+        if e is None:
+            report([i, "type"], f"unknown event type {s.type!r}", "event-type-exists")
+        for role in ("actor", "target"):
+            who = getattr(s, role)
+            if who is not None and who not in catalog.npcs:
+                report([i, role], f"unknown npc {who!r}", "npc-exists")
+        place = catalog.places.get(s.place)
+        if place is None:
+            report([i, "place"], f"unknown place {s.place!r}", "place-exists")
+        if s.target is not None and s.target == s.actor:
+            report([i, "target"], "target is the actor", "target-consistency")
+        if e is None:
+            continue
+        if e.needs_target != (s.target is not None):
+            need = "needs" if e.needs_target else "takes no"
+            report([i, "target"], f"event type {e.id!r} {need} a target", "target-consistency")
+        if not _hour_ok(e, int(s.time[:2])):
+            report([i, "time"], f"{s.time} is outside the hours of {e.id!r}", "event-hours")
+        kinds = e.preconditions.place_kinds
+        if place is not None and kinds and place.kind not in kinds:
+            report([i, "place"], f"{e.id!r} cannot happen at a {place.kind}", "event-place-kind")
+
+
+def _selector_issues(catalog: Catalog, sel: NpcSelector) -> list[tuple[list[object], str]]:
+    if sel.npc is not None and sel.occupation is not None:
+        return [([], "give npc or occupation, not both")]
+    if sel.npc is not None and sel.npc not in catalog.npcs:
+        return [(["npc"], f"unknown npc {sel.npc!r}")]
+    if sel.occupation is not None and not any(
+        n.occupation == sel.occupation for n in catalog.npcs.values()
+    ):
+        return [(["occupation"], f"no npc has occupation {sel.occupation!r}")]
+    return []
+
+
+def _check_director(
+    catalog: Catalog, rules: list[DirectorRule], report: Callable[..., None]
+) -> None:
+    _unique(rules, lambda r: r.id, report, "director id")
+    for i, r in enumerate(rules):
+        e = catalog.event_types.get(r.event_type)
+        if e is None:
+            report([i, "event_type"], f"unknown event type {r.event_type!r}", "event-type-exists")
+        never = "rule can never fire: "
+        if r.probability == 0:
+            report([i, "probability"], never + "probability is 0", "can-fire")
+        t = r.trigger
+        if isinstance(t, ConditionTrigger):
+            lo, hi = METRIC_RANGES[t.metric]
+            impossible = (
+                (t.op == "<" and t.value <= lo)
+                or (t.op == "<=" and t.value < lo)
+                or (t.op == ">" and t.value >= hi)
+                or (t.op == ">=" and t.value > hi)
+            )
+            if t.metric == "active_npcs" and t.op in (">", ">="):
+                impossible |= t.value > len(catalog.npcs) or (
+                    t.op == ">" and t.value == len(catalog.npcs)
+                )
+            if impossible:
+                report(
+                    [i, "trigger", "value"],
+                    never + f"{t.metric} {t.op} {t.value} is never true",
+                    "can-fire",
+                )
+            if t.end_hour <= t.start_hour:
+                report([i, "trigger", "end_hour"], never + "empty hour window", "can-fire")
+            elif e is not None and (
+                t.end_hour <= e.preconditions.start_hour or t.start_hour >= e.preconditions.end_hour
+            ):
+                report([i, "trigger"], never + f"hours miss those of {e.id!r}", "can-fire")
+        else:
+            if t.days is not None and not t.days:
+                report([i, "trigger", "days"], never + "empty day list", "can-fire")
+            if t.weekdays is not None and not t.weekdays:
+                report([i, "trigger", "weekdays"], never + "empty weekday list", "can-fire")
+            if e is not None and not _hour_ok(e, int(t.time[:2])):
+                report(
+                    [i, "trigger", "time"],
+                    never + f"{t.time} is outside the hours of {e.id!r}",
+                    "can-fire",
+                )
+        p = r.participants
+        for path, msg in _selector_issues(catalog, p.actor):
+            report([i, "participants", "actor", *path], msg, "participant-exists")
+        if p.target is not None:
+            for path, msg in _selector_issues(catalog, p.target):
+                report([i, "participants", "target", *path], msg, "participant-exists")
+            if p.target.npc is not None and p.target.npc == p.actor.npc:
+                report([i, "participants", "target"], never + "target is the actor", "can-fire")
+        if e is not None and e.needs_target != (p.target is not None):
+            need = "needs" if e.needs_target else "takes no"
+            report([i, "participants", "target"], never + f"{e.id!r} {need} a target", "can-fire")
+        ps = p.place
+        kinds = e.preconditions.place_kinds if e is not None else []
+        if ps.place is not None and ps.kind is not None:
+            report(
+                [i, "participants", "place"], "give place or kind, not both", "participant-exists"
+            )
+        elif ps.place is not None:
+            place = catalog.places.get(ps.place)
+            if place is None:
+                report(
+                    [i, "participants", "place", "place"],
+                    f"unknown place {ps.place!r}",
+                    "place-exists",
+                )
+            elif kinds and place.kind not in kinds:
+                report(
+                    [i, "participants", "place", "place"],
+                    never + f"{e.id if e else ''!r} cannot happen at a {place.kind}",
+                    "can-fire",
+                )
+        elif ps.kind is not None:
+            if not any(pl.kind == ps.kind for pl in catalog.places.values()):
+                report(
+                    [i, "participants", "place", "kind"],
+                    never + f"no place of kind {ps.kind!r}",
+                    "can-fire",
+                )
+            elif kinds and ps.kind not in kinds:
+                report(
+                    [i, "participants", "place", "kind"],
+                    never + f"{e.id if e else ''!r} cannot happen at a {ps.kind}",
+                    "can-fire",
+                )

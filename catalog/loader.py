@@ -1,0 +1,101 @@
+"""Load a world directory: read each file, validate it against its JSON Schema, then check
+cross-references. Every problem becomes a :class:`~catalog.errors.CatalogError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.exceptions import best_match
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticError
+
+from catalog import schemas
+from catalog.checks import check_catalog
+from catalog.errors import CatalogError, CatalogIssue, json_pointer
+from catalog.models import CATALOG_FILES, Catalog
+
+log = logging.getLogger(__name__)
+
+
+def _read_json(file: Path, shown: str) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError([CatalogIssue(shown, "/", "file is missing", "file-exists")]) from None
+    except OSError as exc:
+        raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise CatalogError([CatalogIssue(shown, "/", msg, "json-syntax")]) from None
+
+
+def _specific(error: SchemaError) -> SchemaError:
+    """The most telling sub-error of an anyOf/oneOf failure (e.g. a nullable field)."""
+    while error.context:
+        error = best_match(error.context)
+    return error
+
+
+def schema_issues(catalog_file: str, data: Any, shown: str) -> list[CatalogIssue]:
+    """Every JSON Schema violation of one file's data, in document order."""
+    validator = Draft202012Validator(schemas.load(catalog_file))
+    issues = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+        err = _specific(err)
+        issues.append(
+            CatalogIssue(shown, json_pointer(err.absolute_path), err.message, str(err.validator))
+        )
+    return issues
+
+
+def parse_file(catalog_file: str, data: Any, shown: str) -> Any:
+    """Validate one file's data with its JSON Schema, then build its models."""
+    issues = schema_issues(catalog_file, data, shown)
+    if issues:
+        raise CatalogError(issues)
+    try:
+        return TypeAdapter(CATALOG_FILES[catalog_file]).validate_python(data)
+    except PydanticError as exc:  # the schema should have caught it; report it the same way
+        raise CatalogError(
+            [CatalogIssue(shown, json_pointer(e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+        ) from None
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Load and validate the world directory at ``path``; raises CatalogError on any problem."""
+    root = Path(path)
+    parsed: dict[str, Any] = {}
+    issues: list[CatalogIssue] = []
+    for name in CATALOG_FILES:
+        shown = str(root / name)
+        try:
+            parsed[name] = parse_file(name, _read_json(root / name, shown), shown)
+        except CatalogError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise CatalogError(issues)
+    catalog = Catalog(
+        world=parsed["world.json"],
+        places=parsed["places.json"],
+        npcs=parsed["npcs.json"],
+        relationships=parsed["relationships.json"],
+        goals=parsed["goals.json"],
+        event_types=parsed["event_types.json"],
+        channels=parsed["channels.json"],
+        templates=parsed["templates.json"],
+        scheduled=parsed["scheduled.json"],
+        director=parsed["director.json"],
+    )
+    issues = check_catalog(catalog, lambda name: str(root / name), parsed)
+    if issues:
+        raise CatalogError(issues)
+    log.debug("loaded catalog %r from %s", catalog, root)
+    return catalog

@@ -1,0 +1,465 @@
+"""Pydantic models of the world catalog: data only, no simulation logic.
+
+Each catalog file of a world directory has one root type (``CATALOG_FILES``); the JSON
+Schemas in ``catalog/schemas/`` are generated from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MINUTES_PER_DAY = 24 * 60
+
+Id = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=64, description="snake_case id."),
+]
+Hhmm = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h.")]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
+ChannelId = Literal["feed", "chat", "news"]
+PlaceKind = Literal[
+    "home",
+    "cafe",
+    "park",
+    "office",
+    "shop",
+    "school",
+    "town_hall",
+    "market",
+    "bar",
+    "newsroom",
+    "clinic",
+    "library",
+    "restaurant",
+    "bakery",
+    "church",
+    "square",
+    "gym",
+    "station",
+    "factory",
+    "farm",
+]
+TraitName = Literal["openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism"]
+EffectField = Literal["affinity", "trust", "familiarity", "reputation", "goal_progress", "memory"]
+RelationshipTag = Literal[
+    "family",
+    "friend",
+    "rival",
+    "coworker",
+    "neighbor",
+    "romantic",
+    "ex",
+    "classmate",
+    "mentor",
+    "student",
+    "client",
+    "acquaintance",
+]
+GoalKind = Literal[
+    "befriend",
+    "romance",
+    "reconcile",
+    "defeat_rival",
+    "win_election",
+    "get_promoted",
+    "grow_business",
+    "expose_scandal",
+    "get_famous",
+    "learn_skill",
+    "help_someone",
+    "keep_reputation",
+    "organize_event",
+]
+TargetFilter = Literal[
+    "any", "known", "friend", "rival", "family", "coworker", "romantic", "stranger"
+]
+Author = Literal["actor", "target", "witness", "journalist"]
+DirectorKind = Literal[
+    "weather", "market_day", "festival", "election", "scandal", "drama", "holiday", "accident"
+]
+
+
+class CatalogModel(BaseModel):
+    """Base of every catalog model: unknown fields are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- world.json ----------------------------------------------------------------------------
+
+
+class World(CatalogModel):
+    """world.json: what the world is and when it starts."""
+
+    name: Id = Field(description="World id, e.g. 'town'.")
+    title: str = Field(min_length=1, max_length=120, description="Human-readable name.")
+    description: str = Field(min_length=1, max_length=2000, description="What this world is.")
+    start_weekday: Weekday = Field(description="Weekday of day 1.")
+    start_date: str | None = Field(
+        None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Calendar date of day 1 (ISO)."
+    )
+    default_step_minutes: int = Field(15, ge=1, le=1440, description="Suggested tick length.")
+    memory_top_k: int = Field(3, ge=0, le=20, description="Memories that go into one prompt.")
+
+
+# ---- places.json ---------------------------------------------------------------------------
+
+
+class Place(CatalogModel):
+    """A location NPCs can be at."""
+
+    id: Id
+    name: str = Field(min_length=1, max_length=80)
+    kind: PlaceKind
+    capacity: int = Field(ge=1, le=100_000, description="NPCs it holds at once.")
+    open_hour: int = Field(ge=0, le=24, description="Opens at this hour (0..24).")
+    close_hour: int = Field(
+        ge=0, le=24, description="Closes at this hour; below open_hour means after midnight."
+    )
+
+
+# ---- npcs.json -----------------------------------------------------------------------------
+
+
+class Traits(CatalogModel):
+    """Big Five personality traits, each 0..1."""
+
+    openness: float = Field(ge=0, le=1)
+    conscientiousness: float = Field(ge=0, le=1)
+    extraversion: float = Field(ge=0, le=1)
+    agreeableness: float = Field(ge=0, le=1)
+    neuroticism: float = Field(ge=0, le=1)
+
+
+class ScheduleBlock(CatalogModel):
+    """Where an NPC usually is between two hours of the day."""
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24)
+    place: str = Field(
+        min_length=1, max_length=64, description="A place id, or 'home' / 'work' for the NPC's own."
+    )
+    activity: str = Field(min_length=1, max_length=60)
+
+
+class Npc(CatalogModel):
+    """A person of the world."""
+
+    id: Id
+    handle: str = Field(pattern=r"^@[a-z0-9_]{2,30}$", description="@-style handle.")
+    display_name: str = Field(min_length=1, max_length=80)
+    age: int = Field(ge=0, le=120)
+    occupation: str = Field(min_length=1, max_length=60)
+    home: str = Field(description="Place id of their home.")
+    work: str | None = Field(None, description="Place id of their work, or null.")
+    traits: Traits
+    interests: list[str] = Field(default_factory=list, max_length=12)
+    voice: str = Field(min_length=5, max_length=300, description="How they write, for prompts.")
+    fame: float = Field(ge=0, le=100)
+    channels: list[ChannelId] = Field(
+        default_factory=list,
+        json_schema_extra={"uniqueItems": True},
+        description="Where they post.",
+    )
+    posting_propensity: float = Field(ge=0, le=1)
+    schedule: list[ScheduleBlock] = Field(default_factory=list)
+
+
+# ---- relationships.json / goals.json ---------------------------------------------------------
+
+
+class Relationship(CatalogModel):
+    """How ``source`` feels about ``target`` (directed)."""
+
+    source: Id
+    target: Id
+    affinity: float = Field(ge=-100, le=100)
+    trust: float = Field(ge=0, le=100)
+    familiarity: float = Field(ge=0, le=100)
+    tags: list[RelationshipTag] = Field(
+        default_factory=list, json_schema_extra={"uniqueItems": True}
+    )
+
+
+class Goal(CatalogModel):
+    """Something an NPC wants."""
+
+    npc: Id
+    kind: GoalKind
+    target: str | None = Field(None, description="NPC or place id the goal is about, or null.")
+    progress: float = Field(0.0, ge=0, le=1)
+    priority: int = Field(ge=1, le=5, description="5 is most important.")
+
+
+# ---- event_types.json ------------------------------------------------------------------------
+
+
+class Preconditions(CatalogModel):
+    """When and where an event type can happen."""
+
+    place_kinds: list[PlaceKind] = Field(default_factory=list, description="Empty: anywhere.")
+    start_hour: int = Field(0, ge=0, le=23, description="Earliest hour (inclusive).")
+    end_hour: int = Field(24, ge=1, le=24, description="Latest hour (exclusive).")
+    min_affinity: float | None = Field(None, ge=-100, le=100, description="Actor->target.")
+    max_affinity: float | None = Field(None, ge=-100, le=100, description="Actor->target.")
+
+
+class EffectSpec(CatalogModel):
+    """One state change an event causes."""
+
+    who: Literal["actor", "target", "witnesses"] = Field(description="Whose state changes.")
+    field: EffectField
+    toward: Literal["actor", "target"] | None = Field(
+        None, description="The other side of a relationship change."
+    )
+    delta: float = Field(0.0, ge=-100, le=100)
+    goal_kind: GoalKind | None = Field(None, description="For goal_progress.")
+    salience: float | None = Field(None, ge=0, le=1, description="For memory.")
+    memory: str | None = Field(None, max_length=200, description="Memory text template.")
+
+
+class Impact(CatalogModel):
+    """Impact components of an event type, each 0..1."""
+
+    novelty: float = Field(ge=0, le=1)
+    conflict: float = Field(ge=0, le=1)
+    status: float = Field(ge=0, le=1)
+    cascade: float = Field(ge=0, le=1)
+
+
+class ChannelRule(CatalogModel):
+    """When and how an event of this type becomes a post on one channel."""
+
+    threshold: float = Field(ge=0, le=1, description="Impact score needed for a post.")
+    template: Id = Field(description="Template id.")
+    author: Author
+
+
+class EventType(CatalogModel):
+    """A kind of thing that can happen."""
+
+    id: Id
+    name: str = Field(min_length=1, max_length=80)
+    summary: str = Field(
+        min_length=1, max_length=200, description="Template: {actor} {target} {place}."
+    )
+    needs_target: bool
+    target_filter: TargetFilter = "any"
+    preconditions: Preconditions = Field(default_factory=Preconditions)
+    base_weight: float = Field(ge=0, le=1000)
+    trait_weights: dict[TraitName, float] = Field(
+        default_factory=dict, description="Trait -> multiplier on the weight."
+    )
+    effects: list[EffectSpec] = Field(default_factory=list)
+    impact: Impact
+    channels: dict[ChannelId, ChannelRule] = Field(default_factory=dict)
+    cooldown_ticks: int = Field(0, ge=0)
+
+
+# ---- channels.json / templates.json -----------------------------------------------------------
+
+
+class Channel(CatalogModel):
+    """A place where posts appear: feed, chat or news."""
+
+    id: ChannelId
+    name: str = Field(min_length=1, max_length=40)
+    default_threshold: float = Field(ge=0, le=1, description="Impact threshold when unset.")
+    rate_limit_per_day: int = Field(ge=1, le=1000, description="Posts per author per sim day.")
+    post_schema: dict[str, Any] = Field(description="JSON Schema of a finished post.")
+
+
+class Template(CatalogModel):
+    """A prompt template for one channel; placeholders in {braces}."""
+
+    id: Id
+    channel: ChannelId
+    system: str = Field(min_length=1, max_length=1000)
+    prompt: str = Field(min_length=1, max_length=2000)
+    max_memories: int = Field(3, ge=0, le=10, description="Memories the prompt may include.")
+    max_tokens: int = Field(80, ge=8, le=1024, description="Tokens the LLM may write.")
+
+
+# ---- scheduled.json ------------------------------------------------------------------------------
+
+
+class ScheduledEvent(CatalogModel):
+    """An event that happens at a fixed day and time."""
+
+    id: Id
+    day: int = Field(ge=1, description="1-based day.")
+    time: Hhmm
+    type: Id = Field(description="Event type id.")
+    actor: Id
+    target: Id | None = None
+    place: Id
+    summary: str = Field(min_length=1, max_length=300)
+
+    @property
+    def sim_minute(self) -> int:
+        """Simulated minutes since day 1 00:00."""
+        hours, minutes = self.time.split(":")
+        return (self.day - 1) * MINUTES_PER_DAY + int(hours) * 60 + int(minutes)
+
+    def tick(self, step_minutes: int) -> int:
+        """The tick in which this event happens (day 1 00:00 is tick 0)."""
+        return self.sim_minute // step_minutes
+
+
+# ---- director.json ----------------------------------------------------------------------
+
+
+class ScheduleTrigger(CatalogModel):
+    """Fire at a time on some days."""
+
+    type: Literal["schedule"]
+    time: Hhmm
+    days: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="Days; null: any.")
+    weekdays: list[Weekday] | None = Field(None, description="Weekdays; null: any.")
+
+
+class ConditionTrigger(CatalogModel):
+    """Fire when a world metric crosses a value (checked every ``check_every_ticks``)."""
+
+    type: Literal["condition"]
+    metric: Literal["events_last_hour", "posts_last_hour", "mean_affinity", "active_npcs"]
+    op: Literal["<", "<=", ">", ">="]
+    value: float
+    check_every_ticks: int = Field(4, ge=1)
+    start_hour: int = Field(0, ge=0, le=23)
+    end_hour: int = Field(24, ge=1, le=24)
+
+
+class NpcSelector(CatalogModel):
+    """Picks an NPC: a fixed id, or one with an occupation (or anyone), by a rule."""
+
+    npc: Id | None = None
+    occupation: str | None = None
+    pick: Literal["random", "most_famous"] = "random"
+
+
+class PlaceSelector(CatalogModel):
+    """Picks a place: a fixed id, or one of a kind; both null: the actor's location."""
+
+    place: Id | None = None
+    kind: PlaceKind | None = None
+
+
+class Participants(CatalogModel):
+    """Who takes part in a director event."""
+
+    actor: NpcSelector
+    target: NpcSelector | None = None
+    place: PlaceSelector = Field(default_factory=PlaceSelector)
+
+
+class DirectorRule(CatalogModel):
+    """A scheduled or conditional world event."""
+
+    id: Id
+    kind: DirectorKind
+    description: str = Field(min_length=1, max_length=300)
+    trigger: Annotated[ScheduleTrigger | ConditionTrigger, Field(discriminator="type")]
+    event_type: Id
+    participants: Participants
+    probability: float = Field(1.0, ge=0, le=1, description="Chance it fires when due.")
+    cooldown_ticks: int = Field(0, ge=0)
+    summary: str | None = Field(None, max_length=300, description="Overrides the type's summary.")
+
+
+# ---- the files ------------------------------------------------------------------------------
+
+CATALOG_FILES: dict[str, Any] = {
+    "world.json": World,
+    "places.json": list[Place],
+    "npcs.json": list[Npc],
+    "relationships.json": list[Relationship],
+    "goals.json": list[Goal],
+    "event_types.json": list[EventType],
+    "channels.json": list[Channel],
+    "templates.json": list[Template],
+    "scheduled.json": list[ScheduledEvent],
+    "director.json": list[DirectorRule],
+}
+
+
+# ---- the loaded catalog ----------------------------------------------------------------------
+
+
+class Catalog:
+    """A validated world: every catalog file, indexed by id, plus a content digest."""
+
+    def __init__(
+        self,
+        world: World,
+        places: list[Place],
+        npcs: list[Npc],
+        relationships: list[Relationship],
+        goals: list[Goal],
+        event_types: list[EventType],
+        channels: list[Channel],
+        templates: list[Template],
+        scheduled: list[ScheduledEvent],
+        director: list[DirectorRule],
+    ) -> None:
+        self.world = world
+        self.places: dict[str, Place] = {p.id: p for p in sorted(places, key=_by_id)}
+        self.npcs: dict[str, Npc] = {n.id: n for n in sorted(npcs, key=_by_id)}
+        self.relationships = list(relationships)
+        self.goals = list(goals)
+        self.event_types: dict[str, EventType] = {e.id: e for e in sorted(event_types, key=_by_id)}
+        self.channels: dict[str, Channel] = {c.id: c for c in sorted(channels, key=_by_id)}
+        self.templates: dict[str, Template] = {t.id: t for t in sorted(templates, key=_by_id)}
+        self.scheduled = sorted(scheduled, key=lambda s: (s.sim_minute, s.id))
+        self.director = list(director)
+        self._digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """World id, e.g. 'town'."""
+        return self.world.name
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the normalized content: independent of file order, dict order, whitespace."""
+        if self._digest is None:
+            from catalog.digest import catalog_digest
+
+            self._digest = catalog_digest(self)
+        return self._digest
+
+    def files(self) -> dict[str, Any]:
+        """The catalog as JSON-ready data, one entry per catalog file."""
+        return {
+            "world.json": self.world.model_dump(mode="json"),
+            "places.json": [p.model_dump(mode="json") for p in self.places.values()],
+            "npcs.json": [n.model_dump(mode="json") for n in self.npcs.values()],
+            "relationships.json": [r.model_dump(mode="json") for r in self.relationships],
+            "goals.json": [g.model_dump(mode="json") for g in self.goals],
+            "event_types.json": [e.model_dump(mode="json") for e in self.event_types.values()],
+            "channels.json": [c.model_dump(mode="json") for c in self.channels.values()],
+            "templates.json": [t.model_dump(mode="json") for t in self.templates.values()],
+            "scheduled.json": [s.model_dump(mode="json") for s in self.scheduled],
+            "director.json": [d.model_dump(mode="json") for d in self.director],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Catalog(name={self.name!r}, places={len(self.places)}, npcs={len(self.npcs)}, "
+            f"relationships={len(self.relationships)}, event_types={len(self.event_types)})"
+        )
+
+
+def _by_id(item: Any) -> str:
+    return str(item.id)
