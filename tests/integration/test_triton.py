@@ -1,0 +1,96 @@
+"""The Triton LLM model and the async client, against a real tritonserver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from streams.llm import Completion, LLMError, LLMUnavailable, TritonLLM
+from tests.fixtures.triton import _free_ports
+
+pytestmark = pytest.mark.integration
+
+PROMPT = "Write a short social media post about a rainy market day in a small town."
+
+
+async def test_generation_returns_text_and_token_counts(triton_url: str) -> None:
+    async with TritonLLM(triton_url) as llm:
+        assert await llm.ready()
+        c = await llm.generate(PROMPT, {"max_tokens": 40, "temperature": 0.7, "seed": 1})
+    assert isinstance(c, Completion)
+    assert c.text.strip()
+    assert c.tokens_in > 10
+    assert 0 < c.tokens_out <= 40
+    assert c.latency_ms > 0
+    assert c.model == "llm"
+
+
+async def test_max_tokens_is_honoured(triton_url: str) -> None:
+    async with TritonLLM(triton_url) as llm:
+        short = await llm.generate(PROMPT, {"max_tokens": 5, "temperature": 0.0})
+        longer = await llm.generate(PROMPT, {"max_tokens": 30, "temperature": 0.0})
+    assert 0 < short.tokens_out <= 5
+    assert short.tokens_out < longer.tokens_out <= 30
+
+
+async def test_seed_makes_generation_repeatable(triton_url: str) -> None:
+    sampling = {"max_tokens": 20, "temperature": 0.9, "seed": 42}
+    async with TritonLLM(triton_url) as llm:
+        a = await llm.generate(PROMPT, sampling)
+        b = await llm.generate(PROMPT, sampling)
+    assert a.text == b.text
+
+
+async def test_concurrent_requests_are_bounded_and_all_succeed(triton_url: str) -> None:
+    async with TritonLLM(triton_url, concurrency=2) as llm:
+        results = await asyncio.gather(
+            *(llm.generate(f"{PROMPT} Mention the number {i}.", {"max_tokens": 12}) for i in range(6))
+        )
+    assert len(results) == 6
+    assert all(r.text.strip() and r.tokens_out > 0 for r in results)
+    assert llm.max_in_flight == 2
+
+
+async def test_unreachable_server_raises_unavailable_after_retries() -> None:
+    (port,) = _free_ports(1)
+    llm = TritonLLM(f"127.0.0.1:{port}", retries=2, backoff_s=0.05, timeout_s=2.0)
+    started = time.perf_counter()
+    async with llm:
+        assert not await llm.ready()
+        with pytest.raises(LLMUnavailable, match="after 3 attempt"):
+            await llm.generate(PROMPT, {"max_tokens": 5})
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [{"max_tokens": "many"}, {"temperature": -1}, {"max_tokens": 10**6}, {"no_such_param": 1}],
+)
+async def test_bad_sampling_is_a_model_error_and_server_keeps_serving(
+    triton_url: str, sampling: dict
+) -> None:
+    async with TritonLLM(triton_url, retries=3) as llm:
+        with pytest.raises(LLMError, match="sampling|max_tokens|temperature"):
+            await llm.generate(PROMPT, sampling)
+        ok = await llm.generate(PROMPT, {"max_tokens": 5})
+    assert ok.text
+
+
+def test_malformed_sampling_json_is_an_error_response(triton_url: str) -> None:
+    """Raw invalid JSON (the wrapper always sends valid JSON) gets an error, no crash."""
+    text = grpcclient.InferInput("text_input", [1], "BYTES")
+    text.set_data_from_numpy(np.array([PROMPT.encode()], dtype=np.object_))
+    bad = grpcclient.InferInput("sampling_parameters", [1], "BYTES")
+    bad.set_data_from_numpy(np.array([b"{not json"], dtype=np.object_))
+    with grpcclient.InferenceServerClient(triton_url) as client:
+        with pytest.raises(Exception, match="not valid JSON"):
+            client.infer("llm", [text, bad])
+        good = grpcclient.InferInput("sampling_parameters", [1], "BYTES")
+        good.set_data_from_numpy(np.array([b'{"max_tokens": 4}'], dtype=np.object_))
+        result = client.infer("llm", [text, good])
+        assert result.as_numpy("text_output")[0]
+        assert client.is_model_ready("llm")

@@ -1,0 +1,73 @@
+"""Pure logic of the Triton client: backoff, retry classification, tensors, parsing."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from streams.llm import LLMError, TritonLLM, backoff_delay, build_inputs, is_retryable, parse_result
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    rng = random.Random(1)
+    for attempt in range(8):
+        nominal = min(10.0, 0.5 * 2**attempt)
+        for _ in range(50):
+            d = backoff_delay(attempt, 0.5, cap_s=10.0, rng=rng)
+            assert nominal / 2 <= d <= nominal
+    assert backoff_delay(30, 0.5, cap_s=10.0, rng=rng) <= 10.0
+    with pytest.raises(ValueError):
+        backoff_delay(-1, 0.5)
+
+
+def test_backoff_is_jittered() -> None:
+    rng = random.Random(7)
+    assert len({round(backoff_delay(2, 0.5, rng=rng), 6) for _ in range(20)}) > 1
+
+
+def test_retry_classification() -> None:
+    assert is_retryable(InferenceServerException("x", status="StatusCode.UNAVAILABLE"))
+    assert is_retryable(InferenceServerException("x", status="StatusCode.DEADLINE_EXCEEDED"))
+    assert not is_retryable(InferenceServerException("x", status="StatusCode.INVALID_ARGUMENT"))
+    assert is_retryable(ConnectionRefusedError())
+    assert is_retryable(TimeoutError())
+    assert not is_retryable(ValueError())
+    md = grpc.aio.Metadata()
+    assert is_retryable(grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, md, md))
+    assert not is_retryable(grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, md, md))
+
+
+def test_build_inputs_speaks_the_vllm_interface() -> None:
+    inputs = {i.name(): i for i in build_inputs("héllo", {"max_tokens": 7, "seed": 3})}
+    assert set(inputs) == {
+        "text_input", "sampling_parameters", "stream", "exclude_input_in_output",
+        "return_num_input_tokens", "return_num_output_tokens",
+    }
+    assert inputs["text_input"].datatype() == "BYTES"
+    assert inputs["stream"].datatype() == "BOOL"
+    raw = inputs["sampling_parameters"]._get_content()
+    assert json.loads(raw[4:]) == {"max_tokens": 7, "seed": 3}  # 4-byte length prefix
+
+
+def test_parse_result() -> None:
+    text, tin, tout = parse_result(
+        np.array([b"hi \xc3\xa9"], dtype=np.object_), np.array([12], np.int32), np.array([3], np.uint32)
+    )
+    assert (text, tin, tout) == ("hi é", 12, 3)
+    assert parse_result(np.array([[b"a", b"b"]], dtype=np.object_), None, None) == ("ab", 0, 0)
+    with pytest.raises(LLMError):
+        parse_result(None, None, None)
+
+
+def test_constructor_validates() -> None:
+    with pytest.raises(ValueError):
+        TritonLLM("x:1", concurrency=0)
+    with pytest.raises(ValueError):
+        TritonLLM("x:1", retries=-1)
+    llm = TritonLLM("127.0.0.1:1")
+    assert (llm.model, llm.concurrency, llm.timeout_s, llm.retries, llm.backoff_s) == ("llm", 4, 60.0, 3, 0.5)

