@@ -168,7 +168,9 @@ def parse_result(
     if text_output is None:
         raise LLMError("response has no text_output")
     parts = np.asarray(text_output, dtype=np.object_).reshape(-1)
-    text = "".join(p.decode("utf-8", errors="replace") if isinstance(p, bytes) else str(p) for p in parts)
+    text = "".join(
+        p.decode("utf-8", errors="replace") if isinstance(p, bytes) else str(p) for p in parts
+    )
     return text, _first_int(num_input_tokens), _first_int(num_output_tokens)
 
 
@@ -277,7 +279,11 @@ class TritonLLM:
                         delay = backoff_delay(attempt - 1, self.backoff_s)
                         logger.warning(
                             "triton %s attempt %d/%d failed (%s); retrying in %.2fs",
-                            self.url, attempt, attempts, _describe(last), delay,
+                            self.url,
+                            attempt,
+                            attempts,
+                            _describe(last),
+                            delay,
                         )
                         await asyncio.sleep(delay)
                     try:
@@ -304,9 +310,7 @@ class TritonLLM:
             yield {"model_name": self.model, "inputs": inputs}
 
         started = time.perf_counter()
-        responses = self._get_client().stream_infer(
-            _requests(), stream_timeout=self.timeout_s
-        )
+        responses = self._get_client().stream_infer(_requests(), stream_timeout=self.timeout_s)
         try:
             async for result, error in responses:
                 if error is not None:
@@ -328,7 +332,9 @@ class TritonLLM:
         finally:
             responses.cancel()  # one response is all we wait for; end the stream
         raise grpc.aio.AioRpcError(  # the stream ended without an answer
-            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
             details="stream closed without a response",
         )
 

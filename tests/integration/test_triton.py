@@ -48,7 +48,10 @@ async def test_seed_makes_generation_repeatable(triton_url: str) -> None:
 async def test_concurrent_requests_are_bounded_and_all_succeed(triton_url: str) -> None:
     async with TritonLLM(triton_url, concurrency=2) as llm:
         results = await asyncio.gather(
-            *(llm.generate(f"{PROMPT} Mention the number {i}.", {"max_tokens": 12}) for i in range(6))
+            *(
+                llm.generate(f"{PROMPT} Mention the number {i}.", {"max_tokens": 12})
+                for i in range(6)
+            )
         )
     assert len(results) == 6
     assert all(r.text.strip() and r.tokens_out > 0 for r in results)

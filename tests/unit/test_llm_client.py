@@ -45,8 +45,12 @@ def test_retry_classification() -> None:
 def test_build_inputs_speaks_the_vllm_interface() -> None:
     inputs = {i.name(): i for i in build_inputs("héllo", {"max_tokens": 7, "seed": 3})}
     assert set(inputs) == {
-        "text_input", "sampling_parameters", "stream", "exclude_input_in_output",
-        "return_num_input_tokens", "return_num_output_tokens",
+        "text_input",
+        "sampling_parameters",
+        "stream",
+        "exclude_input_in_output",
+        "return_num_input_tokens",
+        "return_num_output_tokens",
     }
     assert inputs["text_input"].datatype() == "BYTES"
     assert inputs["stream"].datatype() == "BOOL"
@@ -56,7 +60,9 @@ def test_build_inputs_speaks_the_vllm_interface() -> None:
 
 def test_parse_result() -> None:
     text, tin, tout = parse_result(
-        np.array([b"hi \xc3\xa9"], dtype=np.object_), np.array([12], np.int32), np.array([3], np.uint32)
+        np.array([b"hi \xc3\xa9"], dtype=np.object_),
+        np.array([12], np.int32),
+        np.array([3], np.uint32),
     )
     assert (text, tin, tout) == ("hi é", 12, 3)
     assert parse_result(np.array([[b"a", b"b"]], dtype=np.object_), None, None) == ("ab", 0, 0)
@@ -70,4 +76,10 @@ def test_constructor_validates() -> None:
     with pytest.raises(ValueError):
         TritonLLM("x:1", retries=-1)
     llm = TritonLLM("127.0.0.1:1")
-    assert (llm.model, llm.concurrency, llm.timeout_s, llm.retries, llm.backoff_s) == ("llm", 4, 60.0, 3, 0.5)
+    assert (llm.model, llm.concurrency, llm.timeout_s, llm.retries, llm.backoff_s) == (
+        "llm",
+        4,
+        60.0,
+        3,
+        0.5,
+    )

@@ -155,7 +155,8 @@ class TritonPythonModel:
         # The first decode pays one-off start-up costs (~5 s here); pay them before the
         # model reports ready, not in the first caller's latency.
         self.llm.create_chat_completion(
-            messages=[{"role": "user", "content": "Hi"}], max_tokens=int(self.cfg.get("warmup_tokens", 4))
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=int(self.cfg.get("warmup_tokens", 4)),
         )
         self.logger.log_info(
             f"llm: loaded {self.model_path.name} in {time.perf_counter() - started:.2f}s "
@@ -187,7 +188,11 @@ class TritonPythonModel:
     @staticmethod
     def _error(message: str, invalid_arg: bool) -> Any:
         code = getattr(pb_utils.TritonError, "INVALID_ARG", None) if invalid_arg else None
-        error = pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+        error = (
+            pb_utils.TritonError(message, code)
+            if code is not None
+            else pb_utils.TritonError(message)
+        )
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     @staticmethod
