@@ -22,36 +22,6 @@ from topics.models import EventHappened, ImpactScore, PostPublished, TickComplet
 from worldfeed.settings import Settings
 
 
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's one chDB engine directory."""
-    path = tmp_path_factory.getbasetemp() / "chdb"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def ch_client(chdb_path: Path) -> Client:
-    """The session's chDB client (shared, as the sink and the API share it)."""
-    return connect(f"chdb://{chdb_path}")
-
-
-@pytest.fixture
-def ch_database(ch_client: Client) -> Iterator[Callable[[], str]]:
-    """Factory: a fresh, migrated database with a uuid suffix; dropped after the test."""
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"wf_test_{uuid.uuid4().hex[:12]}"
-        migrate(ch_client, name)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        ch_client.command(f"DROP DATABASE IF EXISTS {name}")
-
-
 @pytest.fixture
 def database(ch_database: Callable[[], str]) -> str:
     """This test's database."""

@@ -25,36 +25,6 @@ from topics.models import DeadLettered, PostPublished, RunCommanded
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's one chDB engine directory."""
-    path = tmp_path_factory.getbasetemp() / "chdb"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def ch_client(chdb_path: Path) -> Client:
-    """The session's chDB client."""
-    return connect(f"chdb://{chdb_path}")
-
-
-@pytest.fixture
-def ch_database(ch_client: Client) -> Iterator[Callable[[], str]]:
-    """Factory: a fresh, migrated database with a uuid suffix; dropped after the test."""
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"wf_test_{uuid.uuid4().hex[:12]}"
-        migrate(ch_client, name)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        ch_client.command(f"DROP DATABASE IF EXISTS {name}")
-
-
 def _post(i: int, **kw: object) -> PostPublished:
     fields: dict[str, object] = {
         "post_id": f"po_{i:016x}",
