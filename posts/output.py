@@ -57,7 +57,7 @@ def _maybe_json(text: str) -> dict[str, Any] | None:
     if "{" not in text:
         return None
     try:
-        obj = json_repair.loads(text[text.index("{"):])
+        obj = json_repair.loads(text[text.index("{") :])
     except Exception:  # noqa: BLE001 - unrepairable JSON is just text
         return None
     return obj if isinstance(obj, dict) else None
@@ -80,7 +80,8 @@ def parse_output(channel: str, raw: str, schema: dict[str, Any]) -> Parsed:
             fields["body"] = _cut(_strip(fields["body"]), body_max)
             if "title" in props:
                 fields["title"] = _cut(_strip(fields.get("title", "")), title_max) or _cut(
-                    fields["body"], title_max)
+                    fields["body"], title_max
+                )
             return Parsed(fields, repaired=True)
     text = _strip(raw)
     if "title" in props:
@@ -89,8 +90,9 @@ def parse_output(channel: str, raw: str, schema: dict[str, Any]) -> Parsed:
             return Parsed({"title": "", "body": ""}, repaired=False)
         title = _HEADLINE.sub("", lines[0]).strip(" *\"'")
         body = " ".join(lines[1:]).strip() or title
-        return Parsed({"title": _cut(title, title_max), "body": _cut(body, body_max)},
-                      repaired=False)
+        return Parsed(
+            {"title": _cut(title, title_max), "body": _cut(body, body_max)}, repaired=False
+        )
     return Parsed({"body": _cut(" ".join(text.split()), body_max)}, repaired=False)
 
 

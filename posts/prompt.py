@@ -54,7 +54,9 @@ def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> 
 
 def build_prompt(index: WorldIndex, req: RenderRequested, template: Template) -> Prompt:
     """Fill the template; memories (the actor's most salient) are trimmed to fit the budget."""
-    memories = req.event.actor_memories[: template.max_memories] if req.author == req.event.actor else []
+    memories = (
+        req.event.actor_memories[: template.max_memories] if req.author == req.event.actor else []
+    )
     while True:
         values = values_for(index, req, memories)
         system = template.system.format_map(values)
@@ -62,5 +64,9 @@ def build_prompt(index: WorldIndex, req: RenderRequested, template: Template) ->
         if len(system) + len(user) <= MAX_PROMPT_CHARS or not memories:
             break
         memories = memories[:-1]
-    return Prompt(system=system, user=user[: MAX_PROMPT_CHARS - len(system)],
-                  max_tokens=template.max_tokens, template=template.id)
+    return Prompt(
+        system=system,
+        user=user[: MAX_PROMPT_CHARS - len(system)],
+        max_tokens=template.max_tokens,
+        template=template.id,
+    )

@@ -22,7 +22,7 @@ BASE_ACT_RATE = 0.05  # chance per awake tick that an average NPC does something
 MAX_TARGET_SAMPLE = 12
 MAX_WITNESSES = 3
 NOVELTY_WINDOW_TICKS = 96
-WEIGHTS = {"novelty": 0.3, "conflict": 0.3, "status": 0.25, "cascade": 0.15}
+WEIGHTS = {"novelty": 0.35, "conflict": 0.35, "status": 0.3}  # cascade multiplies (see score)
 TWO64 = float(1 << 64)
 
 
@@ -47,7 +47,9 @@ class Ctx:
         return self.tick.sim_minute // 1440 + 1
 
 
-def decide_shard(index: WorldIndex, tick: TickStarted, states: Mapping[str, State]) -> list[EventHappened]:
+def decide_shard(
+    index: WorldIndex, tick: TickStarted, states: Mapping[str, State]
+) -> list[EventHappened]:
     """Every event the shard's NPCs cause on this tick, sorted by event id."""
     ctx = Ctx(index, tick)
     events: list[EventHappened] = []
@@ -188,7 +190,9 @@ def build_event(
         summary=text,
         source=source,  # type: ignore[arg-type]  # validated by the model
         refs=refs,
-        actor_memories=[m[2] for m in top_memories(state, t.tick, index.catalog.world.memory_top_k)],
+        actor_memories=[
+            m[2] for m in top_memories(state, t.tick, index.catalog.world.memory_top_k)
+        ],
         effects=effects,
         impact=base_impact(index, etype, actor, target, state, t.tick, bool(refs)),
     )
@@ -223,21 +227,42 @@ def _effects(
                 continue
             if spec.field == "memory":
                 mem = _fmt(spec.memory, **names) if spec.memory else text
-                out.append(Effect(event_id=event_id, npc_id=npc_id, field="memory",
-                                  delta=spec.salience if spec.salience is not None else 0.5,
-                                  text=mem))
+                out.append(
+                    Effect(
+                        event_id=event_id,
+                        npc_id=npc_id,
+                        field="memory",
+                        delta=spec.salience if spec.salience is not None else 0.5,
+                        text=mem,
+                    )
+                )
             elif spec.field == "goal_progress":
-                out.append(Effect(event_id=event_id, npc_id=npc_id, field="goal_progress",
-                                  other=spec.goal_kind, delta=spec.delta))
+                out.append(
+                    Effect(
+                        event_id=event_id,
+                        npc_id=npc_id,
+                        field="goal_progress",
+                        other=spec.goal_kind,
+                        delta=spec.delta,
+                    )
+                )
             elif spec.field == "reputation":
-                out.append(Effect(event_id=event_id, npc_id=npc_id, field="reputation",
-                                  delta=spec.delta))
+                out.append(
+                    Effect(event_id=event_id, npc_id=npc_id, field="reputation", delta=spec.delta)
+                )
             else:
                 other = roles.get(spec.toward) if spec.toward else None
                 if other is None or other == npc_id:
                     continue
-                out.append(Effect(event_id=event_id, npc_id=npc_id, field=spec.field,
-                                  other=other, delta=spec.delta))
+                out.append(
+                    Effect(
+                        event_id=event_id,
+                        npc_id=npc_id,
+                        field=spec.field,
+                        other=other,
+                        delta=spec.delta,
+                    )
+                )
     return out
 
 
@@ -261,14 +286,20 @@ def base_impact(
 
 
 def score(novelty: float, conflict: float, status: float, cascade: float) -> ImpactScore:
-    """Combine the components into the total (weighted sum, 0..1)."""
+    """Combine the components: weighted novelty, conflict and status, amplified by cascade.
+
+    ``total = min(1, (0.35 novelty + 0.35 conflict + 0.3 status) * (1 + cascade))``: a story
+    people keep talking about can be worth up to twice its own weight, which is how an
+    event crosses the news threshold later.
+    """
     parts = {
         "novelty": round(min(1.0, novelty), 4),
         "conflict": round(min(1.0, conflict), 4),
         "status": round(min(1.0, status), 4),
         "cascade": round(min(1.0, cascade), 4),
     }
-    total = round(min(1.0, sum(WEIGHTS[k] * v for k, v in parts.items())), 4)
+    own = sum(WEIGHTS[k] * parts[k] for k in WEIGHTS)
+    total = round(min(1.0, own * (1 + parts["cascade"])), 4)
     return ImpactScore(total=total, **parts)
 
 
@@ -280,8 +311,19 @@ def _scheduled(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
             continue
         etype = index.catalog.event_types[sched.type]
         rng = rng_for(t.seed, t.tick, sched.actor, f"scheduled:{sched.id}")
-        out.append(build_event(ctx, etype, sched.actor, sched.target, sched.place,
-                               states[sched.actor], rng, "scheduled", sched.summary))
+        out.append(
+            build_event(
+                ctx,
+                etype,
+                sched.actor,
+                sched.target,
+                sched.place,
+                states[sched.actor],
+                rng,
+                "scheduled",
+                sched.summary,
+            )
+        )
     out.extend(_director(ctx, states))
     return out
 
@@ -295,8 +337,11 @@ def _director(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
             continue
         etype = ctx.index.catalog.event_types[rule.event_type]
         rng = rng_for(ctx.tick.seed, ctx.tick.tick, actor, f"director:{rule.id}")
-        out.append(build_event(ctx, etype, actor, target, place, states[actor], rng,
-                               "director", rule.summary))
+        out.append(
+            build_event(
+                ctx, etype, actor, target, place, states[actor], rng, "director", rule.summary
+            )
+        )
     return out
 
 
@@ -309,8 +354,19 @@ def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
         etype = index.catalog.event_types[inj.type]
         place = inj.place or index.location[inj.actor][ctx.hour] or index.npc(inj.actor).home
         rng = rng_for(t.seed, t.tick, inj.actor, f"injected:{i}")
-        out.append(build_event(ctx, etype, inj.actor, inj.target, place, states[inj.actor], rng,
-                               "admin", inj.summary))
+        out.append(
+            build_event(
+                ctx,
+                etype,
+                inj.actor,
+                inj.target,
+                place,
+                states[inj.actor],
+                rng,
+                "admin",
+                inj.summary,
+            )
+        )
     return out
 
 

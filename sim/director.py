@@ -49,8 +49,10 @@ def _is_due(index: WorldIndex, rule: DirectorRule, tick: TickStarted) -> bool:
             return False
         return trig.weekdays is None or weekday(index, day) in trig.weekdays
     hour = minute_of_day // 60
-    if tick.tick == 0 or tick.tick % trig.check_every_ticks or not (
-        trig.start_hour <= hour < trig.end_hour
+    if (
+        tick.tick == 0
+        or tick.tick % trig.check_every_ticks
+        or not (trig.start_hour <= hour < trig.end_hour)
     ):
         return False
     value = _metric(index, tick, trig)
@@ -64,8 +66,9 @@ def _is_due(index: WorldIndex, rule: DirectorRule, tick: TickStarted) -> bool:
     }[trig.op]
 
 
-def _pick_npc(index: WorldIndex, sel: NpcSelector, tick: TickStarted, salt: str,
-              exclude: str | None = None) -> str | None:
+def _pick_npc(
+    index: WorldIndex, sel: NpcSelector, tick: TickStarted, salt: str, exclude: str | None = None
+) -> str | None:
     if sel.npc is not None:
         return sel.npc
     pool = _occupation_pool(index, sel.occupation)
@@ -94,8 +97,9 @@ def _occupation_pool(index: WorldIndex, occupation: str | None) -> tuple[str, ..
     return _occupation_pool_cached(id(index), occupation)
 
 
-def _pick_place(index: WorldIndex, sel: PlaceSelector, actor: str, tick: TickStarted,
-                salt: str) -> str:
+def _pick_place(
+    index: WorldIndex, sel: PlaceSelector, actor: str, tick: TickStarted, salt: str
+) -> str:
     if sel.place is not None:
         return sel.place
     if sel.kind is not None:

@@ -44,9 +44,15 @@ class LocalRun:
         events: list[EventHappened] = []
         for shard in range(self.n_shards):
             msg = TickStarted(
-                run_id=self.run_id, seed=self.seed, world=self.index.catalog.name, tick=tick,
-                sim_minute=tick * self.step_minutes, step_minutes=self.step_minutes,
-                shard=shard, n_shards=self.n_shards, recent_events=sum(self.recent[-per_hour:]),
+                run_id=self.run_id,
+                seed=self.seed,
+                world=self.index.catalog.name,
+                tick=tick,
+                sim_minute=tick * self.step_minutes,
+                step_minutes=self.step_minutes,
+                shard=shard,
+                n_shards=self.n_shards,
+                recent_events=sum(self.recent[-per_hour:]),
             )
             events.extend(decide_shard(self.index, msg, self.states))
         by_npc: dict[str, list[Effect]] = defaultdict(list)

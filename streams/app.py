@@ -74,8 +74,14 @@ class Streams:
             reason=reason[:2000],
             at_ms=int(time.time() * 1000),
         )
-        log.warning("dead-lettered %s[%s]@%s from %s: %s", msg.topic, msg.partition,
-                    msg.offset, stage, reason[:300])
+        log.warning(
+            "dead-lettered %s[%s]@%s from %s: %s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            stage,
+            reason[:300],
+        )
         await self.send(DLQ, stage, letter)
 
 

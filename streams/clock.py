@@ -41,6 +41,7 @@ class RunClock:
     reports: dict[int, ShardTickDone] = field(default_factory=dict)
     injected: list[InjectedEvent] = field(default_factory=list)
     tick_started_wall: float = 0.0
+    recent: list[int] = field(default_factory=list)  # events of the last hour's ticks
 
     def tick_message(self, tick: int, shard: int) -> TickStarted:
         """The copy of tick ``tick`` for one shard."""
@@ -54,13 +55,19 @@ class RunClock:
             shard=shard,
             n_shards=self.n_shards,
             injected=list(self.injected),
+            recent_events=sum(self.recent),
         )
 
     def record(self, done: ShardTickDone) -> TickCompleted | None:
         """Record a shard's report; return the completed tick once every shard reported."""
         if done.tick != self.current or done.n_shards != self.n_shards:
-            log.warning("run %s: ignoring stale report tick=%s shard=%s (current %s)",
-                        self.run_id, done.tick, done.shard, self.current)
+            log.warning(
+                "run %s: ignoring stale report tick=%s shard=%s (current %s)",
+                self.run_id,
+                done.tick,
+                done.shard,
+                self.current,
+            )
             return None
         self.reports[done.shard] = done  # a redelivered report overwrites itself
         if len(self.reports) < self.n_shards:
@@ -68,6 +75,9 @@ class RunClock:
         reports = [self.reports[s] for s in sorted(self.reports)]
         self.reports = {}
         last = self.stopped or self.current + 1 >= self.total_ticks
+        self.recent = (self.recent + [sum(r.events for r in reports)])[
+            -max(1, 60 // self.step_minutes) :
+        ]
         self.finished = last
         self.waiting = not last
         return TickCompleted(
@@ -135,8 +145,14 @@ def register(streams: Streams) -> None:
             )
             runs[cmd.run_id] = run
             await streams.send(RUNS, cmd.run_id, cmd)
-            log.info("run %s started: seed=%s world=%s ticks=%s shards=%s",
-                     run.run_id, run.seed, run.world, run.total_ticks, n_shards)
+            log.info(
+                "run %s started: seed=%s world=%s ticks=%s shards=%s",
+                run.run_id,
+                run.seed,
+                run.world,
+                run.total_ticks,
+                n_shards,
+            )
             await start_tick(run)
             return
         if run is None:

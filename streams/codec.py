@@ -32,6 +32,8 @@ def decode(spec: TopicSpec, raw: bytes | str | None) -> Any:
     try:
         return spec.adapter().validate_json(raw)
     except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise DecodeError(f"{spec.name}: not JSON: {exc.errors()[0]['msg']}") from None
         problems = "; ".join(
             f"/{'/'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
         )

@@ -66,15 +66,17 @@ def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
         if author is None:
             continue
         story.requested.add(channel)
-        out.append(RenderRequested(
-            request_id=derive_id("rq", event.event_id, channel, author),
-            run_id=event.run_id,
-            channel=channel,
-            author=author,
-            template=rule.template,
-            score=event.impact.total,
-            event=event,
-        ))
+        out.append(
+            RenderRequested(
+                request_id=derive_id("rq", event.event_id, channel, author),
+                run_id=event.run_id,
+                channel=channel,
+                author=author,
+                template=rule.template,
+                score=event.impact.total,
+                event=event,
+            )
+        )
     return out
 
 
@@ -122,4 +124,3 @@ def register(streams: Streams) -> None:
                     continue
                 rescore(earlier)
                 await publish(index, earlier)
-

@@ -49,7 +49,10 @@ def template_fallback(index: WorldIndex, req: RenderRequested) -> dict[str, str]
     author = index.npc(req.author)
     ev = req.event
     if req.channel == "news":
-        return {"title": ev.summary[:120], "body": f"{ev.summary}. Reported by {author.display_name}."}
+        return {
+            "title": ev.summary[:120],
+            "body": f"{ev.summary}. Reported by {author.display_name}.",
+        }
     if req.channel == "chat":
         return {"body": f"did you hear? {ev.summary}"[:500]}
     return {"body": f"{ev.summary}."[:500]}
@@ -64,8 +67,11 @@ async def render_one(llm: Any, index: WorldIndex, req: RenderRequested, prompt: 
     tokens_in = tokens_out = 0
     latency = 0.0
     for attempt, sampling in enumerate(ATTEMPTS, start=1):
-        params = dict(sampling, max_tokens=prompt.max_tokens,
-                      seed=stable_hash64(req.request_id, attempt) % (2**31))
+        params = dict(
+            sampling,
+            max_tokens=prompt.max_tokens,
+            seed=stable_hash64(req.request_id, attempt) % (2**31),
+        )
         try:
             done = await llm.generate(prompt.text, params)
         except LLMFailure as exc:
@@ -76,11 +82,28 @@ async def render_one(llm: Any, index: WorldIndex, req: RenderRequested, prompt: 
         parsed = parse_output(req.channel, done.text, schema)
         errors = schema_errors(parsed.fields, schema)
         if not errors:
-            return Rendered(parsed.fields, "llm", attempt, parsed.repaired, tokens_in,
-                            tokens_out, latency, done.model)
+            return Rendered(
+                parsed.fields,
+                "llm",
+                attempt,
+                parsed.repaired,
+                tokens_in,
+                tokens_out,
+                latency,
+                done.model,
+            )
         failure = f"schema: {'; '.join(errors)[:500]} (output {done.text[:200]!r})"
-    return Rendered(template_fallback(index, req), "template", len(ATTEMPTS), False,
-                    tokens_in, tokens_out, latency, None, failure)
+    return Rendered(
+        template_fallback(index, req),
+        "template",
+        len(ATTEMPTS),
+        False,
+        tokens_in,
+        tokens_out,
+        latency,
+        None,
+        failure,
+    )
 
 
 def to_post(req: RenderRequested, out: Rendered, verdict: tuple[str, str | None]) -> PostPublished:
@@ -118,13 +141,17 @@ def register(streams: Streams) -> None:
             from streams.llm import TritonLLM
 
             client = streams.services["llm"] = TritonLLM(
-                settings.triton_grpc_url, settings.triton_model, settings.llm_concurrency,
-                settings.llm_timeout_s, settings.llm_retries,
+                settings.triton_grpc_url,
+                settings.triton_model,
+                settings.llm_concurrency,
+                settings.llm_timeout_s,
+                settings.llm_retries,
             )
         return client
 
-    @streams.app.agent(streams.topic(RENDER_REQUESTS), name="render_posts",
-                       concurrency=settings.llm_concurrency)
+    @streams.app.agent(
+        streams.topic(RENDER_REQUESTS), name="render_posts", concurrency=settings.llm_concurrency
+    )
     async def render_posts(stream: Any) -> None:
         """Write a post for each render request and publish it."""
         async for event in stream.events():

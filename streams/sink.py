@@ -38,7 +38,8 @@ def writer_for(streams: Streams) -> ClickHouseWriter:
         database = database_of(settings.clickhouse_dsn)
         migrate(client, database)
         writer = streams.services["writer"] = ClickHouseWriter.from_settings(
-            settings, client, database)
+            settings, client, database
+        )
     return writer
 
 
@@ -76,8 +77,9 @@ def register(streams: Streams) -> None:
     for spec in STORED:
 
         async def store(stream: Any, spec: TopicSpec = spec) -> None:
-            async for events in stream.take_events(settings.sink_batch_size,
-                                                   within=settings.sink_flush_s):
+            async for events in stream.take_events(
+                settings.sink_batch_size, within=settings.sink_flush_s
+            ):
                 n = await store_batch(streams, spec, list(events))
                 stored[spec.name] = stored.get(spec.name, 0) + n
 

@@ -54,8 +54,9 @@ def register(streams: Streams) -> None:
     table = streams.app.Table(
         "npc-state",
         partitions=streams.settings.world_partitions,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
-                            value_serializer="raw"),
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
     )
     runs: dict[tuple[str, int], ShardRun] = {}
     streams.services["shard_runs"] = runs
@@ -77,8 +78,13 @@ def register(streams: Streams) -> None:
                     run.states[npc_id] = orjson.loads(raw)
                 run.digests[npc_id] = digest(npc_id, run.states[npc_id])
             runs[key] = run
-            log.info("shard %s/%s holds %s NPCs of run %s", tick.shard, tick.n_shards,
-                     len(run.states), tick.run_id)
+            log.info(
+                "shard %s/%s holds %s NPCs of run %s",
+                tick.shard,
+                tick.n_shards,
+                len(run.states),
+                tick.run_id,
+            )
         return run
 
     async def on_tick(tick: TickStarted) -> None:
@@ -92,8 +98,14 @@ def register(streams: Streams) -> None:
             for eff in ev.effects:
                 outgoing[shard_of(eff.npc_id, run.n_shards)].append(eff)
         for q, effects in outgoing.items():
-            batch = EffectsBatched(run_id=run.run_id, tick=tick.tick, shard=q,
-                                   from_shard=run.shard, n_shards=run.n_shards, effects=effects)
+            batch = EffectsBatched(
+                run_id=run.run_id,
+                tick=tick.tick,
+                shard=q,
+                from_shard=run.shard,
+                n_shards=run.n_shards,
+                effects=effects,
+            )
             await streams.send(SHARD_INBOX, str(q), batch, q)
         run.decided[tick.tick] = len(events)
         await maybe_finish(run, tick.tick)
@@ -101,8 +113,11 @@ def register(streams: Streams) -> None:
     async def on_batch(batch: EffectsBatched) -> None:
         run = runs.get((batch.run_id, batch.shard))
         if run is None:
-            log.warning("effects for run %s shard %s before its first tick; dropped",
-                        batch.run_id, batch.shard)
+            log.warning(
+                "effects for run %s shard %s before its first tick; dropped",
+                batch.run_id,
+                batch.shard,
+            )
             return
         run.batches[batch.tick][batch.from_shard] = batch.effects
         await maybe_finish(run, batch.tick)
@@ -124,8 +139,13 @@ def register(streams: Streams) -> None:
         run.finished = tick
         await streams.flush()  # events and states are durable before the clock moves on
         done = ShardTickDone(
-            run_id=run.run_id, tick=tick, shard=run.shard, n_shards=run.n_shards,
-            npcs=len(run.states), events=run.decided.pop(tick), effects=len(effects),
+            run_id=run.run_id,
+            tick=tick,
+            shard=run.shard,
+            n_shards=run.n_shards,
+            npcs=len(run.states),
+            events=run.decided.pop(tick),
+            effects=len(effects),
             state_digest=combine_digests(run.digests.values()),
         )
         await streams.send(CLOCK_INBOX, run.run_id, done, 0)
@@ -139,8 +159,10 @@ def register(streams: Streams) -> None:
                 continue
             if msg.shard != event.message.partition:
                 await streams.dead_letter(
-                    "world", event, f"message for shard {msg.shard} on partition "
-                    f"{event.message.partition}")
+                    "world",
+                    event,
+                    f"message for shard {msg.shard} on partition {event.message.partition}",
+                )
                 continue
             try:
                 if isinstance(msg, TickStarted):

@@ -13,12 +13,12 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from topics.models import (
+    ClockInbox,
     DeadLettered,
     EventHappened,
     PostPublished,
     RenderRequested,
     RunCommanded,
-    ClockInbox,
     ShardInbox,
     TickCompleted,
 )
@@ -79,30 +79,52 @@ SHARD_INBOX = TopicSpec(
     _RETAIN,
 )
 TICKS = TopicSpec(
-    "ticks", TickCompleted, "run_id", "Completed ticks with state hash: the run's clock log.", 1,
+    "ticks",
+    TickCompleted,
+    "run_id",
+    "Completed ticks with state hash: the run's clock log.",
+    1,
     _FOREVER,
 )
 EVENTS = TopicSpec(
-    "events", EventHappened, "run_id", "Every event in the world, as emitted by the shards.",
-    None, _FOREVER,
+    "events",
+    EventHappened,
+    "run_id",
+    "Every event in the world, as emitted by the shards.",
+    None,
+    _FOREVER,
 )
 SCORED_EVENTS = TopicSpec(
-    "scored-events", EventHappened, "event_id", "Events with their impact score (sink reads it).",
-    None, _FOREVER,
+    "scored-events",
+    EventHappened,
+    "event_id",
+    "Events with their impact score (sink reads it).",
+    None,
+    _FOREVER,
 )
 RENDER_REQUESTS = TopicSpec(
-    "render-requests", RenderRequested, "request_id", "Events to write up, one per channel.",
-    None, _FOREVER,
+    "render-requests",
+    RenderRequested,
+    "request_id",
+    "Events to write up, one per channel.",
+    None,
+    _FOREVER,
 )
-POSTS = TopicSpec(
-    "posts", PostPublished, "post_id", "Rendered, moderated posts.", None, _FOREVER
-)
+POSTS = TopicSpec("posts", PostPublished, "post_id", "Rendered, moderated posts.", None, _FOREVER)
 DLQ = TopicSpec(
     "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
-    CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS, EVENTS, SCORED_EVENTS, RENDER_REQUESTS, POSTS, DLQ,
+    CLOCK_INBOX,
+    RUNS,
+    SHARD_INBOX,
+    TICKS,
+    EVENTS,
+    SCORED_EVENTS,
+    RENDER_REQUESTS,
+    POSTS,
+    DLQ,
 )
 
 

@@ -57,11 +57,15 @@ class TickStarted(Message):
     seed: int
     world: str
     tick: int = Field(ge=0, description="0-based tick number.")
-    sim_minute: int = Field(ge=0, description="Simulated minutes since the run's start (day 1 00:00).")
+    sim_minute: int = Field(
+        ge=0, description="Simulated minutes since the run's start (day 1 00:00)."
+    )
     step_minutes: int = Field(ge=1)
     shard: int = Field(ge=0, description="Partition this copy is for.")
     n_shards: int = Field(ge=1, description="Partitions of the shard topics in this run.")
-    injected: list[InjectedEvent] = Field(default_factory=list, description="Admin-injected events.")
+    injected: list[InjectedEvent] = Field(
+        default_factory=list, description="Admin-injected events."
+    )
     recent_events: int = Field(
         0, ge=0, description="Events in the last simulated hour (for director conditions)."
     )

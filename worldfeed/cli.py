@@ -1,12 +1,12 @@
 """The ``worldfeed`` command line.
 
-    worldfeed up            start Kafka, Triton, workers and the API; play Day 1; print the feed
-    worldfeed worker        a stream worker (roles: clock, world, impact, render, sink)
-    worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
-    worldfeed run-command   start / pause / resume / stop a run
-    worldfeed topics        create the topics (idempotent)
-    worldfeed migrate       apply ClickHouse migrations
-    worldfeed schemas       export topic JSON Schemas to topics/schemas/
+worldfeed up            start Kafka, Triton, workers and the API; play Day 1; print the feed
+worldfeed worker        a stream worker (roles: clock, world, impact, render, sink)
+worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
+worldfeed run-command   start / pause / resume / stop a run
+worldfeed topics        create the topics (idempotent)
+worldfeed migrate       apply ClickHouse migrations
+worldfeed schemas       export topic JSON Schemas to topics/schemas/
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ def export_topic_schemas(directory: Path = SCHEMAS_DIR) -> list[Path]:
     paths = []
     for spec in TOPICS:
         path = directory / f"{spec.name}.schema.json"
-        schema = {"title": spec.name, "description": spec.description, "x-key": spec.key,
-                  **schema_of(spec)}
+        schema = {
+            "title": spec.name,
+            "description": spec.description,
+            "x-key": spec.key,
+            **schema_of(spec),
+        }
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         paths.append(path)
     return paths
@@ -77,8 +81,9 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     async def kafka() -> str:
         return await kafka_health(settings)
 
-    app = create_app(settings, health_checks={"kafka": kafka}, on_startup=hooks_up,
-                     on_shutdown=hooks_down)
+    app = create_app(
+        settings, health_checks={"kafka": kafka}, on_startup=hooks_up, on_shutdown=hooks_down
+    )
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
     return 0
 
@@ -95,26 +100,34 @@ async def send_command(settings: Settings, **fields: object) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic(CLOCK_INBOX.name), encode(cmd),
-                                     key=cmd.run_id.encode(), partition=0)
+        await producer.send_and_wait(
+            settings.topic(CLOCK_INBOX.name), encode(cmd), key=cmd.run_id.encode(), partition=0
+        )
     finally:
         await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="worldfeed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="worldfeed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start everything and play a run")
     up.add_argument("--days", type=float, default=1.0)
     up.add_argument("--seed", type=int, default=None)
     up.add_argument("--run-id", default=None)
-    up.add_argument("--exit-when-done", action="store_true",
-                    help="stop every process once the run is played and rendered")
+    up.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop every process once the run is played and rendered",
+    )
     w = sub.add_parser("worker", help="run a stream worker")
-    w.add_argument("--roles", default="clock,world,impact,render",
-                   help="comma-separated: clock, world, impact, render, sink")
+    w.add_argument(
+        "--roles",
+        default="clock,world,impact,render",
+        help="comma-separated: clock, world, impact, render, sink",
+    )
     a = sub.add_parser("api", help="serve the API")
     a.add_argument("--no-sink", action="store_true", help="do not run the embedded sink")
     rc = sub.add_parser("run-command", help="send a command to the clock")
@@ -136,19 +149,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worldfeed: bad configuration: {exc}", file=sys.stderr)  # noqa: T201
         return 2
 
+    if args.cmd in ("up", "worker"):
+        from catalog import CatalogError, load_catalog
+
+        try:
+            load_catalog(settings.catalog_dir)
+        except CatalogError as exc:
+            print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)  # noqa: T201
+            return 2
     if args.cmd == "up":
         from worldfeed.up import up
 
-        return up(settings, days=args.days, seed=args.seed, run_id=args.run_id,
-                  exit_when_done=args.exit_when_done)
+        return up(
+            settings,
+            days=args.days,
+            seed=args.seed,
+            run_id=args.run_id,
+            exit_when_done=args.exit_when_done,
+        )
     if args.cmd == "worker":
         return cmd_worker(settings, [r.strip() for r in args.roles.split(",") if r.strip()])
     if args.cmd == "api":
         return cmd_api(settings, with_sink=not args.no_sink)
     if args.cmd == "run-command":
-        asyncio.run(send_command(settings, command=args.command, run_id=args.run_id,
-                                 seed=args.seed, days=args.days, world=args.world,
-                                 speed=args.speed, step_minutes=settings.step_minutes))
+        asyncio.run(
+            send_command(
+                settings,
+                command=args.command,
+                run_id=args.run_id,
+                seed=args.seed,
+                days=args.days,
+                world=args.world,
+                speed=args.speed,
+                step_minutes=settings.step_minutes,
+            )
+        )
         return 0
     if args.cmd == "topics":
         from streams.admin import ensure_topics

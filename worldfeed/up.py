@@ -46,8 +46,14 @@ class Supervisor:
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = (LOGS / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
-                                start_new_session=True)
+        proc = subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,  # noqa: S603
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
         return proc
 
@@ -86,8 +92,10 @@ def start_services(settings: Settings, sup: Supervisor) -> None:
         "triton": ["deploy/local/triton.sh", "start", str(grpc - 1), str(grpc), str(grpc + 1)],
     }
     say("starting Kafka (KRaft) and Triton (CPU, SmolLM2-135M) ...")
-    running = {n: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
-               for n, c in jobs.items()}
+    running = {
+        n: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+        for n, c in jobs.items()
+    }
     for name, proc in running.items():
         out, _ = proc.communicate()
         if proc.returncode != 0:
@@ -114,15 +122,19 @@ def wait_http(url: str, timeout_s: float, sup: Supervisor) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-async def follow(settings: Settings, run_id: str, t0: float, sup: Supervisor,
-                 send_start: dict[str, object]) -> dict[str, object]:
+async def follow(
+    settings: Settings, run_id: str, t0: float, sup: Supervisor, send_start: dict[str, object]
+) -> dict[str, object]:
     """Start the run and print progress until it is played and every render request posted."""
     names = {settings.topic(s.name): s for s in (TICKS, RENDER_REQUESTS, POSTS)}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in names
-                 for p in (consumer.partitions_for_topic(t) or {0})]
+        parts = [
+            TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or {0})
+        ]
         consumer.assign(parts)
         await consumer.seek_to_end(*parts)
         for tp in parts:
@@ -151,10 +163,12 @@ async def follow(settings: Settings, run_id: str, t0: float, sup: Supervisor,
                         events += msg.events
                         if msg.tick % per_hour == per_hour - 1 or msg.last:
                             end = msg.sim_minute + settings.step_minutes
-                            say(f"day {end // 1440 + 1} {(end // 60) % 24:02d}:{end % 60:02d}"
+                            say(
+                                f"day {end // 1440 + 1} {(end // 60) % 24:02d}:{end % 60:02d}"
                                 f"  tick {msg.tick + 1:>4}  events {events:>5}  render requests "
                                 f"{requests:>4}  posts {sum(posts.values()):>4} "
-                                f"{dict(posts)}  state {msg.state_hash}")
+                                f"{dict(posts)}  state {msg.state_hash}"
+                            )
                         if msg.last:
                             last_done_at = time.monotonic()
                     elif spec is RENDER_REQUESTS:
@@ -164,21 +178,36 @@ async def follow(settings: Settings, run_id: str, t0: float, sup: Supervisor,
                         sources[msg.source] += 1
                         if first_post is None:
                             first_post = time.monotonic() - t0
-                            say(f"first post after {first_post:.1f}s: [{msg.channel}] "
-                                f"{msg.author}: {msg.body[:100]}")
+                            say(
+                                f"first post after {first_post:.1f}s: [{msg.channel}] "
+                                f"{msg.author}: {msg.body[:100]}"
+                            )
             if last_done_at is not None and sum(posts.values()) >= requests:
                 break
             if last_done_at is not None and time.monotonic() - last_done_at > 900:
                 say("gave up waiting for the last posts after 15 minutes")
                 break
-        return {"ticks": ticks, "events": events, "requests": requests, "posts": dict(posts),
-                "sources": dict(sources), "first_post_s": first_post}
+        return {
+            "ticks": ticks,
+            "events": events,
+            "requests": requests,
+            "posts": dict(posts),
+            "sources": dict(sources),
+            "first_post_s": first_post,
+        }
     finally:
         await consumer.stop()
 
 
-def up(settings: Settings, days: float, seed: int | None, run_id: str | None,
-       exit_when_done: bool) -> int:
+def world_name(settings: Settings) -> str:
+    """The run's world: 'town' for the starter world, else the catalog directory's path."""
+    default = ROOT / "catalog" / "worlds" / "town"
+    return "town" if settings.catalog_dir.resolve() == default else str(settings.catalog_dir)
+
+
+def up(
+    settings: Settings, days: float, seed: int | None, run_id: str | None, exit_when_done: bool
+) -> int:
     """Run the whole product; return the process exit code."""
     t0 = time.monotonic()
     seed = settings.run_seed if seed is None else seed
@@ -194,13 +223,29 @@ def up(settings: Settings, days: float, seed: int | None, run_id: str | None,
         api = f"http://{settings.api_host}:{settings.api_port}"
         wait_http(f"{api}/health", 120, sup)
         say(f"API up at {api} (docs {api}/docs); playing {days:g} day(s) of run {run_id} ...")
-        summary = asyncio.run(follow(settings, run_id, t0, sup, {
-            "command": "start", "run_id": run_id, "seed": seed, "days": days,
-            "speed": settings.speed, "step_minutes": settings.step_minutes, "world": "town"}))
-        say(f"\nrun {run_id}: {summary['ticks']} ticks, {summary['events']} events, "
+        summary = asyncio.run(
+            follow(
+                settings,
+                run_id,
+                t0,
+                sup,
+                {
+                    "command": "start",
+                    "run_id": run_id,
+                    "seed": seed,
+                    "days": days,
+                    "speed": settings.speed,
+                    "step_minutes": settings.step_minutes,
+                    "world": world_name(settings),
+                },
+            )
+        )
+        say(
+            f"\nrun {run_id}: {summary['ticks']} ticks, {summary['events']} events, "
             f"{summary['requests']} render requests, posts per channel {summary['posts']}, "
             f"by source {summary['sources']}; first post after {summary['first_post_s']:.1f}s; "
-            f"total {time.monotonic() - t0:.1f}s")
+            f"total {time.monotonic() - t0:.1f}s"
+        )
         say(f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'")
         say(f"news:           curl '{api}/feed?channel=news&run_id={run_id}'")
         say(f"API docs:       {api}/docs")

@@ -7,7 +7,6 @@ module asks first) and gets its own database with a uuid suffix.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from storage import ClickHouseWriter, connect, migrate
+from storage import ClickHouseWriter
 from topics.models import EventHappened, ImpactScore, PostPublished, TickCompleted
 from worldfeed.settings import Settings
 

@@ -1,0 +1,43 @@
+# worldfeed — one command to run, one to test. `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: help install run test test-unit test-integration lint format schemas bench stop clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## install everything the local path needs (.venv, .venv-triton, Kafka jars)
+	deploy/local/install.sh
+
+run: install ## start Kafka, Triton, workers and the API; play Day 1; print where to read the feed
+	.venv/bin/worldfeed up
+
+test: install ## the whole suite; starts the Kafka broker and Triton server it needs
+	$(PY) -m pytest
+
+test-unit: ## unit tests only (no services)
+	$(PY) -m pytest tests/unit
+
+test-integration: install ## integration and end-to-end tests
+	$(PY) -m pytest tests/integration tests/e2e tests/api
+
+lint: ## ruff
+	$(PY) -m ruff check .
+
+format: ## ruff format
+	$(PY) -m ruff format .
+
+schemas: ## regenerate topic and catalog JSON Schemas
+	.venv/bin/worldfeed schemas
+	$(PY) -m catalog.schemas
+
+bench: install ## benchmarks (world throughput, pipeline vs raw Kafka)
+	$(PY) -m bench.world
+
+stop: ## stop a local Kafka / Triton left running
+	-deploy/local/kafka.sh stop
+	-deploy/local/triton.sh stop
+
+clean: stop ## remove local state (topics data, chDB, logs)
+	rm -rf .local/kafka-data-* .local/chdb .local/logs

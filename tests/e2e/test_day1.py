@@ -1,0 +1,73 @@
+"""Day 1, end to end: real Kafka, real Triton (SmolLM2 on CPU), worker and API processes
+with the embedded ClickHouse engine; LLM-written posts are found through the API."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.fixtures.processes import Procs, read_settled, read_until, start_run, wait_http
+from topics import POSTS, RENDER_REQUESTS, TICKS
+from worldfeed.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())
+
+
+def free_api_port() -> int:
+    from tests.fixtures.kafka import free_port
+
+    return free_port()
+
+
+async def test_day1_posts_reach_the_feed(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    settings = settings_factory(
+        triton_grpc_url=triton_url, api_port=free_api_port(), world_partitions=2
+    )
+    procs.worker("worker", settings, "clock,world,impact,render")
+    procs.start("api", settings, "api")
+    api = f"http://127.0.0.1:{settings.api_port}"
+    wait_http(f"{api}/health", 90, procs)
+
+    await start_run(settings, "e2e-day1", seed=11)
+    ticks = await read_until(settings, TICKS, lambda m: any(t.last for t in m), 180)
+    assert len(ticks) == 96
+    requests = await read_settled(settings, RENDER_REQUESTS)
+    assert len(requests) >= 10, "Day 1 should make at least 10 render requests"
+    posts = await read_until(settings, POSTS, lambda m: len(m) >= len(requests), 600)
+    procs.assert_alive()
+    assert {p.request_id for p in posts} == {r.request_id for r in requests}
+
+    # the API serves them from ClickHouse (the sink batches, so poll briefly)
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        feed = get(f"{api}/feed?run_id=e2e-day1&limit=200")
+        if len(feed["items"]) >= len([p for p in posts if p.moderation != "blocked"]):
+            break
+        assert time.monotonic() < deadline, f"API shows {len(feed['items'])} of {len(posts)}"
+        time.sleep(1)
+    llm_posts = [p for p in feed["items"] if p["source"] == "llm"]
+    assert llm_posts, "no LLM-written post in the feed"
+    assert all(p["body"].strip() for p in feed["items"])
+    channels = {p["channel"] for p in feed["items"]}
+    assert {"feed", "chat", "news"} <= channels
+    news = get(f"{api}/feed?run_id=e2e-day1&channel=news")
+    assert news["items"] and all(p["title"] for p in news["items"])
+    one = get(f"{api}/posts/{llm_posts[0]['post_id']}")
+    assert one["body"] == llm_posts[0]["body"]
+    health = get(f"{api}/health")
+    assert health["checks"]["clickhouse"] == "ok" and health["checks"]["kafka"] == "ok"
+    events = get(f"{api}/events?run_id=e2e-day1&limit=500")
+    assert len(events["items"]) == sum(t.events for t in ticks)

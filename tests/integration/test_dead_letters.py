@@ -1,0 +1,53 @@
+"""Bad input never crashes a processor: garbage goes to the dead-letter topic with the reason.
+
+Garbage is produced with a plain producer onto every topic a worker consumes; then a
+real run must still play to the end on the same workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.fixtures.processes import Procs, produce, read_until, start_run
+from topics import CLOCK_INBOX, DLQ, EVENTS, POSTS, RENDER_REQUESTS, SHARD_INBOX, TICKS
+from topics.models import DeadLettered
+from worldfeed.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GARBAGE = [
+    (CLOCK_INBOX, b"not json at all", "clock"),
+    (CLOCK_INBOX, b'{"kind": "run_commanded", "command": "explode", "run_id": "x"}', "clock"),
+    (SHARD_INBOX, b'{"kind": "tick_started", "run_id": "x"}', "world"),
+    (SHARD_INBOX, b"\xff\xfe\x00binary", "world"),
+    (EVENTS, b'{"kind": "event_happened", "event_id": 5}', "impact"),
+    (RENDER_REQUESTS, b"[1, 2, 3]", "render"),
+    (POSTS, b'{"kind": "post_published"}', "sink"),
+]
+
+
+async def test_garbage_is_dead_lettered_and_workers_go_on(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    settings = settings_factory(triton_grpc_url=triton_url)
+    procs.worker("worker", settings, "clock,world,impact,render,sink")
+    for spec, value, _stage in GARBAGE:
+        await produce(settings, spec, b"garbage", value, 0)
+    letters: list[DeadLettered] = await read_until(
+        settings, DLQ, lambda m: len(m) >= len(GARBAGE), 90
+    )
+    procs.assert_alive()
+    by_stage = sorted((d.stage, d.topic) for d in letters)
+    assert by_stage == sorted((stage, settings.topic(spec.name)) for spec, _v, stage in GARBAGE)
+    for letter in letters:
+        assert letter.reason and letter.offset >= 0
+    reasons = " | ".join(d.reason for d in letters)
+    assert "not JSON" in reasons or "invalid" in reasons
+    assert "/command" in reasons  # names the field that was wrong
+    # the same workers still play a run to the end
+    await start_run(settings, "after-garbage", seed=3, days=0.25)
+    ticks = await read_until(settings, TICKS, lambda m: any(t.last for t in m), 120)
+    assert len(ticks) == 24
+    procs.assert_alive()

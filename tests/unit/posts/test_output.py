@@ -1,0 +1,68 @@
+"""Model output -> schema-valid post: cleaning and JSON repair."""
+
+from __future__ import annotations
+
+import pytest
+
+from posts.moderation import Moderator
+from posts.output import parse_output, schema_errors
+
+FEED = {
+    "type": "object",
+    "required": ["body"],
+    "additionalProperties": False,
+    "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 500}},
+}
+NEWS = {
+    "type": "object",
+    "required": ["title", "body"],
+    "additionalProperties": False,
+    "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": 120},
+        "body": {"type": "string", "minLength": 1, "maxLength": 1500},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        'Sure! Here\'s a post: "Lovely morning at the cafe!"',
+        '```json\n{"body": "Lovely morning at the cafe!",}\n```',
+        'Some prose first {"body": "Lovely morning at the cafe!"',
+        "{'text': 'Lovely morning at the cafe!'}",
+    ],
+)
+def test_feed_outputs_are_repaired_to_valid_posts(raw: str) -> None:
+    parsed = parse_output("feed", raw, FEED)
+    assert schema_errors(parsed.fields, FEED) == []
+    assert parsed.fields["body"].startswith("Lovely morning")
+
+
+def test_news_gets_headline_and_body() -> None:
+    parsed = parse_output("news", "# Park Sold In Secret\nThe council met late on Tuesday.", NEWS)
+    assert parsed.fields == {
+        "title": "Park Sold In Secret",
+        "body": "The council met late on Tuesday.",
+    }
+    assert schema_errors(parsed.fields, NEWS) == []
+
+
+def test_empty_output_fails_schema_with_pointer() -> None:
+    parsed = parse_output("feed", "   ", FEED)
+    errors = schema_errors(parsed.fields, FEED)
+    assert errors and errors[0].startswith("/body")
+
+
+def test_long_output_is_cut_at_a_boundary() -> None:
+    parsed = parse_output("feed", "Word. " * 200, FEED)
+    assert len(parsed.fields["body"]) <= 500 and parsed.fields["body"].endswith(".")
+
+
+def test_moderation_verdicts() -> None:
+    m = Moderator()
+    assert m.review("What a lovely day") == ("published", None)
+    assert m.review("you idiot")[0] == "flagged"
+    assert m.review("kys")[0] == "blocked"
+    m.classifiers.append(lambda text: ("blocked", "classifier") if "cake" in text else None)
+    assert m.review("cake") == ("blocked", "classifier")
