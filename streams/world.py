@@ -22,8 +22,8 @@ from sim.decide import decide_shard
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
 from sim.world import WorldIndex, load_world, shard_of
 from streams.app import Streams
-from topics import CLOCK_INBOX, EVENTS, SHARD_INBOX
-from topics.models import Effect, EffectsBatched, ShardTickDone, TickStarted
+from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX
+from topics.models import Effect, EffectsBatched, NpcSnapshotted, ShardTickDone, TickStarted
 from worldfeed.ids import combine_digests
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,12 @@ class ShardRun:
     index: WorldIndex
     shard: int
     n_shards: int
+    step_minutes: int = 15
     states: dict[str, State] = field(default_factory=dict)
     digests: dict[str, int] = field(default_factory=dict)
     decided: dict[int, int] = field(default_factory=dict)  # tick -> events emitted
     finished: int = -1  # last tick whose effects were applied
+    dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
     batches: dict[int, dict[int, list[Effect]]] = field(default_factory=lambda: defaultdict(dict))
 
 
@@ -68,7 +70,9 @@ def register(streams: Streams) -> None:
         key = (tick.run_id, tick.shard)
         run = runs.get(key)
         if run is None:
-            run = ShardRun(tick.run_id, load_world(tick.world), tick.shard, tick.n_shards)
+            run = ShardRun(
+                tick.run_id, load_world(tick.world), tick.shard, tick.n_shards, tick.step_minutes
+            )
             for npc_id in run.index.shard_npcs(tick.shard, tick.n_shards):
                 raw = table.get(state_key(tick.run_id, npc_id).encode())
                 if raw is None:  # seeding: idempotent, the key is the NPC id
@@ -77,6 +81,7 @@ def register(streams: Streams) -> None:
                 else:
                     run.states[npc_id] = orjson.loads(raw)
                 run.digests[npc_id] = digest(npc_id, run.states[npc_id])
+            run.dirty = set(run.states)
             runs[key] = run
             log.info(
                 "shard %s/%s holds %s NPCs of run %s",
@@ -136,7 +141,11 @@ def register(streams: Streams) -> None:
             if apply_effects(run.states[npc_id], by_npc[npc_id], tick):
                 run.digests[npc_id] = digest(npc_id, run.states[npc_id])
                 persist(run, npc_id)
+                run.dirty.add(npc_id)
         run.finished = tick
+        every = streams.settings.snapshot_every_ticks
+        if every and (tick + 1) % every == 0:
+            await snapshot(run, tick)
         await streams.flush()  # events and states are durable before the clock moves on
         done = ShardTickDone(
             run_id=run.run_id,
@@ -149,6 +158,24 @@ def register(streams: Streams) -> None:
             state_digest=combine_digests(run.digests.values()),
         )
         await streams.send(CLOCK_INBOX, run.run_id, done, 0)
+
+    async def snapshot(run: ShardRun, tick: int) -> None:
+        hour = (tick * run.step_minutes // 60) % 24
+        for npc_id in sorted(run.dirty):
+            state = run.states[npc_id]
+            snap = NpcSnapshotted(
+                run_id=run.run_id,
+                tick=tick,
+                npc_id=npc_id,
+                place=run.index.location[npc_id][hour],
+                reputation=state["rep"],
+                relationships=state["rel"],
+                memories=state["mem"],
+                goals=state["goal"],
+                state_hash=f"{run.digests[npc_id]:016x}",
+            )
+            await streams.send(NPC_SNAPSHOTS, npc_id, snap)
+        run.dirty.clear()
 
     @streams.app.agent(streams.topic(SHARD_INBOX), name="advance_world")
     async def advance_world(stream: Any) -> None:

@@ -16,6 +16,8 @@ from topics.models import (
     ClockInbox,
     DeadLettered,
     EventHappened,
+    LLMCalled,
+    NpcSnapshotted,
     PostPublished,
     RenderRequested,
     RunCommanded,
@@ -89,6 +91,8 @@ TICKS = TopicSpec(
 EVENTS = TopicSpec(
     "events",
     EventHappened,
+    LLMCalled,
+    NpcSnapshotted,
     "run_id",
     "Every event in the world, as emitted by the shards.",
     None,
@@ -97,6 +101,8 @@ EVENTS = TopicSpec(
 SCORED_EVENTS = TopicSpec(
     "scored-events",
     EventHappened,
+    LLMCalled,
+    NpcSnapshotted,
     "event_id",
     "Events with their impact score (sink reads it).",
     None,
@@ -111,6 +117,22 @@ RENDER_REQUESTS = TopicSpec(
     _FOREVER,
 )
 POSTS = TopicSpec("posts", PostPublished, "post_id", "Rendered, moderated posts.", None, _FOREVER)
+NPC_SNAPSHOTS = TopicSpec(
+    "npc-snapshots",
+    NpcSnapshotted,
+    "npc_id",
+    "Each NPC's state at the end of every sim hour.",
+    None,
+    _RETAIN,
+)
+LLM_CALLS = TopicSpec(
+    "llm-calls",
+    LLMCalled,
+    "request_id",
+    "Every LLM call and cache hit, with tokens and latency.",
+    None,
+    _FOREVER,
+)
 DLQ = TopicSpec(
     "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
 )
@@ -124,6 +146,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     SCORED_EVENTS,
     RENDER_REQUESTS,
     POSTS,
+    NPC_SNAPSHOTS,
+    LLM_CALLS,
     DLQ,
 )
 

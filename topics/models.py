@@ -6,7 +6,7 @@ from them (``worldfeed schemas``) and a test fails when they drift.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -212,6 +212,44 @@ class PostPublished(Message):
     tokens_in: int = Field(0, ge=0)
     tokens_out: int = Field(0, ge=0)
     latency_ms: float = Field(0.0, ge=0)
+
+
+class NpcSnapshotted(Message):
+    """An NPC's full state at the end of a simulated hour (for the read side)."""
+
+    kind: Literal["npc_snapshotted"] = "npc_snapshotted"
+    run_id: str
+    tick: int = Field(ge=0, description="Tick after whose effects the snapshot was taken.")
+    npc_id: str
+    place: str | None = Field(None, description="Where the NPC is at that hour (None: asleep).")
+    reputation: float = Field(ge=0, le=100)
+    relationships: dict[str, list[float]] = Field(
+        default_factory=dict, description="other NPC -> [affinity, trust, familiarity]."
+    )
+    memories: list[list[Any]] = Field(
+        default_factory=list, description="[tick, event_id, text, salience] entries."
+    )
+    goals: dict[str, float] = Field(default_factory=dict, description="goal kind -> progress.")
+    state_hash: str = Field(description="16 hex digits of the NPC's state hash.")
+
+
+class LLMCalled(Message):
+    """One LLM call (or cache hit) made while rendering: the cost ledger."""
+
+    kind: Literal["llm_called"] = "llm_called"
+    call_id: str = Field(description="hash(request_id, attempt).")
+    run_id: str
+    request_id: str
+    attempt: int = Field(ge=1)
+    prompt_hash: str
+    model: str | None = None
+    tokens_in: int = Field(0, ge=0)
+    tokens_out: int = Field(0, ge=0)
+    latency_ms: float = Field(0.0, ge=0)
+    cache_hit: bool = False
+    outcome: Literal["valid", "repaired", "invalid", "error", "unavailable", "cached"]
+    error: str | None = None
+    at_ms: int = Field(description="Wall-clock ms of the call (diagnostics only).")
 
 
 class DeadLettered(Message):

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(80, ge=8, le=2048, description="Max new tokens per post.")
     sink_batch_size: int = Field(5000, ge=1, description="Rows per ClickHouse insert at most.")
     sink_flush_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long.")
+    snapshot_every_ticks: int = Field(
+        4, ge=0, description="Snapshot changed NPCs every N ticks (0 = never; 4 = each sim hour)."
+    )
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
     admin_token: SecretStr = Field(SecretStr("dev-admin-token"), description="Admin bearer token.")
