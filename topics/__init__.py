@@ -91,8 +91,6 @@ TICKS = TopicSpec(
 EVENTS = TopicSpec(
     "events",
     EventHappened,
-    LLMCalled,
-    NpcSnapshotted,
     "run_id",
     "Every event in the world, as emitted by the shards.",
     None,
@@ -101,8 +99,6 @@ EVENTS = TopicSpec(
 SCORED_EVENTS = TopicSpec(
     "scored-events",
     EventHappened,
-    LLMCalled,
-    NpcSnapshotted,
     "event_id",
     "Events with their impact score (sink reads it).",
     None,
