@@ -20,12 +20,21 @@ from storage.migrate import migrate
 from storage.writer import ClickHouseWriter
 from streams.app import Streams
 from streams.codec import DecodeError, decode
-from topics import DLQ, POSTS, RUNS, SCORED_EVENTS, TICKS, TopicSpec
+from topics import (
+    DLQ,
+    LLM_CALLS,
+    NPC_SNAPSHOTS,
+    POSTS,
+    RUNS,
+    SCORED_EVENTS,
+    TICKS,
+    TopicSpec,
+)
 from topics.models import RunCommanded
 
 log = logging.getLogger(__name__)
 
-STORED: tuple[TopicSpec, ...] = (RUNS, TICKS, SCORED_EVENTS, POSTS, DLQ)
+STORED: tuple[TopicSpec, ...] = (RUNS, TICKS, SCORED_EVENTS, POSTS, NPC_SNAPSHOTS, LLM_CALLS, DLQ)
 MAX_BACKOFF_S = 30.0
 
 
@@ -57,7 +66,10 @@ async def store_batch(streams: Streams, spec: TopicSpec, events: list[Any]) -> i
             continue
         if isinstance(msg, RunCommanded) and msg.command != "start":
             continue  # only run starts become rows; the rest is in the topic
-        writer.add_message(msg)
+        try:
+            writer.add_message(msg)
+        except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
+            await streams.dead_letter("sink", event, f"not storable: {exc}")
     delay = 0.5
     while True:
         try:
