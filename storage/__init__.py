@@ -6,7 +6,7 @@ and the API through :func:`connect`'s per-path cache.
 
 from storage.clickhouse import close_all, connect, database_of, is_embedded, run_in_thread
 from storage.migrate import applied_versions, load_migrations, migrate
-from storage.writer import TABLES, ClickHouseWriter, dedup_token, row_for
+from storage.writer import TABLES, ClickHouseWriter, dedup_token, row_for, rows_for
 
 __all__ = [
     "TABLES",
@@ -20,5 +20,6 @@ __all__ = [
     "load_migrations",
     "migrate",
     "row_for",
+    "rows_for",
     "run_in_thread",
 ]

@@ -19,7 +19,9 @@ A failed insert leaves its rows in the buffer and re-raises: call ``flush`` agai
 (same token) or crash and replay from the last committed offset. Commit Kafka offsets
 only after ``flush`` returned.
 
-Row mapping from topic messages is :func:`row_for`; :data:`TABLES` lists every
+Row mapping from topic messages is :func:`rows_for` (a message may make several rows:
+an NPC snapshot is one ``npc_snapshots`` row plus one ``relationship_snapshots`` row per
+relationship) and :func:`row_for` for single-row messages; :data:`TABLES` lists every
 table's columns and id columns.
 """
 
@@ -38,7 +40,15 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from storage.clickhouse import check_identifier, run_in_thread
-from topics.models import DeadLettered, EventHappened, PostPublished, RunCommanded, TickCompleted
+from topics.models import (
+    DeadLettered,
+    EventHappened,
+    LLMCalled,
+    NpcSnapshotted,
+    PostPublished,
+    RunCommanded,
+    TickCompleted,
+)
 from worldfeed.ids import derive_id
 
 logger = logging.getLogger(__name__)
@@ -119,7 +129,7 @@ TABLES: dict[str, TableSpec] = {
         ("post_id",),
     ),
     "npc_snapshots": TableSpec(
-        ("run_id", "tick", "npc_id", "place", "reputation", "fame", "state", "state_hash"),
+        ("run_id", "tick", "npc_id", "place", "reputation", "state", "state_hash"),
         ("run_id", "npc_id", "tick"),
     ),
     "relationship_snapshots": TableSpec(
@@ -155,14 +165,67 @@ def _ms_to_datetime(ms: int | float) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def rows_for(message: Any) -> list[tuple[str, Row]]:
+    """Map a topic message to its ``(table, row)`` pairs.
+
+    :class:`NpcSnapshotted` → one ``npc_snapshots`` row (``state`` = JSON of place,
+    reputation, relationships, memories and goals) plus one ``relationship_snapshots``
+    row per relationship (tags are static and live in the catalog, so they stay empty).
+    Everything else is one row, as :func:`row_for` maps it.
+    """
+    if isinstance(message, NpcSnapshotted):
+        state = message.model_dump(
+            include={"place", "reputation", "relationships", "memories", "goals"}
+        )
+        rows: list[tuple[str, Row]] = [
+            (
+                "npc_snapshots",
+                {
+                    "run_id": message.run_id,
+                    "tick": message.tick,
+                    "npc_id": message.npc_id,
+                    "place": message.place,
+                    "reputation": message.reputation,
+                    "state": orjson.dumps(state).decode(),
+                    "state_hash": message.state_hash,
+                },
+            )
+        ]
+        for other, values in sorted(message.relationships.items()):
+            if len(values) != 3:
+                raise ValueError(
+                    f"relationship {message.npc_id}->{other} needs [affinity, trust, familiarity]"
+                )
+            affinity, trust, familiarity = values
+            rows.append(
+                (
+                    "relationship_snapshots",
+                    {
+                        "run_id": message.run_id,
+                        "tick": message.tick,
+                        "npc_id": message.npc_id,
+                        "other_id": other,
+                        "affinity": affinity,
+                        "trust": trust,
+                        "familiarity": familiarity,
+                        "tags": [],
+                    },
+                )
+            )
+        return rows
+    return [row_for(message)]
+
+
 def row_for(message: Any) -> tuple[str, Row]:
     """Map a topic message to ``(table, row)``.
 
     Handles :class:`EventHappened` → ``events``, :class:`PostPublished` → ``posts``,
-    :class:`TickCompleted` → ``ticks``, :class:`DeadLettered` → ``dead_letters`` and
+    :class:`TickCompleted` → ``ticks``, :class:`LLMCalled` → ``llm_calls``,
+    :class:`DeadLettered` → ``dead_letters`` and
     :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
     the wall clock at mapping time; a redelivered start keeps one row either way).
-    Anything else raises ``TypeError`` (other run commands raise ``ValueError``).
+    Anything else raises ``TypeError`` (other run commands raise ``ValueError``;
+    :class:`NpcSnapshotted` makes several rows: use :func:`rows_for`).
     """
     if isinstance(message, EventHappened):
         impact = message.impact
@@ -190,6 +253,10 @@ def row_for(message: Any) -> tuple[str, Row]:
         return "posts", message.model_dump(exclude={"kind"})
     if isinstance(message, TickCompleted):
         return "ticks", message.model_dump(exclude={"kind"})
+    if isinstance(message, LLMCalled):
+        row = message.model_dump(exclude={"kind", "at_ms"})
+        row["at"] = _ms_to_datetime(message.at_ms)
+        return "llm_calls", row
     if isinstance(message, DeadLettered):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)
@@ -217,6 +284,8 @@ def row_for(message: Any) -> tuple[str, Row]:
             "step_minutes": message.step_minutes,
             "created_at": datetime.now(UTC),
         }
+    if isinstance(message, NpcSnapshotted):
+        raise TypeError("NpcSnapshotted makes several rows: use rows_for")
     raise TypeError(f"no table for {type(message).__name__}")
 
 
@@ -280,12 +349,7 @@ class ClickHouseWriter:
 
         Unknown tables or columns raise ``ValueError`` here, not at flush time.
         """
-        spec = TABLES.get(table)
-        if spec is None:
-            raise ValueError(f"unknown table {table!r}")
-        extra = set(row) - set(spec.columns)
-        if extra:
-            raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
+        self._check(table, row)
         buffer = self._buffers.setdefault(table, [])
         buffer.append(dict(row))
         if self._oldest is None:
@@ -293,9 +357,27 @@ class ClickHouseWriter:
         return len(buffer) >= self.batch_size
 
     def add_message(self, message: Any) -> bool:
-        """Buffer a topic message through :func:`row_for`; returns like :meth:`add`."""
-        table, row = row_for(message)
-        return self.add(table, row)
+        """Buffer a topic message's rows (:func:`rows_for`); True when a buffer is full.
+
+        All of a message's rows are mapped and checked before any is buffered, so a
+        message that cannot be stored raises and leaves nothing behind.
+        """
+        pairs = rows_for(message)
+        for table, row in pairs:
+            self._check(table, row)
+        full = False
+        for table, row in pairs:
+            full = self.add(table, row) or full
+        return full
+
+    @staticmethod
+    def _check(table: str, row: Mapping[str, Any]) -> None:
+        spec = TABLES.get(table)
+        if spec is None:
+            raise ValueError(f"unknown table {table!r}")
+        extra = set(row) - set(spec.columns)
+        if extra:
+            raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
 
     def pending(self) -> int:
         """Rows buffered, all tables together."""

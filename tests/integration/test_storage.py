@@ -12,14 +12,23 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from storage import ClickHouseWriter, applied_versions, connect, database_of, migrate, row_for
+from storage import (
+    ClickHouseWriter,
+    applied_versions,
+    connect,
+    database_of,
+    migrate,
+    row_for,
+    rows_for,
+)
 from storage.clickhouse import chdb_path_of
 from storage.migrate import load_migrations
 from storage.writer import TABLES, dedup_token
-from topics.models import DeadLettered, PostPublished, RunCommanded
+from topics.models import DeadLettered, LLMCalled, NpcSnapshotted, PostPublished, RunCommanded
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +197,80 @@ def test_insert_100k_rows_timing(ch_client: Client, ch_database, capsys) -> None
             f"\n100k posts: one insert {elapsed:.2f} s ({100_000 / elapsed:,.0f} rows/s); "
             f"count() FINAL {final_s * 1000:.0f} ms"
         )
+
+
+def _snapshot(tick: int, **kw: object) -> NpcSnapshotted:
+    fields: dict[str, object] = {
+        "run_id": "run1",
+        "tick": tick,
+        "npc_id": "npc_a",
+        "place": "cafe",
+        "reputation": 55.0,
+        "relationships": {"npc_b": [10.0, 60.0, 30.0], "npc_c": [-20.0, 15.0, 5.0]},
+        "memories": [[tick, "ev_1", "met npc_b at the cafe", 0.8]],
+        "goals": {"friendship": 0.25},
+        "state_hash": f"{tick:016x}",
+    }
+    fields.update(kw)
+    return NpcSnapshotted(**fields)  # type: ignore[arg-type]  # test builder
+
+
+def _llm_call(i: int, **kw: object) -> LLMCalled:
+    fields: dict[str, object] = {
+        "call_id": f"ca_{i:016x}",
+        "run_id": "run1",
+        "request_id": f"rq_{i // 2:016x}",
+        "attempt": 1 + i % 2,
+        "prompt_hash": f"{i:016x}",
+        "model": "smollm2" if i % 3 else None,
+        "tokens_in": 100,
+        "tokens_out": 20 + i,
+        "latency_ms": 12.5,
+        "cache_hit": i % 4 == 0,
+        "outcome": "valid",
+        "at_ms": 1_700_000_000_000 + i,
+    }
+    fields.update(kw)
+    return LLMCalled(**fields)  # type: ignore[arg-type]  # test builder
+
+
+def test_npc_snapshot_maps_to_one_npc_row_and_one_row_per_relationship() -> None:
+    pairs = rows_for(_snapshot(4))
+    assert [t for t, _ in pairs] == [
+        "npc_snapshots",
+        "relationship_snapshots",
+        "relationship_snapshots",
+    ]
+    npc = pairs[0][1]
+    assert set(npc) == set(TABLES["npc_snapshots"].columns)
+    state = orjson.loads(npc["state"])
+    assert (
+        state["goals"] == {"friendship": 0.25}
+        and state["memories"][0][2] == "met npc_b at the cafe"
+    )
+    assert pairs[1][1]["other_id"] == "npc_b" and pairs[1][1]["affinity"] == 10.0
+    assert pairs[2][1]["trust"] == 15.0 and pairs[2][1]["familiarity"] == 5.0
+    with pytest.raises(TypeError, match="rows_for"):
+        row_for(_snapshot(4))
+    with pytest.raises(ValueError, match="affinity, trust, familiarity"):
+        rows_for(_snapshot(4, relationships={"npc_b": [1.0]}))
+
+
+def test_snapshots_and_llm_calls_are_stored_once(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=3)
+    messages = [_snapshot(t) for t in (4, 8)] + [_llm_call(i) for i in range(5)]
+    writer.write_messages(messages)
+    writer.write_messages(messages[::-1])  # redelivered in other batches
+    assert _count(ch_client, database, "npc_snapshots", final=True) == 2
+    assert _count(ch_client, database, "relationship_snapshots", final=True) == 4
+    assert _count(ch_client, database, "llm_calls", final=True) == 5
+    row = ch_client.query(
+        f"SELECT model, outcome, toUnixTimestamp64Milli(at) FROM {database}.llm_calls FINAL "  # noqa: S608 - checked identifiers
+        "WHERE call_id = 'ca_0000000000000000'"
+    ).result_rows[0]
+    assert row == (None, "valid", 1_700_000_000_000)
+    # a message that cannot be stored leaves nothing half-buffered
+    with pytest.raises(ValueError):
+        writer.add_message(_snapshot(12, relationships={"npc_b": [1.0, 2.0, 3.0], "x": [1.0]}))
+    assert writer.pending() == 0
