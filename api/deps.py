@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
-from fastapi import Depends, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.commands import CommandProducer
 from storage.queries import MAX_LIMIT
 from worldfeed.settings import Settings
 
@@ -46,3 +49,37 @@ RunId = Annotated[str | None, Query(min_length=1, max_length=64, description="Ru
 Channel = Annotated[
     str | None, Query(pattern="^(feed|chat|news)$", description="feed, chat or news.")
 ]
+
+
+def get_commands(request: Request) -> CommandProducer:
+    """The app's :class:`~api.commands.CommandProducer`."""
+    commands: CommandProducer = request.app.state.commands
+    return commands
+
+
+CommandsDep = Annotated[CommandProducer, Depends(get_commands)]
+
+_bearer = HTTPBearer(auto_error=False, description="The admin token (WORLDFEED_ADMIN_TOKEN).")
+
+
+def check_admin_token(settings: Settings, authorization: str | None) -> None:
+    """Raise 401 without a bearer token, 403 with a wrong one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            status_code=401,
+            detail="admin routes need 'Authorization: Bearer <admin token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.admin_token.get_secret_value().encode()
+    if not secrets.compare_digest(token.strip().encode(), expected):
+        raise HTTPException(status_code=403, detail="wrong admin token")
+
+
+async def require_admin(
+    request: Request,
+    settings: SettingsDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The request carries the admin bearer token (401 missing, 403 wrong)."""
+    check_admin_token(settings, request.headers.get("authorization"))

@@ -14,16 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from api.deps import Storage
-from api.routes import events, feed, health, posts, runs, stats
+from api.commands import CommandProducer
+from api.deps import Storage, check_admin_token
+from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidQuery, ping
-from worldfeed.settings import Settings
+from worldfeed.settings import ROOT, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ def create_app(
     health_checks: dict[str, HealthCheck] | None = None,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    commands: CommandProducer | None = None,
+    worlds_dir: Path | None = None,
 ) -> FastAPI:
     """Build the API for ``settings``.
 
@@ -46,6 +52,9 @@ def create_app(
     for ``GET /health`` (each returns ``"ok"`` or raises / returns an error text) beside
     the built-in ``clickhouse`` one. ``on_startup`` hooks run after migrations, in order;
     ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
+    ``commands``: the producer of admin run commands (default: one for ``settings``, started
+    on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
+    (default ``.local/worlds``).
     """
     database = database_of(settings.clickhouse_dsn)
 
@@ -66,7 +75,7 @@ def create_app(
         try:
             yield
         finally:
-            for hook in on_shutdown:
+            for hook in (*on_shutdown, app.state.commands.close):
                 try:
                     await hook()
                 except Exception:
@@ -79,14 +88,28 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.commands = commands or CommandProducer(settings)
+    app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
+    app.state.live_streams = 0
+
+    @app.middleware("http")
+    async def guard_admin(request: Request, call_next):  # type: ignore[no-untyped-def]  # starlette's signature
+        # before the route reads a body: no /admin request gets past without the token
+        if request.url.path == "/admin" or request.url.path.startswith("/admin/"):
+            try:
+                check_admin_token(settings, request.headers.get("authorization"))
+            except HTTPException as exc:
+                return await http_exception_handler(request, exc)
+        return await call_next(request)
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
         # valid types but an unanswerable combination: bad cursor, tick_from > tick_to
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
-    for module in (health, feed, posts, events, runs, stats):
+    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, ui):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
 
 

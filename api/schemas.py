@@ -134,17 +134,154 @@ class LlmCallsPublic(BaseModel):
     avg_latency_ms: float | None = None
 
 
-class StatsPublic(BaseModel):
-    """Row counts per table, posts per channel and moderation status, LLM usage."""
-
-    tables: dict[str, int]
-    posts_per_channel: dict[str, dict[str, int]]
-    post_tokens: PostTokensPublic
-    llm_calls: LlmCallsPublic
-
-
 class HealthPublic(BaseModel):
     """``ok`` when every dependency answered; each check says ``ok`` or ``error: ...``."""
 
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+
+
+class LlmCallsOutcomesPublic(LlmCallsPublic):
+    """Totals over recorded LLM calls, with calls per outcome."""
+
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+
+class RatesPublic(BaseModel):
+    """Rates from the stored ticks (null when there is nothing to divide by)."""
+
+    ticks: int
+    sim_hours: float
+    wall_s: float
+    events_per_tick: float | None = None
+    events_per_sim_hour: float | None = None
+    posts_per_sim_hour: float | None = None
+    ticks_per_wall_s: float | None = None
+    tokens_per_llm_post: float | None = None
+
+
+# ---- NPCs --------------------------------------------------------------------------------
+
+
+class NpcSummaryPublic(BaseModel):
+    """An NPC in a listing."""
+
+    npc_id: str
+    handle: str
+    display_name: str
+    occupation: str
+    age: int
+    home: str
+    work: str | None = None
+    fame: float
+    channels: list[str]
+
+
+class NpcPagePublic(BaseModel):
+    """A page of NPCs (sorted by id); ``total`` counts every match."""
+
+    items: list[NpcSummaryPublic]
+    total: int
+    offset: int
+
+
+class RelationshipPublic(BaseModel):
+    """A directed relationship: how this NPC feels about ``other_id``."""
+
+    other_id: str
+    handle: str | None = None
+    display_name: str | None = None
+    affinity: float
+    trust: float
+    familiarity: float
+    tags: list[str] = Field(default_factory=list)
+
+
+class MemoryPublic(BaseModel):
+    """Something the NPC remembers."""
+
+    tick: int
+    event_id: str
+    text: str
+    salience: float
+
+
+class GoalPublic(BaseModel):
+    """A goal and how far along it is."""
+
+    kind: str
+    target: str | None = None
+    priority: int | None = None
+    progress: float
+
+
+class NpcStatePublic(BaseModel):
+    """An NPC's state in a run: from its latest snapshot, or the catalog's start values."""
+
+    run_id: str | None = None
+    tick: int | None = Field(None, description="Tick of the snapshot; null: the catalog's start.")
+    place: str | None = None
+    reputation: float | None = None
+    relationships: list[RelationshipPublic]
+    memories: list[MemoryPublic]
+    goals: list[GoalPublic]
+
+
+class NpcPublic(NpcSummaryPublic):
+    """An NPC's profile (catalog) and current state (latest snapshot)."""
+
+    traits: dict[str, float]
+    interests: list[str]
+    voice: str
+    posting_propensity: float
+    state: NpcStatePublic
+
+
+class TimelineItemPublic(BaseModel):
+    """An event the NPC took part in, or a post they wrote."""
+
+    kind: Literal["event", "post"]
+    tick: int
+    role: Literal["actor", "target", "witness", "author"]
+    event: EventPublic | None = None
+    post: PostPublic | None = None
+
+
+class TimelinePublic(BaseModel):
+    """An NPC's events and posts, newest first."""
+
+    npc_id: str
+    items: list[TimelineItemPublic]
+
+
+# ---- admin -------------------------------------------------------------------------------
+
+
+class CommandAcceptedPublic(BaseModel):
+    """A run command was written to the clock's inbox; the clock applies it in order."""
+
+    run_id: str
+    command: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class WorldCreatedPublic(BaseModel):
+    """A synthetic world was written; pass ``path`` as ``world`` to start a run on it."""
+
+    name: str
+    path: str
+    npcs: int
+    places: int
+    relationships: int
+
+
+class StatsPublic(BaseModel):
+    """Row counts per table, posts per channel and moderation status, LLM usage, rates."""
+
+    tables: dict[str, int]
+    posts_per_channel: dict[str, dict[str, int]]
+    post_tokens: PostTokensPublic
+    llm_calls: LlmCallsOutcomesPublic
+    rates: RatesPublic

@@ -391,7 +391,10 @@ STAT_TABLES = (
 
 
 def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
-    """Row counts per table, posts per channel and moderation, and LLM token totals.
+    """Row counts per table, posts per channel and moderation, LLM usage, and rates.
+
+    Rates come from the stored ticks: events per tick and per simulated hour, posts per
+    simulated hour, ticks per wall second (tick wall time, barrier included).
 
     With ``run_id``, counts are for that run (``dead_letters`` has no run and stays global).
     """
@@ -432,7 +435,40 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
     )[0]
     if not calls["calls"]:
         calls["avg_latency_ms"] = None
+    outcomes = _rows(
+        client,
+        f"SELECT outcome, count() AS n FROM {db}.llm_calls FINAL{run_filter} "  # noqa: S608 - checked identifiers, values bound
+        "GROUP BY outcome ORDER BY outcome",
+        params,
+    )
+    calls["outcomes"] = {r["outcome"]: r["n"] for r in outcomes}
+    clock = _rows(
+        client,
+        # a run's simulated span is its ticks times the step, the step being the mean gap
+        f"SELECT sum(n) AS ticks, sum(ev) AS events, sum(wall) AS wall_ms, "  # noqa: S608 - checked identifiers, values bound
+        f"sum(if(n > 1, (hi - lo) / (n - 1) * n, 0)) AS sim_minutes FROM ("
+        f"SELECT run_id, count() AS n, sum(events) AS ev, sum(wall_ms) AS wall, "
+        f"min(sim_minute) AS lo, max(sim_minute) AS hi FROM {db}.ticks FINAL{run_filter} "
+        f"GROUP BY run_id)",
+        params,
+    )[0]
+    n_ticks, wall_s = clock["ticks"], (clock["wall_ms"] or 0.0) / 1000
+    sim_hours = (clock["sim_minutes"] or 0.0) / 60
+    posts_total = sum(sum(m.values()) for m in per_channel.values())
+    rates = {
+        "ticks": n_ticks,
+        "sim_hours": sim_hours,
+        "wall_s": wall_s,
+        "events_per_tick": clock["events"] / n_ticks if n_ticks else None,
+        "events_per_sim_hour": clock["events"] / sim_hours if sim_hours else None,
+        "posts_per_sim_hour": posts_total / sim_hours if sim_hours else None,
+        "ticks_per_wall_s": n_ticks / wall_s if wall_s else None,
+        "tokens_per_llm_post": (post_tokens["tokens_out"] / post_tokens["llm_posts"])
+        if post_tokens["llm_posts"]
+        else None,
+    }
     return {
+        "rates": rates,
         "tables": tables,
         "posts_per_channel": per_channel,
         "post_tokens": post_tokens,
@@ -444,3 +480,122 @@ def ping(client: Client) -> str:
     """``"ok"`` if the engine answers ``SELECT 1``; raises otherwise."""
     client.command("SELECT 1")
     return "ok"
+
+
+# ---- NPCs --------------------------------------------------------------------------------
+
+
+def latest_run_id(client: Client, database: str) -> str | None:
+    """The newest run (by start time, then id), or None when there is none."""
+    rows = runs(client, database, limit=1)
+    return rows[0]["run_id"] if rows else None
+
+
+def npc_snapshot(client: Client, database: str, run_id: str, npc_id: str) -> dict[str, Any] | None:
+    """An NPC's latest snapshot in a run (``state`` decoded), or None."""
+    db = check_identifier(database)
+    rows = _rows(
+        client,
+        f"SELECT run_id, tick, npc_id, place, reputation, state, state_hash "  # noqa: S608 - checked identifiers, values bound
+        f"FROM {db}.npc_snapshots FINAL "
+        "WHERE run_id = {run_id:String} AND npc_id = {npc_id:String} ORDER BY tick DESC LIMIT 1",
+        {"run_id": run_id, "npc_id": npc_id},
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    row["state"] = orjson.loads(row["state"]) if row["state"] else {}
+    return row
+
+
+def npc_timeline(
+    client: Client,
+    database: str,
+    npc_id: str,
+    *,
+    run_id: str | None = None,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """An NPC's events (as actor, target or witness) and posts, newest first.
+
+    Items are ``{"kind": "event", "tick", "role", "event"}`` or
+    ``{"kind": "post", "tick", "role": "author", "post"}``; at most ``limit`` in all.
+    """
+    db = check_identifier(database)
+    limit = _clamp(limit)
+    where = _Where()
+    where.add(
+        "(actor = {npc:String} OR target = {npc:String} OR has(witnesses, {npc:String}))",
+        npc=npc_id,
+    )
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
+    _tick_range(where, tick_from, tick_to)
+    events_sql = (
+        f"SELECT {', '.join(EVENT_COLUMNS)}, "  # noqa: S608 - checked identifiers, values bound
+        "multiIf(actor = {npc:String}, 'actor', target = {npc:String}, 'target', 'witness') "
+        f"AS role FROM {db}.events FINAL WHERE {where.sql()} "
+        f"ORDER BY tick DESC, event_id DESC LIMIT {limit}"
+    )
+    items: list[dict[str, Any]] = []
+    for row in _rows(client, events_sql, where.params):
+        role = row.pop("role")
+        items.append({"kind": "event", "tick": row["tick"], "role": role, "event": _event_row(row)})
+    pwhere = _Where()
+    pwhere.add("author = {npc:String}", npc=npc_id)
+    pwhere.add("moderation != 'blocked'")
+    if run_id is not None:
+        pwhere.add("run_id = {run_id:String}", run_id=run_id)
+    _tick_range(pwhere, tick_from, tick_to)
+    posts_sql = (
+        f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL WHERE {pwhere.sql()} "  # noqa: S608 - checked identifiers, values bound
+        f"ORDER BY tick DESC, post_id DESC LIMIT {limit}"
+    )
+    for row in _rows(client, posts_sql, pwhere.params):
+        items.append({"kind": "post", "tick": row["tick"], "role": "author", "post": row})
+    # newest first; at one tick the event comes before the posts written about it
+    items.sort(key=lambda i: (i["tick"], i["kind"] == "event"), reverse=True)
+    return items[:limit]
+
+
+# ---- live posts ----------------------------------------------------------------------------
+
+
+def posts_stored_since(
+    client: Client,
+    database: str,
+    since_ms: int,
+    *,
+    run_id: str | None = None,
+    channel: str | None = None,
+    exclude: list[str] | None = None,
+    limit: int = MAX_LIMIT,
+) -> list[dict[str, Any]]:
+    """Posts stored at or after ``since_ms`` (epoch ms), oldest stored first, blocked hidden.
+
+    Every row carries ``stored_ms``. Posts arrive out of tick order, so the live stream
+    follows storage time; ``exclude`` lists post ids the caller already sent.
+    """
+    db = check_identifier(database)
+    where = _Where()
+    where.add("stored_at >= fromUnixTimestamp64Milli({since:Int64})", since=since_ms)
+    where.add("moderation != 'blocked'")
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
+    if channel is not None:
+        where.add("channel = {channel:String}", channel=channel)
+    if exclude:
+        where.add("post_id NOT IN {exclude:Array(String)}", exclude=exclude)
+    sql = (
+        f"SELECT {', '.join(POST_COLUMNS)}, toUnixTimestamp64Milli(stored_at) AS stored_ms "  # noqa: S608 - checked identifiers, values bound
+        f"FROM {db}.posts WHERE {where.sql()} "
+        f"ORDER BY stored_at, tick, post_id LIMIT {_clamp(limit)}"
+    )
+    return _rows(client, sql, where.params)
+
+
+def now_ms(client: Client) -> int:
+    """The engine's clock in epoch ms (the live stream's watermarks use the same clock)."""
+    return int(client.command("SELECT toUnixTimestamp64Milli(now64(3))"))  # type: ignore[arg-type]  # a scalar

@@ -1,0 +1,212 @@
+"""Admin: start, pause, resume and stop runs, inject events, seed synthetic worlds.
+
+Every route needs ``Authorization: Bearer <WORLDFEED_ADMIN_TOKEN>`` (401 without, 403
+wrong); the app also checks it before reading any ``/admin`` request body. Commands go
+to the clock's inbox topic; the clock applies them in order (202 Accepted).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CommandsDep, SettingsDep, StorageDep, require_admin
+from api.schemas import CommandAcceptedPublic, WorldCreatedPublic
+from api.worlds import UnknownWorld, catalog_of, world_path
+from catalog.generate import generate_world, write_world
+from storage import queries, run_in_thread
+from topics.models import InjectedEvent, RunCommanded
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NPC_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No admin token"},
+    403: {"description": "Wrong admin token"},
+}
+
+
+class RunStart(BaseModel):
+    """A run to start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = Field(None, pattern=RUN_ID, description="Omit to get a fresh id.")
+    seed: int = Field(1, ge=0, le=2**63 - 1, description="Run seed.")
+    world: str = Field("town", min_length=1, max_length=500, description="World name or directory.")
+    days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play.")
+    speed: float = Field(0.0, ge=0, le=100_000, description="0 = as fast as possible.")
+    step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+
+
+class Inject(BaseModel):
+    """An event to inject on the run's next tick (checked against the run's catalog)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64, description="Event type id.")
+    actor: str = Field(pattern=NPC_ID, description="Acting NPC id.")
+    target: str | None = Field(None, pattern=NPC_ID, description="Target NPC id.")
+    place: str | None = Field(None, pattern=NPC_ID, description="Place id.")
+    summary: str | None = Field(None, min_length=1, max_length=300)
+
+
+class WorldSeed(BaseModel):
+    """A synthetic world to generate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="Directory name.")
+    npcs: int = Field(100, ge=5, le=20_000, description="NPC count.")
+    seed: int = Field(1, ge=0, le=2**63 - 1)
+    places: int | None = Field(None, ge=8, le=5_000, description="Place count (default npcs/10).")
+    relationship_density: float = Field(0.05, ge=0, le=1)
+
+
+def _unprocessable(field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}]
+    )
+
+
+async def _known_run(storage: StorageDep, run_id: str) -> dict[str, Any]:
+    run = await run_in_thread(queries.run_by_id, storage.client, storage.database, run_id)
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"run {run_id!r} not found")
+    return run
+
+
+async def _send(commands: CommandsDep, command: RunCommanded) -> CommandAcceptedPublic:
+    try:
+        partition, offset = await commands.send(command)
+    except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
+        raise HTTPException(status_code=503, detail=f"Kafka unavailable: {exc}") from exc
+    return CommandAcceptedPublic(
+        run_id=command.run_id,
+        command=command.command,
+        topic=commands.topic,
+        partition=partition,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=CommandAcceptedPublic,
+    responses={**ACCEPTED, 409: {"description": "Run exists"}},
+)
+async def start_run(
+    body: RunStart, storage: StorageDep, commands: CommandsDep
+) -> CommandAcceptedPublic:
+    """Start a run on a world (a name under catalog/worlds or a directory from /admin/worlds)."""
+    try:
+        catalog_of(body.world)
+    except UnknownWorld as exc:
+        raise _unprocessable("world", str(exc), body.world) from exc
+    run_id = body.run_id or f"run-{body.seed}-{uuid.uuid4().hex[:8]}"
+    if await run_in_thread(queries.run_by_id, storage.client, storage.database, run_id):
+        raise HTTPException(status_code=409, detail=f"run {run_id!r} already exists")
+    command = RunCommanded(
+        command="start",
+        run_id=run_id,
+        seed=body.seed,
+        world=body.world,
+        days=body.days,
+        speed=body.speed,
+        step_minutes=body.step_minutes,
+    )
+    return await _send(commands, command)
+
+
+def _control(name: str) -> Any:
+    async def control(
+        run_id: Annotated[str, Path(pattern=RUN_ID)], storage: StorageDep, commands: CommandsDep
+    ) -> CommandAcceptedPublic:
+        await _known_run(storage, run_id)
+        return await _send(commands, RunCommanded(command=name, run_id=run_id))  # type: ignore[arg-type]  # one of the literals
+
+    control.__name__ = f"{name}_run"
+    control.__doc__ = f"{name.capitalize()} a run; 404 if unknown."
+    return control
+
+
+for _name in ("pause", "resume", "stop"):
+    router.post(
+        f"/runs/{{run_id}}/{_name}",
+        status_code=202,
+        response_model=CommandAcceptedPublic,
+        responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+        name=f"{_name}_run",
+    )(_control(_name))
+
+
+@router.post(
+    "/runs/{run_id}/inject",
+    status_code=202,
+    response_model=CommandAcceptedPublic,
+    responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+)
+async def inject_event(
+    run_id: Annotated[str, Path(pattern=RUN_ID)],
+    body: Inject,
+    storage: StorageDep,
+    settings: SettingsDep,
+    commands: CommandsDep,
+) -> CommandAcceptedPublic:
+    """Inject an event into a run; unknown type, NPC or place: 422 naming the field."""
+    run = await _known_run(storage, run_id)
+    try:
+        catalog = catalog_of(run.get("world") or settings.catalog_dir)
+    except UnknownWorld as exc:
+        raise HTTPException(status_code=409, detail=f"the run's world is gone: {exc}") from exc
+    event_type = catalog.event_types.get(body.type)
+    if event_type is None:
+        raise _unprocessable("type", f"unknown event type {body.type!r}", body.type)
+    if body.actor not in catalog.npcs:
+        raise _unprocessable("actor", f"unknown npc {body.actor!r}", body.actor)
+    if body.target is not None and body.target not in catalog.npcs:
+        raise _unprocessable("target", f"unknown npc {body.target!r}", body.target)
+    if body.target is None and event_type.needs_target:
+        raise _unprocessable("target", f"event type {body.type!r} needs a target", None)
+    if body.target is not None and body.target == body.actor:
+        raise _unprocessable("target", "target must differ from actor", body.target)
+    if body.place is not None and body.place not in catalog.places:
+        raise _unprocessable("place", f"unknown place {body.place!r}", body.place)
+    event = InjectedEvent(**body.model_dump())
+    return await _send(commands, RunCommanded(command="inject", run_id=run_id, event=event))
+
+
+@router.post(
+    "/worlds",
+    status_code=201,
+    response_model=WorldCreatedPublic,
+    responses={**ACCEPTED, 409: {"description": "World exists"}},
+)
+async def seed_world(body: WorldSeed, request: Request) -> WorldCreatedPublic:
+    """Generate a synthetic world; its ``path`` is a ``world`` for POST /admin/runs."""
+    worlds_dir: pathlib.Path = request.app.state.worlds_dir
+    directory = worlds_dir / body.name
+    if directory.exists():
+        raise HTTPException(status_code=409, detail=f"world {body.name!r} already exists")
+    try:
+        catalog = await run_in_thread(
+            generate_world, body.npcs, body.seed, body.places, body.relationship_density
+        )
+    except ValueError as exc:
+        raise _unprocessable("places", str(exc), body.places) from exc
+    path = await run_in_thread(write_world, catalog, directory)
+    world_path(path)  # readable back as a world
+    return WorldCreatedPublic(
+        name=body.name,
+        path=str(path.resolve()),
+        npcs=len(catalog.npcs),
+        places=len(catalog.places),
+        relationships=len(catalog.relationships),
+    )
