@@ -86,7 +86,9 @@ async def _send(commands: CommandsDep, command: RunCommanded) -> CommandAccepted
     try:
         partition, offset = await commands.send(command)
     except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
-        raise HTTPException(status_code=503, detail=f"Kafka unavailable: {exc}") from exc
+        raise HTTPException(
+            status_code=503, detail=f"Kafka unavailable: {type(exc).__name__}: {exc}"
+        ) from exc
     return CommandAcceptedPublic(
         run_id=command.run_id,
         command=command.command,

@@ -68,6 +68,7 @@ async def stream_posts(
         watermark = start
         sent: dict[str, int] = {}  # post id -> stored ms, for posts inside the overlap window
         last_write = time.monotonic()
+        first = True
         state.live_streams += 1
         try:
             yield b"retry: 2000\n\n"
@@ -87,6 +88,8 @@ async def stream_posts(
                     for row in rows:
                         stored = row.pop("stored_ms")
                         sent[row["post_id"]] = stored
+                        if first and stored < start:
+                            continue  # visible before the client came: not new to it
                         watermark = max(watermark, stored)
                         post = PostPublic.model_validate(row).model_dump_json()
                         yield (
@@ -95,6 +98,7 @@ async def stream_posts(
                         last_write = time.monotonic()
                     if len(rows) < queries.MAX_LIMIT:
                         break
+                first = False
                 if time.monotonic() - last_write >= KEEPALIVE_S:
                     yield b": keep-alive\n\n"
                     last_write = time.monotonic()
