@@ -79,8 +79,13 @@ async function loadFeed(reset = true) {
   showEmpty();
 }
 
+// ?live=0: a static snapshot without the SSE connection (headless captures, embedding);
+// an open event stream never lets a page settle for tools that wait for the network.
+const LIVE = new URLSearchParams(location.search).get("live") !== "0";
+
 function connectLive() {
   if (state.source) state.source.close();
+  if (!LIVE) return;
   const url = new URL("/stream/posts", location.origin);
   if (state.run) url.searchParams.set("run_id", state.run);
   url.searchParams.set("channel", state.channel);
@@ -115,6 +120,7 @@ async function loadRuns() {
     select.append(el("option", { value: r.run_id, text: label }));
   }
   const wanted = new URLSearchParams(location.search).get("run_id");
+  if (wanted && !runs.some((r) => r.run_id === wanted)) select.append(el("option", { value: wanted, text: wanted }));
   state.run = wanted || (runs[0] ? runs[0].run_id : null);
   select.value = state.run || "";
   select.onchange = async () => {
