@@ -42,8 +42,24 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")
     llm_retries: int = Field(3, ge=0, le=20, description="Retries of a failed LLM request.")
     llm_max_tokens: int = Field(80, ge=8, le=2048, description="Max new tokens per post.")
+    llm_tokens_per_s: float = Field(
+        0.0, ge=0, description="Global LLM budget in prompt+output tokens/s (0 = unlimited)."
+    )
+    llm_budget_wait_s: float = Field(
+        600.0, gt=0, description="Longest wait for the LLM budget before a request is dropped."
+    )
+    llm_outage_s: float = Field(
+        300.0, ge=0, description="How long a render waits for Triton to return before fallback."
+    )
+    llm_cache: bool = Field(True, description="Answer repeated prompt+sampling from the cache.")
+    render_concurrency: int = Field(
+        16, ge=1, le=1024, description="Render requests in progress (queued for the LLM budget)."
+    )
     sink_batch_size: int = Field(5000, ge=1, description="Rows per ClickHouse insert at most.")
     sink_flush_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long.")
+    tick_timeout_s: float = Field(
+        15.0, gt=0, description="Re-send a tick that has not completed after this long."
+    )
     snapshot_every_ticks: int = Field(
         4, ge=0, description="Snapshot changed NPCs every N ticks (0 = never; 4 = each sim hour)."
     )

@@ -82,6 +82,15 @@ def _load_llama(model_path: Path, cfg: dict[str, Any]) -> Any:
         llama_mod.llama_cpp.llama_model_default_params = original
 
 
+def _cancelled(request: Any) -> bool:
+    """True when the client cancelled the request (Triton >= 2.37 python backend)."""
+    check = getattr(request, "is_cancelled", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # an older stub without cancellation support
+        return False
+
+
 class BadRequest(ValueError):
     """The request itself is malformed (answered with INVALID_ARG)."""
 
@@ -167,6 +176,11 @@ class TritonPythonModel:
         """Answer every request with exactly one response (an error response if bad)."""
         responses = []
         for request in requests:
+            # A client that timed out (or retried) has cancelled this request while it sat in
+            # Triton's queue; generating for nobody would only delay every request behind it.
+            if _cancelled(request):
+                responses.append(self._error("request cancelled by the client", invalid_arg=False))
+                continue
             try:
                 responses.append(self._generate(request))
             except BadRequest as exc:
