@@ -206,10 +206,19 @@ async function main() {
     await showNpc(decodeURIComponent(match[1]));
     return;
   }
-  for (const tab of document.querySelectorAll(".tab")) {
+  const tabs = [...document.querySelectorAll(".tab")];
+  const activate = (tab) => {
+    tabs.forEach((t) => t.classList.toggle("active", t === tab));
+    state.channel = tab.dataset.channel;
+  };
+  const linked = tabs.find((t) => t.dataset.channel === new URLSearchParams(location.search).get("channel"));
+  if (linked) activate(linked);  // ?channel=chat opens that tab
+  for (const tab of tabs) {
     tab.onclick = async () => {
-      document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t === tab));
-      state.channel = tab.dataset.channel;
+      activate(tab);
+      const url = new URL(location.href);
+      url.searchParams.set("channel", state.channel);
+      history.replaceState(null, "", url);
       await loadFeed();
       connectLive();
     };

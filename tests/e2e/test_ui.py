@@ -73,18 +73,19 @@ async def test_ui_shows_posts_and_npc_pages(
     deadline = time.monotonic() + 300
     while True:  # posts are rendered by the LLM and batched into ClickHouse
         feed = get(f"{api}/feed?run_id=e2e-ui&limit=50")["items"]
-        if len(feed) >= 3:
+        if feed:
             break
         procs.assert_alive()
-        assert time.monotonic() < deadline, f"only {len(feed)} posts reached the API"
+        assert time.monotonic() < deadline, "no post reached the API"
         time.sleep(2)
 
     # the feed page: the JavaScript fetched /feed and rendered the posts (live=0: no SSE
     # connection, which would keep --virtual-time-budget from ever settling)
-    dom = chromium(f"{api}/?run_id=e2e-ui&live=0", tmp_path, "--dump-dom")
-    shown = [p for p in feed if p["channel"] == "feed"]
+    channel = feed[0]["channel"]  # the tab of the newest post (?channel= opens it)
+    dom = chromium(f"{api}/?run_id=e2e-ui&channel={channel}&live=0", tmp_path, "--dump-dom")
+    shown = [p for p in feed if p["channel"] == channel]
     assert 'class="posts"' in dom
-    assert shown, "no post on the feed channel"
+    assert f'data-channel="{channel}" class="tab active"' in dom
     for post in shown[:3]:
         assert f'data-post-id="{post["post_id"]}"' in dom, "a feed post is missing from the page"
     handles = {
@@ -93,10 +94,8 @@ async def test_ui_shows_posts_and_npc_pages(
     assert handles[shown[0]["author"]] in dom  # author handle, not the raw id
     assert "Day 1, " in dom  # post time in simulated time
 
-    # the news tab is a page state; the news posts come through the same API
-    news = [p for p in feed if p["channel"] == "news"]
-    if news:
-        assert news[0]["title"]
+    if channel == "news":
+        assert shown[0]["title"] and shown[0]["title"] in dom  # headline on the news tab
 
     # an NPC page with relationships
     author = shown[0]["author"]
