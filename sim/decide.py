@@ -307,7 +307,9 @@ def _scheduled(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
     t, index = ctx.tick, ctx.index
     out = []
     for sched in index.catalog.scheduled:
-        if sched.tick(t.step_minutes) != t.tick or shard_of(sched.actor, t.n_shards) != t.shard:
+        if not t.sim_minute <= sched.sim_minute < t.sim_minute + t.step_minutes:
+            continue
+        if shard_of(sched.actor, t.n_shards) != t.shard:
             continue
         etype = index.catalog.event_types[sched.type]
         rng = rng_for(t.seed, t.tick, sched.actor, f"scheduled:{sched.id}")

@@ -26,6 +26,7 @@ class LocalRun:
     seed: int
     n_shards: int = 1
     step_minutes: int = 15
+    start_minute: int = 0
     states: dict[str, State] = field(default_factory=dict)
     digests: dict[str, int] = field(default_factory=dict)
     hashes: list[str] = field(default_factory=list)
@@ -48,7 +49,7 @@ class LocalRun:
                 seed=self.seed,
                 world=self.index.catalog.name,
                 tick=tick,
-                sim_minute=tick * self.step_minutes,
+                sim_minute=self.start_minute + tick * self.step_minutes,
                 step_minutes=self.step_minutes,
                 shard=shard,
                 n_shards=self.n_shards,

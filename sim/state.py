@@ -27,37 +27,15 @@ State = dict[str, Any]
 def seed_state(index: WorldIndex, npc_id: str) -> State:
     """The initial state of an NPC from the catalog."""
     npc = index.npc(npc_id)
-    rel = (
-        {
-            r.target: [float(r.affinity), float(r.trust), float(r.familiarity)]
-            for r in index.catalog.relationships
-            if r.source == npc_id
-        }
-        if len(index.catalog.relationships) < 5000
-        else _rels_from_index(index, npc_id)
-    )
-    goals = {g.kind: float(g.progress) for g in index.catalog.goals if g.npc == npc_id}
+    rel = index.relationships.get(npc_id, {})
+    goals = index.goals.get(npc_id, {})
     return {
         "rep": round(float(50 + npc.fame / 4), 4),
-        "rel": dict(sorted(rel.items())),
+        "rel": {k: list(rel[k]) for k in sorted(rel)},
         "mem": [],
         "goal": dict(sorted(goals.items())),
         "cool": {},
     }
-
-
-def _rels_from_index(index: WorldIndex, npc_id: str) -> dict[str, list[float]]:
-    by_source = index.__dict__.setdefault("_rel_by_source", None)
-    if by_source is None:
-        by_source = {}
-        for r in index.catalog.relationships:
-            by_source.setdefault(r.source, {})[r.target] = [
-                float(r.affinity),
-                float(r.trust),
-                float(r.familiarity),
-            ]
-        index.__dict__["_rel_by_source"] = by_source
-    return {k: list(v) for k, v in by_source.get(npc_id, {}).items()}
 
 
 def memory_weight(mem: list[Any], tick: int) -> float:

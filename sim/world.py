@@ -44,6 +44,8 @@ class WorldIndex:
     types_by_kind: dict[tuple[int, str], list[EventType]] = field(default_factory=dict)
     tags: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     journalists: list[str] = field(default_factory=list)
+    relationships: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # initial
+    goals: dict[str, dict[str, float]] = field(default_factory=dict)  # initial progress
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
 
     @classmethod
@@ -70,6 +72,13 @@ class WorldIndex:
                 ]
         for rel in catalog.relationships:
             idx.tags[(rel.source, rel.target)] = frozenset(rel.tags)
+            idx.relationships.setdefault(rel.source, {})[rel.target] = [
+                float(rel.affinity),
+                float(rel.trust),
+                float(rel.familiarity),
+            ]
+        for goal in catalog.goals:
+            idx.goals.setdefault(goal.npc, {})[goal.kind] = float(goal.progress)
         idx.journalists = [n for n in idx.npc_ids if "news" in catalog.npcs[n].channels]
         return idx
 

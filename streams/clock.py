@@ -14,10 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from streams.app import Streams
-from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS
+from streams.codec import DecodeError, decode
+from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS, TopicSpec
 from topics.models import InjectedEvent, RunCommanded, ShardTickDone, TickCompleted, TickStarted
 from worldfeed.ids import combine_digests
+from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class RunClock:
     total_ticks: int
     speed: float
     n_shards: int
+    start_minute: int = 0
     current: int = -1  # tick in flight, -1 before the first
     paused: bool = False
     stopped: bool = False
@@ -41,7 +46,34 @@ class RunClock:
     reports: dict[int, ShardTickDone] = field(default_factory=dict)
     injected: list[InjectedEvent] = field(default_factory=list)
     tick_started_wall: float = 0.0
+    last_sent: float = 0.0  # when tick `current` was last (re-)sent, for the watchdog
     recent: list[int] = field(default_factory=list)  # events of the last hour's ticks
+
+    @classmethod
+    def from_command(cls, cmd: RunCommanded, n_shards: int) -> RunClock:
+        """A new run's clock from its start command."""
+        return cls(
+            run_id=cmd.run_id,
+            seed=cmd.seed,
+            world=cmd.world,
+            step_minutes=cmd.step_minutes,
+            total_ticks=max(1, round(cmd.days * 24 * 60 / cmd.step_minutes)),
+            speed=cmd.speed,
+            n_shards=n_shards,
+            start_minute=cmd.start_minute,
+        )
+
+    def apply(self, cmd: RunCommanded) -> None:
+        """Apply pause / resume / stop / inject to the run's flags."""
+        if cmd.command == "pause":
+            self.paused = True
+        elif cmd.command == "resume":
+            self.paused = False
+        elif cmd.command == "stop":  # the tick in flight, or one more, is the last
+            self.stopped = True
+            self.paused = False
+        elif cmd.command == "inject" and cmd.event is not None:
+            self.injected.append(cmd.event)
 
     def tick_message(self, tick: int, shard: int) -> TickStarted:
         """The copy of tick ``tick`` for one shard."""
@@ -50,7 +82,7 @@ class RunClock:
             seed=self.seed,
             world=self.world,
             tick=tick,
-            sim_minute=tick * self.step_minutes,
+            sim_minute=self.start_minute + tick * self.step_minutes,
             step_minutes=self.step_minutes,
             shard=shard,
             n_shards=self.n_shards,
@@ -83,7 +115,7 @@ class RunClock:
         return TickCompleted(
             run_id=self.run_id,
             tick=self.current,
-            sim_minute=self.current * self.step_minutes,
+            sim_minute=self.start_minute + self.current * self.step_minutes,
             state_hash=f"{combine_digests(r.state_digest for r in reports):016x}",
             npcs=sum(r.npcs for r in reports),
             events=sum(r.events for r in reports),
@@ -100,24 +132,93 @@ class RunClock:
         return max(0.0, budget - (time.perf_counter() - self.tick_started_wall))
 
 
+def recover(
+    commands: list[RunCommanded], completed: list[TickCompleted], n_shards: int
+) -> dict[str, RunClock]:
+    """Rebuild the clock's runs from the log: accepted commands and completed ticks.
+
+    A recovered run waits after its last completed tick (``waiting``), so the clock
+    resumes with the next one: no tick is skipped, none is repeated.
+    """
+    runs: dict[str, RunClock] = {}
+    for cmd in commands:
+        if cmd.command == "start":
+            runs.setdefault(cmd.run_id, RunClock.from_command(cmd, n_shards))
+        elif cmd.run_id in runs:
+            runs[cmd.run_id].apply(cmd)
+    for run in runs.values():
+        run.injected = []  # which tick took them is not in the log; they were delivered
+        run.waiting = True
+    last: dict[str, TickCompleted] = {}
+    for done in completed:
+        if done.run_id in runs and (done.run_id not in last or done.tick > last[done.run_id].tick):
+            last[done.run_id] = done
+    per_hour: dict[str, dict[int, int]] = {}
+    for done in completed:
+        per_hour.setdefault(done.run_id, {})[done.tick] = done.events
+    for run_id, done in last.items():
+        run = runs[run_id]
+        run.current = done.tick
+        run.finished = done.last
+        window = max(1, 60 // run.step_minutes)
+        events = per_hour[run_id]
+        run.recent = [events.get(t, 0) for t in range(done.tick - window + 1, done.tick + 1)]
+    return runs
+
+
+async def read_log(settings: Settings, spec: TopicSpec) -> list[Any]:
+    """Every message of a single-partition topic, from the beginning to its current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topic(spec.name), 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+        out: list[Any] = []
+        while end and await consumer.position(tp) < end:
+            for messages in (await consumer.getmany(tp, timeout_ms=500)).values():
+                for m in messages:
+                    try:
+                        out.append(decode(spec, m.value))
+                    except DecodeError:
+                        log.warning("skipping unreadable %s message at %s", spec.name, m.offset)
+        return out
+    finally:
+        await consumer.stop()
+
+
 def register(streams: Streams) -> None:
-    """Register the clock agent on the clock inbox."""
+    """Register the clock agent on the clock inbox, its recovery and its watchdog."""
+    settings = streams.settings
     runs: dict[str, RunClock] = {}
     streams.services["clock_runs"] = runs
-    n_shards = streams.settings.world_partitions
+    n_shards = settings.world_partitions
+    tasks: set[asyncio.Future[None]] = set()
+
+    async def send_tick(run: RunClock, shards: list[int] | None = None) -> None:
+        run.last_sent = time.perf_counter()
+        for shard in range(run.n_shards) if shards is None else shards:
+            await streams.send(SHARD_INBOX, str(shard), run.tick_message(run.current, shard), shard)
 
     async def start_tick(run: RunClock) -> None:
         run.current += 1
         run.waiting = False
+        run.reports = {}
         run.tick_started_wall = time.perf_counter()
-        for shard in range(run.n_shards):
-            await streams.send(SHARD_INBOX, str(shard), run.tick_message(run.current, shard), shard)
+        await send_tick(run)
         run.injected = []
 
     async def start_after(run: RunClock, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if run.waiting and not run.paused and not run.stopped:
-            await start_tick(run)
+        try:
+            await asyncio.sleep(delay)
+            if run.waiting and not run.paused and not run.finished:
+                await start_tick(run)
+        except Exception:
+            log.exception("run %s: could not start tick %s", run.run_id, run.current + 1)
+            raise
 
     async def advance(run: RunClock) -> None:
         delay = run.next_delay()
@@ -125,8 +226,40 @@ def register(streams: Streams) -> None:
             await start_tick(run)
         else:
             task = asyncio.ensure_future(start_after(run, delay))
-            streams.services.setdefault("clock_tasks", set()).add(task)
-            task.add_done_callback(streams.services["clock_tasks"].discard)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    @streams.app.on_partitions_assigned.connect
+    async def recover_runs(app: Any, assigned: Any, **kwargs: Any) -> None:
+        inbox = settings.topic(CLOCK_INBOX.name)
+        if not any(tp.topic == inbox for tp in assigned) or runs:
+            return
+        recovered = recover(
+            await read_log(settings, RUNS), await read_log(settings, TICKS), n_shards
+        )
+        runs.update(recovered)
+        for run in recovered.values():
+            if not run.finished and not run.paused:
+                log.info("run %s: resuming after tick %s", run.run_id, run.current)
+                await advance(run)
+
+    @streams.app.timer(interval=1.0)
+    async def watch_ticks() -> None:
+        """Re-send a tick to the shards that have not reported it in time (recovery)."""
+        now = time.perf_counter()
+        for run in list(runs.values()):
+            if run.waiting or run.finished or run.current < 0:
+                continue
+            if now - run.last_sent >= settings.tick_timeout_s:
+                missing = [s for s in range(run.n_shards) if s not in run.reports]
+                log.warning(
+                    "run %s: tick %s not done after %.0fs; re-sending to shards %s",
+                    run.run_id,
+                    run.current,
+                    settings.tick_timeout_s,
+                    missing,
+                )
+                await send_tick(run, missing)
 
     async def on_command(cmd: RunCommanded) -> None:
         run = runs.get(cmd.run_id)
@@ -134,16 +267,7 @@ def register(streams: Streams) -> None:
             if run is not None:
                 log.info("run %s already started; start ignored", cmd.run_id)
                 return
-            run = RunClock(
-                run_id=cmd.run_id,
-                seed=cmd.seed,
-                world=cmd.world,
-                step_minutes=cmd.step_minutes,
-                total_ticks=max(1, round(cmd.days * 24 * 60 / cmd.step_minutes)),
-                speed=cmd.speed,
-                n_shards=n_shards,
-            )
-            runs[cmd.run_id] = run
+            run = runs[cmd.run_id] = RunClock.from_command(cmd, n_shards)
             await streams.send(RUNS, cmd.run_id, cmd)
             log.info(
                 "run %s started: seed=%s world=%s ticks=%s shards=%s",
@@ -159,18 +283,19 @@ def register(streams: Streams) -> None:
             log.warning("%s for unknown run %s ignored", cmd.command, cmd.run_id)
             return
         await streams.send(RUNS, cmd.run_id, cmd)
-        if cmd.command == "pause":
-            run.paused = True
-        elif cmd.command == "resume":
-            run.paused = False
-            if run.waiting and not run.finished:
-                await advance(run)
-        elif cmd.command == "stop":
-            run.stopped = True
-            if run.waiting:
-                run.finished = True
-        elif cmd.command == "inject" and cmd.event is not None:
-            run.injected.append(cmd.event)
+        was_waiting = run.waiting and (run.paused or cmd.command == "stop")
+        run.apply(cmd)
+        log.info(
+            "run %s: %s (tick %s, paused=%s, waiting=%s, finished=%s)",
+            run.run_id,
+            cmd.command,
+            run.current,
+            run.paused,
+            run.waiting,
+            run.finished,
+        )
+        if was_waiting and not run.paused and run.waiting and not run.finished:
+            await advance(run)  # resumed, or stopped between ticks: play the (last) tick
 
     @streams.app.agent(streams.topic(CLOCK_INBOX), name="advance_clock")
     async def advance_clock(stream: Any) -> None:
@@ -186,6 +311,8 @@ def register(streams: Streams) -> None:
             if run is None:
                 log.warning("tick report for unknown run %s ignored", msg.run_id)
                 continue
+            if run.waiting or run.finished:
+                continue  # a re-sent report for a tick already completed
             completed = run.record(msg)
             if completed is None:
                 continue

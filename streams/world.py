@@ -4,8 +4,21 @@ On ``TickStarted`` a shard decides what each of its NPCs does (reading state as 
 the start of the tick), emits the events, and sends every shard one batch of the
 effects meant for its NPCs. On ``EffectsBatched`` it collects; once it has decided
 the tick and holds one batch from every shard, it applies the effects in canonical
-order, persists the NPCs that changed (faust table, changelog-backed) and reports
-the tick done to the clock.
+order, persists what changed and reports the tick done to the clock.
+
+Recovery (a worker killed, a partition moved to another worker): everything a shard
+needs is in its faust table, backed by a changelog topic, on the shard's partition:
+
+* ``<run>/<npc>`` -> ``{"t": tick, "s": state, "p": state before tick t}``. A shard that
+  died half-way through persisting tick t rolls every NPC with ``t > finished`` back
+  to ``p``, so a tick is never applied twice.
+* ``<run>/~meta/<shard>`` -> the last finished tick and its ``ShardTickDone``.
+* ``<run>/~in/<shard>/<from>`` -> the latest effect batch received from each shard.
+* ``<run>/~out/<shard>`` -> the batches this shard sent for its latest decided tick.
+
+A repeated ``TickStarted`` (the clock's watchdog re-sends a tick that does not
+complete) makes a shard re-send what the others may be missing: its batches and, if
+it already finished the tick, its report. Everything it re-sends is idempotent.
 """
 
 from __future__ import annotations
@@ -15,7 +28,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 import orjson
 
 from sim.decide import decide_shard
@@ -31,24 +43,42 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ShardRun:
-    """What one shard holds in memory for one run (rebuilt from the table after a restart)."""
+    """What one shard holds in memory for one run (a cache of its table)."""
 
     run_id: str
     index: WorldIndex
     shard: int
     n_shards: int
     step_minutes: int = 15
+    start_minute: int = 0
     states: dict[str, State] = field(default_factory=dict)
     digests: dict[str, int] = field(default_factory=dict)
-    decided: dict[int, int] = field(default_factory=dict)  # tick -> events emitted
     finished: int = -1  # last tick whose effects were applied
-    dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
+    last_done: ShardTickDone | None = None
+    decided: dict[int, int] = field(default_factory=dict)  # tick -> events emitted
+    outgoing: dict[int, list[EffectsBatched]] = field(default_factory=dict)
     batches: dict[int, dict[int, list[Effect]]] = field(default_factory=lambda: defaultdict(dict))
+    dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
 
 
-def state_key(run_id: str, npc_id: str) -> str:
+def npc_key(run_id: str, npc_id: str) -> bytes:
     """Table key of an NPC's state in a run."""
-    return f"{run_id}/{npc_id}"
+    return f"{run_id}/{npc_id}".encode()
+
+
+def meta_key(run_id: str, shard: int) -> bytes:
+    """Table key of a shard's progress."""
+    return f"{run_id}/~meta/{shard}".encode()
+
+
+def in_key(run_id: str, shard: int, from_shard: int) -> bytes:
+    """Table key of the latest batch a shard received from another."""
+    return f"{run_id}/~in/{shard}/{from_shard}".encode()
+
+
+def out_key(run_id: str, shard: int) -> bytes:
+    """Table key of the batches a shard sent for its latest decided tick."""
+    return f"{run_id}/~out/{shard}".encode()
 
 
 def register(streams: Streams) -> None:
@@ -56,54 +86,92 @@ def register(streams: Streams) -> None:
     table = streams.app.Table(
         "npc-state",
         partitions=streams.settings.world_partitions,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        key_type=bytes,  # bytes -> the "raw" codec, for writes and changelog recovery alike
+        value_type=bytes,
     )
     runs: dict[tuple[str, int], ShardRun] = {}
     streams.services["shard_runs"] = runs
 
-    def persist(run: ShardRun, npc_id: str) -> None:
-        table[state_key(run.run_id, npc_id).encode()] = orjson.dumps(run.states[npc_id])
+    @streams.app.on_partitions_revoked.connect
+    async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # another worker may own these shards now; rebuild from the table if they return
+        runs.clear()
+
+    def load(raw: bytes | None) -> Any:
+        return None if raw is None else orjson.loads(raw)
 
     def shard_run(tick: TickStarted) -> ShardRun:
         key = (tick.run_id, tick.shard)
         run = runs.get(key)
-        if run is None:
-            run = ShardRun(
-                tick.run_id, load_world(tick.world), tick.shard, tick.n_shards, tick.step_minutes
-            )
-            for npc_id in run.index.shard_npcs(tick.shard, tick.n_shards):
-                raw = table.get(state_key(tick.run_id, npc_id).encode())
-                if raw is None:  # seeding: idempotent, the key is the NPC id
-                    run.states[npc_id] = seed_state(run.index, npc_id)
-                    persist(run, npc_id)
-                else:
-                    run.states[npc_id] = orjson.loads(raw)
-                run.digests[npc_id] = digest(npc_id, run.states[npc_id])
-            run.dirty = set(run.states)
-            runs[key] = run
-            log.info(
-                "shard %s/%s holds %s NPCs of run %s",
-                tick.shard,
-                tick.n_shards,
-                len(run.states),
-                tick.run_id,
-            )
+        if run is not None:
+            return run
+        run = ShardRun(
+            tick.run_id,
+            load_world(tick.world),
+            tick.shard,
+            tick.n_shards,
+            tick.step_minutes,
+            tick.sim_minute - tick.tick * tick.step_minutes,
+        )
+        meta = load(table.get(meta_key(run.run_id, run.shard)))
+        if meta is not None:
+            run.finished = meta["finished"]
+            run.last_done = ShardTickDone.model_validate(meta["done"])
+        for npc_id in run.index.shard_npcs(tick.shard, tick.n_shards):
+            rec = load(table.get(npc_key(run.run_id, npc_id)))
+            if rec is None:  # seeding: idempotent, the key is the NPC id
+                state = seed_state(run.index, npc_id)
+                table[npc_key(run.run_id, npc_id)] = orjson.dumps({"t": -1, "s": state, "p": None})
+            elif rec["t"] > run.finished:  # persisted by a tick that never finished
+                state = rec["p"]
+            else:
+                state = rec["s"]
+            run.states[npc_id] = state
+            run.digests[npc_id] = digest(npc_id, state)
+        nxt = run.finished + 1
+        for q in range(run.n_shards):
+            got = load(table.get(in_key(run.run_id, run.shard, q)))
+            if got is not None and got["tick"] == nxt:
+                run.batches[nxt][q] = [Effect.model_validate(e) for e in got["effects"]]
+        out = load(table.get(out_key(run.run_id, run.shard)))
+        if out is not None and out["tick"] == nxt:
+            run.decided[nxt] = out["events"]
+            run.outgoing[nxt] = [EffectsBatched.model_validate(b) for b in out["batches"]]
+        run.dirty = set(run.states)
+        runs[key] = run
+        log.info(
+            "shard %s/%s holds %s NPCs of run %s (finished tick %s)",
+            tick.shard,
+            tick.n_shards,
+            len(run.states),
+            tick.run_id,
+            run.finished,
+        )
         return run
+
+    async def send_batches(run: ShardRun, tick: int) -> None:
+        for batch in run.outgoing.get(tick, []):
+            await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
 
     async def on_tick(tick: TickStarted) -> None:
         run = shard_run(tick)
-        if tick.tick in run.decided or tick.tick <= run.finished:
-            return  # redelivered tick: already decided and sent
+        if tick.tick < run.finished:
+            return
+        if tick.tick == run.finished:  # the clock is missing reports or batches: re-send
+            await send_batches(run, tick.tick)
+            if run.last_done is not None:
+                await streams.send(CLOCK_INBOX, run.run_id, run.last_done, 0)
+            return
+        if tick.tick in run.decided:
+            await send_batches(run, tick.tick)
+            return
         events = decide_shard(run.index, tick, run.states)
         outgoing: dict[int, list[Effect]] = {q: [] for q in range(run.n_shards)}
         for ev in events:
-            await streams.send(EVENTS, ev.run_id, ev)
             for eff in ev.effects:
                 outgoing[shard_of(eff.npc_id, run.n_shards)].append(eff)
-        for q, effects in outgoing.items():
-            batch = EffectsBatched(
+        batches = [
+            EffectsBatched(
                 run_id=run.run_id,
                 tick=tick.tick,
                 shard=q,
@@ -111,20 +179,39 @@ def register(streams: Streams) -> None:
                 n_shards=run.n_shards,
                 effects=effects,
             )
-            await streams.send(SHARD_INBOX, str(q), batch, q)
+            for q, effects in outgoing.items()
+        ]
         run.decided[tick.tick] = len(events)
+        run.outgoing = {tick.tick: batches}
+        table[out_key(run.run_id, run.shard)] = orjson.dumps(
+            {
+                "tick": tick.tick,
+                "events": len(events),
+                "batches": [b.model_dump(mode="json") for b in batches],
+            }
+        )
+        for ev in events:
+            await streams.send(EVENTS, ev.run_id, ev)
+        await send_batches(run, tick.tick)
         await maybe_finish(run, tick.tick)
 
     async def on_batch(batch: EffectsBatched) -> None:
         run = runs.get((batch.run_id, batch.shard))
         if run is None:
-            log.warning(
-                "effects for run %s shard %s before its first tick; dropped",
-                batch.run_id,
-                batch.shard,
+            raw = table.get(meta_key(batch.run_id, batch.shard))
+            if raw is not None and orjson.loads(raw)["finished"] >= batch.tick:
+                return  # a re-sent batch for a tick this shard already finished
+            # the tick that will use it has not arrived here yet (or we restarted): keep it
+            table[in_key(batch.run_id, batch.shard, batch.from_shard)] = orjson.dumps(
+                {"tick": batch.tick, "effects": [e.model_dump(mode="json") for e in batch.effects]}
             )
             return
+        if batch.tick <= run.finished:
+            return  # re-sent batch for a finished tick
         run.batches[batch.tick][batch.from_shard] = batch.effects
+        table[in_key(run.run_id, run.shard, batch.from_shard)] = orjson.dumps(
+            {"tick": batch.tick, "effects": [e.model_dump(mode="json") for e in batch.effects]}
+        )
         await maybe_finish(run, batch.tick)
 
     async def maybe_finish(run: ShardRun, tick: int) -> None:
@@ -135,18 +222,23 @@ def register(streams: Streams) -> None:
         for eff in effects:
             by_npc[eff.npc_id].append(eff)
         for npc_id in sorted(by_npc):
-            if npc_id not in run.states:
+            state = run.states.get(npc_id)
+            if state is None:
                 log.warning("effect for NPC %s not owned by shard %s", npc_id, run.shard)
                 continue
-            if apply_effects(run.states[npc_id], by_npc[npc_id], tick):
-                run.digests[npc_id] = digest(npc_id, run.states[npc_id])
-                persist(run, npc_id)
+            before = orjson.dumps(state)
+            if apply_effects(state, by_npc[npc_id], tick):
+                run.digests[npc_id] = digest(npc_id, state)
+                table[npc_key(run.run_id, npc_id)] = (
+                    b'{"t":'
+                    + str(tick).encode()
+                    + b',"s":'
+                    + orjson.dumps(state)
+                    + b',"p":'
+                    + before
+                    + b"}"
+                )
                 run.dirty.add(npc_id)
-        run.finished = tick
-        every = streams.settings.snapshot_every_ticks
-        if every and (tick + 1) % every == 0:
-            await snapshot(run, tick)
-        await streams.flush()  # events and states are durable before the clock moves on
         done = ShardTickDone(
             run_id=run.run_id,
             tick=tick,
@@ -157,10 +249,18 @@ def register(streams: Streams) -> None:
             effects=len(effects),
             state_digest=combine_digests(run.digests.values()),
         )
+        run.finished, run.last_done = tick, done
+        table[meta_key(run.run_id, run.shard)] = orjson.dumps(
+            {"finished": tick, "done": done.model_dump(mode="json")}
+        )
+        every = streams.settings.snapshot_every_ticks
+        if every and (tick + 1) % every == 0:
+            await snapshot(run, tick)
+        await streams.flush()  # events and states are durable before the clock moves on
         await streams.send(CLOCK_INBOX, run.run_id, done, 0)
 
     async def snapshot(run: ShardRun, tick: int) -> None:
-        hour = (tick * run.step_minutes // 60) % 24
+        hour = (run.start_minute + tick * run.step_minutes) // 60 % 24
         for npc_id in sorted(run.dirty):
             state = run.states[npc_id]
             snap = NpcSnapshotted(

@@ -33,6 +33,9 @@ class RunCommanded(Message):
     days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play (start only).")
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N x real time.")
     step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+    start_minute: int = Field(
+        0, ge=0, le=1439, description="Simulated minute of day 1 the run starts at (0 = 00:00)."
+    )
     event: InjectedEvent | None = Field(None, description="The event to inject (inject only).")
 
 
