@@ -168,8 +168,12 @@ async def fire(base: str, rate: float, seconds: float, max_tick: int) -> dict[st
         tasks = [
             asyncio.create_task(one(start + i / rate, filters(rng, max_tick))) for i in range(n)
         ]
-        await asyncio.wait(tasks, timeout=seconds + 30)
+        _, pending = await asyncio.wait(tasks, timeout=seconds + 30)
         elapsed = time.perf_counter() - start
+        for task in pending:  # still queued or in flight at the end: counted as errors
+            task.cancel()
+        if pending:
+            errors["unfinished"] = len(pending)
     return {"sent": n, "ok": len(lat), "errors": errors, "elapsed_s": elapsed, "lat": lat}
 
 
