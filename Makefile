@@ -44,3 +44,6 @@ stop: ## stop a local Kafka / Triton left running
 
 clean: stop ## remove local state (topics data, chDB, logs)
 	rm -rf .local/kafka-data-* .local/chdb .local/logs
+
+bench-llm: ## LLM benchmark: posts/s, tokens/s, latency p50/p90/p99 at concurrency 1/2/4 (starts Triton unless URL=host:grpc_port)
+	$(PY) -m bench.llm $(if $(URL),--url $(URL),)

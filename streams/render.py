@@ -459,6 +459,11 @@ def _raw_table(streams: Streams, name: str, help_: str) -> Any:
         name,
         partitions=streams.settings.world_partitions,
         help=help_,
+        # key_type/value_type bytes make the table's own serializers raw: changelog
+        # recovery decodes with those, not with the schema (schema only: recovery tries
+        # JSON on every record, fails, and never reaches the highwater)
+        key_type=bytes,
+        value_type=bytes,
         schema=faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         ),
