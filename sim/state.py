@@ -11,6 +11,7 @@ State is a plain JSON-ready dict so it can live in a faust table::
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,7 +46,7 @@ def memory_weight(mem: list[Any], tick: int) -> float:
 
 def top_memories(state: State, tick: int, k: int) -> list[list[Any]]:
     """The k memories with the highest decayed salience (ties by event id)."""
-    return sorted(state["mem"], key=lambda m: (-memory_weight(m, tick), m[1]))[:k]
+    return heapq.nsmallest(k, state["mem"], key=lambda m: (-memory_weight(m, tick), m[1]))
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
