@@ -21,7 +21,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.cache import PageCache
 from api.commands import CommandProducer
 from api.deps import Storage, check_admin_token
 from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
@@ -44,6 +46,7 @@ def create_app(
     on_shutdown: Sequence[Hook] = (),
     commands: CommandProducer | None = None,
     worlds_dir: Path | None = None,
+    feed_cache_s: float = 1.0,
 ) -> FastAPI:
     """Build the API for ``settings``.
 
@@ -54,7 +57,8 @@ def create_app(
     ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
     ``commands``: the producer of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
-    (default ``.local/worlds``).
+    (default ``.local/worlds``). ``feed_cache_s``: how long a ``/feed`` page is served from
+    the cache (:class:`api.cache.PageCache`; 0 turns it off).
     """
     database = database_of(settings.clickhouse_dsn)
 
@@ -91,16 +95,9 @@ def create_app(
     app.state.commands = commands or CommandProducer(settings)
     app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
     app.state.live_streams = 0
+    app.state.feed_cache = PageCache(feed_cache_s)
 
-    @app.middleware("http")
-    async def guard_admin(request: Request, call_next):  # type: ignore[no-untyped-def]  # starlette's signature
-        # before the route reads a body: no /admin request gets past without the token
-        if request.url.path == "/admin" or request.url.path.startswith("/admin/"):
-            try:
-                check_admin_token(settings, request.headers.get("authorization"))
-            except HTTPException as exc:
-                return await http_exception_handler(request, exc)
-        return await call_next(request)
+    app.add_middleware(AdminGuard, settings=settings)
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
@@ -111,6 +108,31 @@ def create_app(
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
+
+
+class AdminGuard:
+    """Refuses every ``/admin`` request without the admin token, before a route reads a body.
+
+    A plain ASGI middleware: ``@app.middleware("http")`` (BaseHTTPMiddleware) would wrap
+    every request of every route in extra tasks and streams, a measurable cost at
+    hundreds of feed requests per second.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/admin" or path.startswith("/admin/"):
+            request = Request(scope, receive)
+            try:
+                check_admin_token(self.settings, request.headers.get("authorization"))
+            except HTTPException as exc:
+                response = await http_exception_handler(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def app_from_env() -> FastAPI:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
+from api.cache import PageCache
 from api.deps import Channel, Cursor, Limit, RunId, StorageDep, TickFrom, TickTo
 from api.schemas import PostPagePublic
 from storage import queries, run_in_thread
@@ -13,8 +14,13 @@ from storage import queries, run_in_thread
 router = APIRouter(prefix="/feed", tags=["feed"])
 
 
-@router.get("", response_model=PostPagePublic)
+@router.get(
+    "",
+    response_model=PostPagePublic,
+    responses={200: {"headers": {"X-Cache": {"description": "hit, shared or miss"}}}},
+)
 async def read_feed(
+    request: Request,
     storage: StorageDep,
     channel: Channel = None,
     run_id: RunId = None,
@@ -24,19 +30,29 @@ async def read_feed(
     tick_to: TickTo = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> PostPagePublic:
-    """Posts newest first (tick, post_id descending); blocked posts never appear."""
-    page = await run_in_thread(
-        queries.feed,
-        storage.client,
-        storage.database,
-        run_id=run_id,
-        channel=channel,
-        author=author,
-        place=place,
-        tick_from=tick_from,
-        tick_to=tick_to,
-        limit=limit,
-        cursor=cursor,
-    )
-    return PostPagePublic.model_validate(page, from_attributes=True)
+) -> Response:
+    """Posts newest first (tick, post_id descending); blocked posts never appear.
+
+    Pages may be up to a second old (``X-Cache: hit``): see :mod:`api.cache`.
+    """
+
+    async def load() -> bytes:
+        page = await run_in_thread(
+            queries.feed,
+            storage.client,
+            storage.database,
+            run_id=run_id,
+            channel=channel,
+            author=author,
+            place=place,
+            tick_from=tick_from,
+            tick_to=tick_to,
+            limit=limit,
+            cursor=cursor,
+        )
+        return PostPagePublic.model_validate(page, from_attributes=True).model_dump_json().encode()
+
+    cache: PageCache = request.app.state.feed_cache
+    key = (storage.database, run_id, channel, author, place, tick_from, tick_to, limit, cursor)
+    body, outcome = await cache.get(key, load)
+    return Response(body, media_type="application/json", headers={"X-Cache": outcome})

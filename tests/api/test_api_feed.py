@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 
 from storage import ClickHouseWriter
@@ -118,3 +120,67 @@ def test_invalid_params(api: TestClient) -> None:
     assert response.json()["detail"] == "tick_from must not be greater than tick_to"
     # a cursor of another listing is refused
     assert api.get("/posts", params={"cursor": "WyJmZWVkIiwzLCJwMyJd"}).status_code == 400
+
+
+def _walk(api: TestClient, limit: int, **params: object) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = api.get("/feed", params={**params, "limit": limit, "cursor": cursor}).json()
+        seen += [p["post_id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+def test_feed_is_exact_when_posts_arrive_twice_in_different_batches(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    """The feed reads without FINAL; a post stored twice (not merged yet) still shows once."""
+    writer.write_messages([post_factory(i) for i in range(12)])
+    # redelivered in later batches (other dedup tokens), so the copies stay until a merge
+    writer.write_messages([post_factory(i) for i in (2, 3, 7, 11)])
+    writer.write_messages([post_factory(i) for i in (3, 4, 5)])
+    # a later copy that is blocked hides the post, as under FINAL (the last insert wins)
+    writer.write_messages([post_factory(9, moderation="blocked", moderation_reason="slur")])
+    expected = [f"po_{i:016x}" for i in (11, 10, 8, 7, 6, 5, 4, 3, 2, 1, 0)]
+    for limit in range(1, 8):  # page ends fall between the copies of a post, or not
+        assert _walk(api, limit) == expected, limit
+        assert _walk(api, limit, run_id="run1") == expected, limit
+        assert _walk(api, limit, author="npc_a", run_id="run1") == expected, limit
+        assert _walk(api, limit, channel="feed") == expected, limit
+
+
+def test_feed_skips_blocked_posts_beyond_the_over_fetch(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    """A run of blocked posts longer than the extra rows read makes the read widen."""
+    writer.write_messages(
+        [post_factory(i, moderation="blocked", moderation_reason="x") for i in range(3, 40)]
+        + [post_factory(i) for i in (0, 1, 2, 40)]
+    )
+    page = api.get("/feed", params={"limit": 2}).json()
+    assert [p["post_id"] for p in page["items"]] == [f"po_{40:016x}", f"po_{2:016x}"]
+    assert _walk(api, 2) == [f"po_{i:016x}" for i in (40, 2, 1, 0)]
+
+
+def test_feed_pages_are_cached_for_a_second(
+    api: TestClient, writer: ClickHouseWriter, post_factory
+) -> None:
+    """A repeated page comes from the cache (X-Cache: hit) until it is a second old."""
+    writer.write_messages([post_factory(1)])
+    first = api.get("/feed", params={"run_id": "run1"})
+    assert first.headers["X-Cache"] == "miss"
+    writer.write_messages([post_factory(2)])
+    again = api.get("/feed", params={"run_id": "run1"})
+    assert again.headers["X-Cache"] == "hit"
+    assert again.json() == first.json()  # stale by design, at most a second
+    time.sleep(1.1)
+    fresh = api.get("/feed", params={"run_id": "run1"})
+    assert fresh.headers["X-Cache"] == "miss"
+    assert _ids(fresh) == [f"po_{2:016x}", f"po_{1:016x}"]
+    # other filters, limits and cursors are other pages
+    assert api.get("/feed", params={"run_id": "run1", "limit": 1}).headers["X-Cache"] == "miss"
+    # errors are not cached
+    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 400
+    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 400

@@ -274,3 +274,32 @@ def test_snapshots_and_llm_calls_are_stored_once(ch_client: Client, ch_database)
     with pytest.raises(ValueError):
         writer.add_message(_snapshot(12, relationships={"npc_b": [1.0, 2.0, 3.0], "x": [1.0]}))
     assert writer.pending() == 0
+
+
+@pytest.mark.parametrize(
+    ("filters", "projection"),
+    [
+        ({"run_id": "run1"}, "feed_by_run"),
+        ({"run_id": "run1", "author": "npc_5"}, "feed_by_author"),
+        ({"channel": "news"}, "feed_by_channel"),
+        ({"run_id": "run1", "channel": "news"}, None),  # the table's own key
+    ],
+)
+def test_feed_reads_in_order_from_the_projection_for_its_filters(
+    ch_client: Client, ch_database, filters: dict[str, str], projection: str | None
+) -> None:
+    """Each common feed filter has a key it reads newest-first (migration 0004)."""
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=100_000)
+    # enough granules (8192 rows) that the keys prune differently; two runs
+    writer.write_messages([_post(i, run_id=f"run{i % 2 + 1}") for i in range(100_000)])
+    where = " AND ".join(f"{k} = '{v}'" for k, v in filters.items())
+    plan = "\n".join(
+        row[0]
+        for row in ch_client.query(
+            f"EXPLAIN actions = 1 SELECT post_id FROM {database}.posts WHERE {where} "  # noqa: S608 - test constants
+            "ORDER BY tick DESC, post_id DESC LIMIT 10"
+        ).result_rows
+    )
+    assert f"ReadFromMergeTree ({projection or f'{database}.posts'})" in plan, plan
+    assert "InReverseOrder" in plan, plan
