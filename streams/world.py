@@ -13,8 +13,13 @@ needs is in its faust table, backed by a changelog topic, on the shard's partiti
   died half-way through persisting tick t rolls every NPC with ``t > finished`` back
   to ``p``, so a tick is never applied twice.
 * ``<run>/~meta/<shard>`` -> the last finished tick and its ``ShardTickDone``.
-* ``<run>/~in/<shard>/<from>`` -> the latest effect batch received from each shard.
-* ``<run>/~out/<shard>`` -> the batches this shard sent for its latest decided tick.
+* ``<run>/~in/<shard>/<from>/<part>`` -> the latest effect batch (part) received from
+  each shard.
+
+An NPC without a record still has its seed state (derived from the catalog, never
+written). The state at the start of the last finished tick is ``p`` for the NPCs that
+tick changed and ``s`` for the rest, so a finished tick can be decided again exactly,
+to re-send its batches to a shard that lost them.
 
 A repeated ``TickStarted`` (the clock's watchdog re-sends a tick that does not
 complete) makes a shard re-send what the others may be missing: its batches and, if
@@ -57,7 +62,12 @@ class ShardRun:
     last_done: ShardTickDone | None = None
     decided: dict[int, int] = field(default_factory=dict)  # tick -> events emitted
     outgoing: dict[int, list[EffectsBatched]] = field(default_factory=dict)
-    batches: dict[int, dict[int, list[Effect]]] = field(default_factory=lambda: defaultdict(dict))
+    # tick -> (from shard, part) -> effects, and tick -> from shard -> parts expected
+    batches: dict[int, dict[tuple[int, int], list[Effect]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    parts: dict[int, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    prev: dict[str, State] = field(default_factory=dict)  # before the last finished tick
     dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
 
 
@@ -71,14 +81,42 @@ def meta_key(run_id: str, shard: int) -> bytes:
     return f"{run_id}/~meta/{shard}".encode()
 
 
-def in_key(run_id: str, shard: int, from_shard: int) -> bytes:
-    """Table key of the latest batch a shard received from another."""
-    return f"{run_id}/~in/{shard}/{from_shard}".encode()
+def in_key(run_id: str, shard: int, from_shard: int, part: int) -> bytes:
+    """Table key of the latest batch part a shard received from another."""
+    return f"{run_id}/~in/{shard}/{from_shard}/{part}".encode()
 
 
-def out_key(run_id: str, shard: int) -> bytes:
-    """Table key of the batches a shard sent for its latest decided tick."""
-    return f"{run_id}/~out/{shard}".encode()
+MAX_EFFECTS_PER_MESSAGE = 1000  # keeps every message and table record far below 1 MiB
+
+
+def split_batches(
+    run_id: str, tick: int, from_shard: int, n_shards: int, events: list[Any]
+) -> list[EffectsBatched]:
+    """The effects of a shard's events, one batch per target shard, split into parts."""
+    outgoing: dict[int, list[Effect]] = {q: [] for q in range(n_shards)}
+    for ev in events:
+        for eff in ev.effects:
+            outgoing[shard_of(eff.npc_id, n_shards)].append(eff)
+    batches = []
+    for q, effects in outgoing.items():
+        chunks = [
+            effects[i : i + MAX_EFFECTS_PER_MESSAGE]
+            for i in range(0, len(effects), MAX_EFFECTS_PER_MESSAGE)
+        ] or [[]]
+        batches.extend(
+            EffectsBatched(
+                run_id=run_id,
+                tick=tick,
+                shard=q,
+                from_shard=from_shard,
+                n_shards=n_shards,
+                part=i,
+                parts=len(chunks),
+                effects=chunk,
+            )
+            for i, chunk in enumerate(chunks)
+        )
+    return batches
 
 
 def register(streams: Streams) -> None:
@@ -119,24 +157,27 @@ def register(streams: Streams) -> None:
             run.last_done = ShardTickDone.model_validate(meta["done"])
         for npc_id in run.index.shard_npcs(tick.shard, tick.n_shards):
             rec = load(table.get(npc_key(run.run_id, npc_id)))
-            if rec is None:  # seeding: idempotent, the key is the NPC id
+            if rec is None:  # never changed: the seed state, derived from the catalog
                 state = seed_state(run.index, npc_id)
-                table[npc_key(run.run_id, npc_id)] = orjson.dumps({"t": -1, "s": state, "p": None})
             elif rec["t"] > run.finished:  # persisted by a tick that never finished
                 state = rec["p"]
             else:
                 state = rec["s"]
+                if rec["t"] == run.finished:
+                    run.prev[npc_id] = rec["p"]
             run.states[npc_id] = state
             run.digests[npc_id] = digest(npc_id, state)
         nxt = run.finished + 1
         for q in range(run.n_shards):
-            got = load(table.get(in_key(run.run_id, run.shard, q)))
-            if got is not None and got["tick"] == nxt:
-                run.batches[nxt][q] = [Effect.model_validate(e) for e in got["effects"]]
-        out = load(table.get(out_key(run.run_id, run.shard)))
-        if out is not None and out["tick"] == nxt:
-            run.decided[nxt] = out["events"]
-            run.outgoing[nxt] = [EffectsBatched.model_validate(b) for b in out["batches"]]
+            part, parts = 0, 1
+            while part < parts:
+                got = load(table.get(in_key(run.run_id, run.shard, q, part)))
+                if got is None or got["tick"] != nxt:
+                    break
+                parts = got["parts"]
+                run.parts[nxt][q] = parts
+                run.batches[nxt][(q, part)] = [Effect.model_validate(e) for e in got["effects"]]
+                part += 1
         run.dirty = set(run.states)
         runs[key] = run
         log.info(
@@ -149,51 +190,40 @@ def register(streams: Streams) -> None:
         )
         return run
 
-    async def send_batches(run: ShardRun, tick: int) -> None:
-        for batch in run.outgoing.get(tick, []):
-            await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
-
     async def on_tick(tick: TickStarted) -> None:
         run = shard_run(tick)
         if tick.tick < run.finished:
             return
         if tick.tick == run.finished:  # the clock is missing reports or batches: re-send
-            await send_batches(run, tick.tick)
+            start = {**run.states, **run.prev}  # the shard's state at the start of the tick
+            again = decide_shard(run.index, tick, start)
+            for batch in split_batches(run.run_id, tick.tick, run.shard, run.n_shards, again):
+                await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
             if run.last_done is not None:
                 await streams.send(CLOCK_INBOX, run.run_id, run.last_done, 0)
             return
         if tick.tick in run.decided:
-            await send_batches(run, tick.tick)
+            for batch in run.outgoing.get(tick.tick, []):
+                await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
             return
         events = decide_shard(run.index, tick, run.states)
-        outgoing: dict[int, list[Effect]] = {q: [] for q in range(run.n_shards)}
-        for ev in events:
-            for eff in ev.effects:
-                outgoing[shard_of(eff.npc_id, run.n_shards)].append(eff)
-        batches = [
-            EffectsBatched(
-                run_id=run.run_id,
-                tick=tick.tick,
-                shard=q,
-                from_shard=run.shard,
-                n_shards=run.n_shards,
-                effects=effects,
-            )
-            for q, effects in outgoing.items()
-        ]
+        batches = split_batches(run.run_id, tick.tick, run.shard, run.n_shards, events)
         run.decided[tick.tick] = len(events)
         run.outgoing = {tick.tick: batches}
-        table[out_key(run.run_id, run.shard)] = orjson.dumps(
-            {
-                "tick": tick.tick,
-                "events": len(events),
-                "batches": [b.model_dump(mode="json") for b in batches],
-            }
-        )
         for ev in events:
             await streams.send(EVENTS, ev.run_id, ev)
-        await send_batches(run, tick.tick)
+        for batch in batches:
+            await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
         await maybe_finish(run, tick.tick)
+
+    def keep(batch: EffectsBatched) -> None:
+        table[in_key(batch.run_id, batch.shard, batch.from_shard, batch.part)] = orjson.dumps(
+            {
+                "tick": batch.tick,
+                "parts": batch.parts,
+                "effects": [e.model_dump(mode="json") for e in batch.effects],
+            }
+        )
 
     async def on_batch(batch: EffectsBatched) -> None:
         run = runs.get((batch.run_id, batch.shard))
@@ -201,24 +231,29 @@ def register(streams: Streams) -> None:
             raw = table.get(meta_key(batch.run_id, batch.shard))
             if raw is not None and orjson.loads(raw)["finished"] >= batch.tick:
                 return  # a re-sent batch for a tick this shard already finished
-            # the tick that will use it has not arrived here yet (or we restarted): keep it
-            table[in_key(batch.run_id, batch.shard, batch.from_shard)] = orjson.dumps(
-                {"tick": batch.tick, "effects": [e.model_dump(mode="json") for e in batch.effects]}
-            )
+            keep(batch)  # the tick that uses it has not arrived here yet (or we restarted)
             return
         if batch.tick <= run.finished:
             return  # re-sent batch for a finished tick
-        run.batches[batch.tick][batch.from_shard] = batch.effects
-        table[in_key(run.run_id, run.shard, batch.from_shard)] = orjson.dumps(
-            {"tick": batch.tick, "effects": [e.model_dump(mode="json") for e in batch.effects]}
-        )
+        run.batches[batch.tick][(batch.from_shard, batch.part)] = batch.effects
+        run.parts[batch.tick][batch.from_shard] = batch.parts
+        keep(batch)
         await maybe_finish(run, batch.tick)
 
+    def complete(run: ShardRun, tick: int) -> bool:
+        parts = run.parts.get(tick, {})
+        got = run.batches.get(tick, {})
+        return len(parts) == run.n_shards and all(
+            (q, i) in got for q, n in parts.items() for i in range(n)
+        )
+
     async def maybe_finish(run: ShardRun, tick: int) -> None:
-        if tick not in run.decided or len(run.batches.get(tick, {})) < run.n_shards:
+        if tick not in run.decided or not complete(run, tick):
             return
+        run.parts.pop(tick, None)
         by_npc: dict[str, list[Effect]] = defaultdict(list)
-        effects = canonical_order(e for batch in run.batches.pop(tick).values() for e in batch)
+        effects = canonical_order(e for part in run.batches.pop(tick).values() for e in part)
+        run.prev = {}
         for eff in effects:
             by_npc[eff.npc_id].append(eff)
         for npc_id in sorted(by_npc):
@@ -227,6 +262,7 @@ def register(streams: Streams) -> None:
                 log.warning("effect for NPC %s not owned by shard %s", npc_id, run.shard)
                 continue
             before = orjson.dumps(state)
+            run.prev[npc_id] = orjson.loads(before)
             if apply_effects(state, by_npc[npc_id], tick):
                 run.digests[npc_id] = digest(npc_id, state)
                 table[npc_key(run.run_id, npc_id)] = (

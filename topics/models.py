@@ -102,6 +102,8 @@ class EffectsBatched(Message):
     shard: int = Field(ge=0)
     from_shard: int = Field(ge=0)
     n_shards: int = Field(ge=1)
+    part: int = Field(0, ge=0, description="This message's part of the batch (0-based).")
+    parts: int = Field(1, ge=1, description="Parts the batch was split into (message size).")
     effects: list[Effect] = Field(default_factory=list)
 
 
