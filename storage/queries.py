@@ -164,7 +164,7 @@ def _tick_range(where: _Where, tick_from: int | None, tick_to: int | None) -> No
 # reads the wide columns (body, title, ...) of those rows only. Its default limit (10
 # rows) is below a page; raise it to MAX_LIMIT plus the over-fetch of _paged_posts.
 _PAGE_SETTINGS = (
-    "SETTINGS query_plan_optimize_lazy_materialization = 1, "
+    "SETTINGS max_threads = 1, query_plan_optimize_lazy_materialization = 1, "
     f"query_plan_max_limit_for_lazy_materialization = {4 * (MAX_LIMIT + 1)}"
 )
 # rows read beyond a page, so that a duplicate or a blocked post rarely needs a second read
