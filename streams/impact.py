@@ -98,7 +98,7 @@ def register(streams: Streams) -> None:
     async def publish(index: WorldIndex, story: Story) -> None:
         await streams.send(SCORED_EVENTS, story.event.run_id, story.event)
         for req in render_requests(index, story):
-            await streams.send(RENDER_REQUESTS, req.request_id, req)
+            await streams.send(RENDER_REQUESTS, req.author, req)  # see topics.RENDER_REQUESTS
 
     @streams.app.agent(streams.topic(EVENTS), name="score_impact")
     async def score_impact(stream: Any) -> None:

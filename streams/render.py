@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 import orjson
 
 from posts.moderation import Moderator
@@ -454,19 +453,20 @@ def to_post(req: RenderRequested, out: Rendered, verdict: tuple[str, str | None]
 
 
 def _raw_table(streams: Streams, name: str, help_: str) -> Any:
-    """A changelog-backed GlobalTable (every worker sees every key) of raw bytes."""
-    return streams.app.GlobalTable(
+    """A changelog-backed table of raw bytes, partitioned like the render requests.
+
+    Render requests are keyed by author, and a prompt includes its author, so identical
+    prompts and one author's quota live on one partition: a plain, co-partitioned table
+    suffices. (A GlobalTable was tried first: after a worker restart its recovery never
+    let the render agent start again.)
+    """
+    return streams.app.Table(
         name,
         partitions=streams.settings.world_partitions,
         help=help_,
-        # key_type/value_type bytes make the table's own serializers raw: changelog
-        # recovery decodes with those, not with the schema (schema only: recovery tries
-        # JSON on every record, fails, and never reaches the highwater)
+        # bytes make the table's serializers raw: changelog recovery decodes with those
         key_type=bytes,
         value_type=bytes,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
     )
 
 
@@ -475,8 +475,6 @@ def register(streams: Streams) -> None:
     settings = streams.settings
     moderator = Moderator()
     streams.services["moderator"] = moderator
-    # GlobalTables: requests are keyed by request id, so identical prompts (and one
-    # author's requests) land on different partitions; every worker must see every key.
     cache = (
         _raw_table(streams, "llm-cache", "LLM completions by cache key")
         if (settings.llm_cache)

@@ -107,8 +107,9 @@ SCORED_EVENTS = TopicSpec(
 RENDER_REQUESTS = TopicSpec(
     "render-requests",
     RenderRequested,
-    "request_id",
-    "Events to write up, one per channel.",
+    "author",
+    "Events to write up, one per channel. Keyed by author, so one author's requests -- and"
+    " so identical prompts, and the author's daily quota -- share a partition.",
     None,
     _FOREVER,
 )

@@ -96,11 +96,6 @@ async def test_triton_down_for_a_minute_loses_no_request(
     procs.assert_alive()
 
 
-@pytest.mark.xfail(
-    reason="after a restart the recovered worker's render agent processed nothing within 300 s"
-    " (GlobalTable recovery completes; cause not found yet)",
-    strict=False,
-)
 async def test_cache_survives_a_worker_restart(
     settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
 ) -> None:
