@@ -1,0 +1,365 @@
+"""World benchmark on a real broker: NPC-updates/s, seconds per tick, peak memory, and
+end-to-end events/s (tick -> rows in ClickHouse) next to a raw aiokafka passthrough.
+
+    python -m bench.world                       # 1k, 10k, 100k NPCs, 8 daytime ticks each
+    python -m bench.world --sizes 1000 --ticks 4 --partitions 2 --workers 2
+
+Uses the broker at WORLDFEED_KAFKA_BOOTSTRAP if one answers, else starts one with
+deploy/local/kafka.sh on a free port. Each world is generated once (seeded) and cached
+under .local/worlds/. Figures are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from statistics import mean
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
+
+from catalog.generate import generate_world, write_world
+from sim.local import LocalRun
+from sim.world import WorldIndex, load_world
+from streams.admin import ensure_topics
+from streams.codec import decode, encode
+from topics import CLOCK_INBOX, EVENTS, TICKS
+from topics.models import RunCommanded, TickCompleted
+from worldfeed.settings import ROOT, Settings
+
+START_MINUTE = 10 * 60  # 10:00, when most NPCs are awake and about
+EXE = str(Path(sys.executable).parent / "worldfeed")
+
+
+def out(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - a benchmark prints its figures
+
+
+def world_dir(n: int) -> Path:
+    """A generated world of n NPCs, written once and reused."""
+    path = ROOT / ".local" / "worlds" / f"bench-{n}"
+    if not (path / "npcs.json").exists():
+        t = time.perf_counter()
+        write_world(generate_world(n, seed=7), path)
+        out(f"  generated world of {n:,} NPCs in {time.perf_counter() - t:.1f}s")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def broker():
+    """Bootstrap address of a running broker, or of one started for the benchmark."""
+    given = os.environ.get("WORLDFEED_KAFKA_BOOTSTRAP")
+    if given:
+        host, port = given.split(",")[0].rsplit(":", 1)
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 1):
+            yield given
+            return
+    port = free_port()
+    script = str(ROOT / "deploy" / "local" / "kafka.sh")
+    subprocess.run([script, "start", str(port)], check=True)  # noqa: S603
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([script, "stop", str(port)], check=False)  # noqa: S603
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"WORLDFEED_{name.upper()}"] = str(value)
+    return env
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def send_start(settings: Settings, run_id: str, ticks: int) -> None:
+    cmd = RunCommanded(
+        command="start",
+        run_id=run_id,
+        seed=1,
+        world=str(settings.catalog_dir),
+        days=ticks * settings.step_minutes / 1440,
+        start_minute=START_MINUTE,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(CLOCK_INBOX.name), encode(cmd), key=run_id.encode(), partition=0
+        )
+    finally:
+        await producer.stop()
+
+
+async def read_ticks(settings: Settings, n: int, timeout_s: float) -> list[TickCompleted]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topic(TICKS.name), 0)
+        consumer.assign([tp])
+        ticks: dict[tuple[str, int], TickCompleted] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ticks) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(ticks)} of {n} ticks after {timeout_s}s")
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    t = decode(TICKS, m.value)
+                    ticks[(t.run_id, t.tick)] = t
+        return [ticks[k] for k in sorted(ticks)]
+    finally:
+        await consumer.stop()
+
+
+def start_workers(settings: Settings, workers: int, roles: str, logdir: Path) -> list:
+    procs = []
+    for i in range(workers):
+        log = (logdir / f"worker{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(  # noqa: S603 - our own executable
+                [EXE, "worker", "--roles", roles],
+                env=env_for(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    return procs
+
+
+def stop_workers(procs: list) -> None:
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def settings_for(bootstrap: str, world: Path, partitions: int, **extra: object) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        env="test",
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"bench{tag}.",
+        app_id=f"bench-{tag}",
+        world_partitions=partitions,
+        catalog_dir=world,
+        snapshot_every_ticks=0,
+        tick_timeout_s=120,
+        **extra,
+    )
+
+
+async def world_throughput(
+    bootstrap: str, n: int, ticks: int, partitions: int, workers: int
+) -> dict[str, float]:
+    """NPC-updates/s and seconds per tick for one world size (clock + shards only)."""
+    world = world_dir(n)
+    settings = settings_for(bootstrap, world, partitions)
+    await ensure_topics(settings)
+    logdir = ROOT / ".local" / "bench"
+    logdir.mkdir(parents=True, exist_ok=True)
+    procs = start_workers(settings, workers, "clock,world", logdir)
+    try:
+        t0 = time.perf_counter()
+        await send_start(settings, "bench", ticks + 1)
+        done = await read_ticks(settings, ticks + 1, 600)
+        total = time.perf_counter() - t0
+        steady = done[1:]  # tick 0 also loads and seeds the world
+        per_tick = mean(t.wall_ms for t in steady) / 1000
+        peak = max(peak_rss_mib(p.pid) for p in procs)
+    finally:
+        stop_workers(procs)
+    # the same ticks computed in-process, without Kafka: the compute-only baseline
+    index = WorldIndex.build(load_world(str(world)).catalog)
+    ref = LocalRun(index, "bench", 1, n_shards=partitions, start_minute=START_MINUTE)
+    ref.step()
+    t = time.perf_counter()
+    for _ in range(ticks):
+        ref.step()
+    local = (time.perf_counter() - t) / ticks
+    if ref.hashes[-1] != done[-1].state_hash:
+        raise RuntimeError("the streamed run diverged from the in-process reference")
+    return {
+        "npcs": n,
+        "s_per_tick": per_tick,
+        "updates_per_s": n / per_tick,
+        "first_tick_s": done[0].wall_ms / 1000,
+        "events_per_tick": mean(t.events for t in steady),
+        "peak_rss_mib": peak,
+        "local_s_per_tick": local,
+        "wall_s": total,
+    }
+
+
+async def passthrough(bootstrap: str, values: list[bytes], partitions: int) -> float:
+    """Raw aiokafka: produce the messages to a fresh topic and consume them all; msgs/s."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, partitions, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"raw-{topic}"
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        t = time.perf_counter()
+
+        async def produce() -> None:
+            for i, v in enumerate(values):
+                await producer.send(topic, v, key=str(i).encode())
+            await producer.flush()
+
+        task = asyncio.ensure_future(produce())
+        got = 0
+        while got < len(values):
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                got += len(msgs)
+        await task
+        return len(values) / (time.perf_counter() - t)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def pipeline(bootstrap: str, n: int, ticks: int, partitions: int) -> dict[str, float]:
+    """Events/s from the start command to rows in ClickHouse, vs a raw passthrough."""
+    from storage.clickhouse import connect, database_of
+    from streams.app import create_streams
+
+    world = world_dir(n)
+    chdb = ROOT / ".local" / "bench" / f"chdb-{uuid.uuid4().hex[:6]}"
+    settings = settings_for(
+        bootstrap, world, partitions, clickhouse_dsn=f"chdb://{chdb}", sink_flush_s=0.5
+    )
+    await ensure_topics(settings)
+    logdir = ROOT / ".local" / "bench"
+    procs = start_workers(settings, 1, "clock,world,impact", logdir)
+    sink = create_streams(settings, ["sink"])
+    await sink.app.start()
+    client = connect(settings.clickhouse_dsn)
+    db = database_of(settings.clickhouse_dsn)
+    try:
+        await send_start(settings, "warm", 1)  # the worker loads and indexes the world
+        await read_ticks(settings, 1, 600)
+        t0 = time.perf_counter()
+        await send_start(settings, "pipe", ticks)
+        done = [t for t in await read_ticks(settings, ticks + 1, 600) if t.run_id == "pipe"]
+        total = sum(t.events for t in done)
+        while True:
+            rows = 0
+            with contextlib.suppress(Exception):
+                rows = int(
+                    client.query(f"SELECT uniqExact(event_id) FROM {db}.events").result_rows[0][0]  # noqa: S608 - db is validated
+                )
+            if rows >= total:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+    finally:
+        await sink.app.stop()
+        stop_workers(procs)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        tps = [TopicPartition(settings.topic(EVENTS.name), p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        while len(values) < sum(ends.values()):
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                values.extend(m.value for m in msgs)
+    finally:
+        await consumer.stop()
+    raw = await passthrough(bootstrap, values, partitions)
+    return {
+        "events": total,
+        "pipeline_events_per_s": total / elapsed,
+        "raw_per_s": raw,
+        "ratio": total / elapsed / raw,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--ticks", type=int, default=8)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pipeline-npcs", type=int, default=10000)
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args()
+    with broker() as bootstrap:
+        out(
+            f"broker {bootstrap}; {args.ticks} ticks from day 1 10:00; partitions "
+            f"{args.partitions}, workers {args.workers}"
+        )
+        out(
+            f"{'NPCs':>8} {'s/tick':>8} {'NPC-upd/s':>11} {'events/tick':>12} "
+            f"{'first tick s':>12} {'peak MiB':>9} {'in-process s/tick':>18} {'Kafka/in-proc':>13}"
+        )
+        rows = []
+        for n in [int(x) for x in args.sizes.split(",")]:
+            r = await world_throughput(bootstrap, n, args.ticks, args.partitions, args.workers)
+            rows.append(r)
+            out(
+                f"{n:>8,} {r['s_per_tick']:>8.3f} {r['updates_per_s']:>11,.0f} "
+                f"{r['events_per_tick']:>12,.0f} {r['first_tick_s']:>12.2f} "
+                f"{r['peak_rss_mib']:>9.0f} {r['local_s_per_tick']:>18.3f} "
+                f"{r['s_per_tick'] / r['local_s_per_tick']:>13.2f}"
+            )
+        if len(rows) > 1:
+            a, b = rows[0], rows[-1]
+            out(
+                f"scaling: {b['npcs'] / a['npcs']:.0f}x NPCs -> "
+                f"{b['s_per_tick'] / a['s_per_tick']:.1f}x time per tick"
+            )
+        if not args.skip_pipeline:
+            p = await pipeline(bootstrap, args.pipeline_npcs, args.ticks, args.partitions)
+            out(
+                f"pipeline ({args.pipeline_npcs:,} NPCs, {p['events']:,} events): "
+                f"{p['pipeline_events_per_s']:,.0f} events/s tick->ClickHouse; raw aiokafka "
+                f"produce->consume of the same messages {p['raw_per_s']:,.0f}/s; "
+                f"ratio {p['ratio']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
