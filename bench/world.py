@@ -26,7 +26,6 @@ from statistics import mean
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pydantic import SecretStr
 
 from catalog.generate import generate_world, write_world
 from sim.local import LocalRun
@@ -80,12 +79,8 @@ def broker():
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"WORLDFEED_{name.upper()}"] = str(value)
-    return env
+    """The environment that makes a subprocess build the same Settings."""
+    return {**os.environ, **settings.to_env()}
 
 
 def peak_rss_mib(pid: int) -> float:

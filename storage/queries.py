@@ -24,49 +24,13 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from storage.clickhouse import check_identifier
+from storage.writer import TABLES
 
 MAX_LIMIT = 500
 
-POST_COLUMNS = (
-    "post_id",
-    "request_id",
-    "run_id",
-    "event_id",
-    "channel",
-    "author",
-    "tick",
-    "sim_minute",
-    "title",
-    "body",
-    "source",
-    "moderation",
-    "moderation_reason",
-    "score",
-    "model",
-    "tokens_in",
-    "tokens_out",
-    "latency_ms",
-)
-EVENT_COLUMNS = (
-    "event_id",
-    "run_id",
-    "tick",
-    "sim_minute",
-    "type",
-    "actor",
-    "target",
-    "place",
-    "witnesses",
-    "summary",
-    "source",
-    "refs",
-    "effects",
-    "impact_novelty",
-    "impact_conflict",
-    "impact_status",
-    "impact_cascade",
-    "impact_total",
-)
+# the columns reads return are exactly the ones the writer stores
+POST_COLUMNS = TABLES["posts"].columns
+EVENT_COLUMNS = TABLES["events"].columns
 TICK_COLUMNS = (
     "run_id",
     "tick",

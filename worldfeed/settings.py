@@ -81,6 +81,15 @@ class Settings(BaseSettings):
         """Ticks in one simulated day."""
         return (24 * 60) // self.step_minutes
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``WORLDFEED_*`` variables, for a subprocess to build the same."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"WORLDFEED_{name.upper()}"] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """Full topic name for a topic declared in :mod:`topics`."""
         return f"{self.topic_prefix}{name}"
