@@ -31,17 +31,7 @@ MAX_LIMIT = 500
 # the columns reads return are exactly the ones the writer stores
 POST_COLUMNS = TABLES["posts"].columns
 EVENT_COLUMNS = TABLES["events"].columns
-TICK_COLUMNS = (
-    "run_id",
-    "tick",
-    "sim_minute",
-    "state_hash",
-    "npcs",
-    "events",
-    "effects",
-    "wall_ms",
-    "last",
-)
+TICK_COLUMNS = TABLES["ticks"].columns
 
 
 class InvalidQuery(ValueError):
@@ -110,6 +100,12 @@ class _Where:
     def add(self, condition: str, **params: Any) -> None:
         self.conditions.append(condition)
         self.params.update(params)
+
+    def equal(self, **filters: str | None) -> None:
+        """``column = value`` (String) for every filter that is set; None means no filter."""
+        for column, value in filters.items():
+            if value is not None:
+                self.add(f"{column} = {{{column}:String}}", **{column: value})
 
     def sql(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "1"
@@ -230,12 +226,7 @@ def feed(
     """
     db = check_identifier(database)
     where = _Where()
-    if run_id is not None:
-        where.add("run_id = {run_id:String}", run_id=run_id)
-    if channel is not None:
-        where.add("channel = {channel:String}", channel=channel)
-    if author is not None:
-        where.add("author = {author:String}", author=author)
+    where.equal(run_id=run_id, channel=channel, author=author)
     if place is not None:
         run_filter = " AND run_id = {run_id:String}" if run_id is not None else ""
         where.add(
@@ -262,14 +253,7 @@ def posts(
 ) -> Page:
     """Posts in log order (tick, post_id ascending), blocked ones hidden."""
     where = _Where()
-    if run_id is not None:
-        where.add("run_id = {run_id:String}", run_id=run_id)
-    if channel is not None:
-        where.add("channel = {channel:String}", channel=channel)
-    if author is not None:
-        where.add("author = {author:String}", author=author)
-    if event_id is not None:
-        where.add("event_id = {event_id:String}", event_id=event_id)
+    where.equal(run_id=run_id, channel=channel, author=author, event_id=event_id)
     _tick_range(where, tick_from, tick_to)
     return _paged_posts(client, database, where, limit, cursor, "asc", "posts")
 
@@ -303,17 +287,13 @@ def events(
     db = check_identifier(database)
     limit = _clamp(limit)
     where = _Where()
-    if run_id is not None:
-        where.add("run_id = {run_id:String}", run_id=run_id)
-    if type is not None:
-        where.add("type = {type:String}", type=type)
+    where.equal(run_id=run_id, type=type)
     if npc is not None:
         where.add(
             "(actor = {npc:String} OR target = {npc:String} OR has(witnesses, {npc:String}))",
             npc=npc,
         )
-    if place is not None:
-        where.add("place = {place:String}", place=place)
+    where.equal(place=place)
     _tick_range(where, tick_from, tick_to)
     if cursor:
         tick, key = decode_cursor("events", cursor)
@@ -552,8 +532,7 @@ def npc_timeline(
         "(actor = {npc:String} OR target = {npc:String} OR has(witnesses, {npc:String}))",
         npc=npc_id,
     )
-    if run_id is not None:
-        where.add("run_id = {run_id:String}", run_id=run_id)
+    where.equal(run_id=run_id)
     _tick_range(where, tick_from, tick_to)
     events_sql = (
         f"SELECT {', '.join(EVENT_COLUMNS)}, "  # noqa: S608 - checked identifiers, values bound
@@ -568,8 +547,7 @@ def npc_timeline(
     pwhere = _Where()
     pwhere.add("author = {npc:String}", npc=npc_id)
     pwhere.add("moderation != 'blocked'")
-    if run_id is not None:
-        pwhere.add("run_id = {run_id:String}", run_id=run_id)
+    pwhere.equal(run_id=run_id)
     _tick_range(pwhere, tick_from, tick_to)
     posts_sql = (
         f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL WHERE {pwhere.sql()} "  # noqa: S608 - checked identifiers, values bound
@@ -604,10 +582,7 @@ def posts_stored_since(
     where = _Where()
     where.add("stored_at >= fromUnixTimestamp64Milli({since:Int64})", since=since_ms)
     where.add("moderation != 'blocked'")
-    if run_id is not None:
-        where.add("run_id = {run_id:String}", run_id=run_id)
-    if channel is not None:
-        where.add("channel = {channel:String}", channel=channel)
+    where.equal(run_id=run_id, channel=channel)
     if exclude:
         where.add("post_id NOT IN {exclude:Array(String)}", exclude=exclude)
     sql = (
