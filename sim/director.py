@@ -7,8 +7,6 @@ so each director event happens exactly once, whatever the partition count.
 
 from __future__ import annotations
 
-import functools
-
 from catalog.models import WEEKDAYS, ConditionTrigger, DirectorRule, NpcSelector, PlaceSelector
 from sim.world import WorldIndex
 from topics.models import TickStarted
@@ -71,30 +69,13 @@ def _pick_npc(
 ) -> str | None:
     if sel.npc is not None:
         return sel.npc
-    pool = _occupation_pool(index, sel.occupation)
+    pool = index.with_occupation(sel.occupation)
     pool = [n for n in pool if n != exclude]
     if not pool:
         return None
     if sel.pick == "most_famous":
         return max(pool, key=lambda n: (index.npc(n).fame, n))
     return rng_for(tick.seed, tick.tick, salt, "director-pick").choice(pool)
-
-
-@functools.lru_cache(maxsize=256)
-def _occupation_pool_cached(index_id: int, occupation: str | None) -> tuple[str, ...]:
-    index = _INDEXES[index_id]
-    if occupation is None:
-        return tuple(index.npc_ids)
-    occ = occupation.lower()
-    return tuple(n for n in index.npc_ids if occ in index.npc(n).occupation.lower())
-
-
-_INDEXES: dict[int, WorldIndex] = {}
-
-
-def _occupation_pool(index: WorldIndex, occupation: str | None) -> tuple[str, ...]:
-    _INDEXES[id(index)] = index
-    return _occupation_pool_cached(id(index), occupation)
 
 
 def _pick_place(

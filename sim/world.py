@@ -47,6 +47,7 @@ class WorldIndex:
     relationships: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # initial
     goals: dict[str, dict[str, float]] = field(default_factory=dict)  # initial progress
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+    _occupations: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, catalog: Catalog) -> WorldIndex:
@@ -88,6 +89,15 @@ class WorldIndex:
         if key not in self._shards:
             self._shards[key] = [n for n in self.npc_ids if shard_of(n, n_shards) == shard]
         return self._shards[key]
+
+    def with_occupation(self, occupation: str | None) -> tuple[str, ...]:
+        """NPC ids whose occupation contains ``occupation`` (case-insensitive); None: all."""
+        if occupation not in self._occupations:
+            occ = (occupation or "").lower()
+            self._occupations[occupation] = tuple(
+                n for n in self.npc_ids if occ in self.catalog.npcs[n].occupation.lower()
+            )
+        return self._occupations[occupation]
 
     def npc(self, npc_id: str) -> Npc:
         """Catalog profile of an NPC."""
