@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MINUTES_PER_DAY = 24 * 60
 
@@ -28,6 +28,17 @@ WEEKDAYS: tuple[str, ...] = (
     "sunday",
 )
 ChannelId = Literal["feed", "chat", "news"]
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    """The JSON Schema's uniqueItems, enforced by the model too (the loader's fast path)."""
+    if len(items) > 1 and len(set(items)) != len(items):
+        dupes = sorted({str(i) for i in items if items.count(i) > 1})
+        raise ValueError(f"has duplicate items {dupes}")
+    return items
+
+
+Unique = AfterValidator(_unique)
 PlaceKind = Literal[
     "home",
     "cafe",
@@ -167,7 +178,7 @@ class Npc(CatalogModel):
     interests: list[str] = Field(default_factory=list, max_length=12)
     voice: str = Field(min_length=5, max_length=300, description="How they write, for prompts.")
     fame: float = Field(ge=0, le=100)
-    channels: list[ChannelId] = Field(
+    channels: Annotated[list[ChannelId], Unique] = Field(
         default_factory=list,
         json_schema_extra={"uniqueItems": True},
         description="Where they post.",
@@ -187,7 +198,7 @@ class Relationship(CatalogModel):
     affinity: float = Field(ge=-100, le=100)
     trust: float = Field(ge=0, le=100)
     familiarity: float = Field(ge=0, le=100)
-    tags: list[RelationshipTag] = Field(
+    tags: Annotated[list[RelationshipTag], Unique] = Field(
         default_factory=list, json_schema_extra={"uniqueItems": True}
     )
 

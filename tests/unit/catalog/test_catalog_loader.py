@@ -10,6 +10,7 @@ import pytest
 
 from catalog import CatalogError, load_catalog
 from catalog.generate import STARTER_WORLD
+from catalog.models import Relationship
 
 
 def _set(data: Any, path: list[Any], value: Any) -> Any:
@@ -229,3 +230,17 @@ def test_errors_from_several_files_are_all_reported(world_factory: Any) -> None:
     (root / "world.json").write_text(json.dumps({"name": "Bad Name"}))
     files = {Path(i.file).name for i in _refused(root).issues}
     assert files == {"npcs.json", "goals.json", "world.json"}
+
+
+def test_duplicate_items_are_refused_by_schema_and_model(world_factory: Any) -> None:
+    err = _refused(world_factory(relationships=lambda d: _set(d, [4, "tags"], ["friend", "friend"])))
+    assert [(i.pointer, i.rule) for i in err.issues] == [("/4/tags", "uniqueItems")]
+    with pytest.raises(ValueError, match="duplicate items"):
+        Relationship(source="a", target="b", affinity=0, trust=0, familiarity=0, tags=["rival"] * 2)
+
+
+def test_lax_values_the_schema_accepts_still_load(world_factory: Any) -> None:
+    # 1.0 for an integer is valid JSON Schema (an integer-valued number) but not strict
+    # pydantic: the fast path declines it and the schema path accepts it as before
+    root = world_factory(npcs=lambda d: _set(d, [0, "age"], 30.0))
+    assert load_catalog(root).npcs[json.loads((root / "npcs.json").read_text())[0]["id"]].age == 30
