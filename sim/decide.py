@@ -16,7 +16,7 @@ from catalog.models import EventType
 from sim.state import State, memory_weight, top_memories
 from sim.world import WorldIndex, shard_of
 from topics.models import Effect, EventHappened, ImpactScore, InjectedEvent, TickStarted
-from worldfeed.ids import derive_id, rng_for, stable_hash64
+from worldfeed.ids import derive_id, hash_prefix, hash_text, rng_for
 
 BASE_ACT_RATE = 0.05  # chance per awake tick that an average NPC does something
 MAX_TARGET_SAMPLE = 12
@@ -24,11 +24,6 @@ MAX_WITNESSES = 3
 NOVELTY_WINDOW_TICKS = 96
 WEIGHTS = {"novelty": 0.35, "conflict": 0.35, "status": 0.3}  # cascade multiplies (see score)
 TWO64 = float(1 << 64)
-
-
-def uniform(seed: int, tick: int, npc_id: str, purpose: str) -> float:
-    """A cheap deterministic draw in [0, 1) for hot-path yes/no decisions."""
-    return stable_hash64(seed, tick, npc_id, purpose) / TWO64
 
 
 @dataclass(frozen=True)
@@ -53,8 +48,16 @@ def decide_shard(
     """Every event the shard's NPCs cause on this tick, sorted by event id."""
     ctx = Ctx(index, tick)
     events: list[EventHappened] = []
-    own = index.shard_npcs(tick.shard, tick.n_shards)
-    for npc_id in own:
+    hour, location, traits = ctx.hour, index.location, index.traits
+    # the hot loop: most NPCs are asleep or do nothing this tick. The act draw is
+    # stable_hash64(seed, tick, npc, "act") / 2**64 with the common prefix hashed once.
+    prefix = hash_prefix(tick.seed, tick.tick)
+    for npc_id in index.shard_npcs(tick.shard, tick.n_shards):
+        if location[npc_id][hour] is None:
+            continue
+        chance = BASE_ACT_RATE * (0.5 + traits[npc_id]["extraversion"])
+        if hash_text(f"{prefix}{npc_id}\x1fact\x1f") / TWO64 >= chance:
+            continue
         ev = _decide_npc(ctx, npc_id, states[npc_id])
         if ev is not None:
             events.append(ev)
@@ -73,14 +76,12 @@ def _trait_weight(etype: EventType, traits: Mapping[str, float]) -> float:
 
 
 def _decide_npc(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
+    """What an awake NPC that acts this tick (see decide_shard) does."""
     index, t = ctx.index, ctx.tick
     place = index.location[npc_id][ctx.hour]
     if place is None:
         return None
-    npc = index.npc(npc_id)
-    traits = npc.traits.model_dump()
-    if uniform(t.seed, t.tick, npc_id, "act") >= BASE_ACT_RATE * (0.5 + traits["extraversion"]):
-        return None
+    traits = index.traits[npc_id]
     rng = rng_for(t.seed, t.tick, npc_id, "choose")
     kind = index.catalog.places[place].kind
     candidates = []

@@ -46,6 +46,7 @@ class WorldIndex:
     journalists: list[str] = field(default_factory=list)
     relationships: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # initial
     goals: dict[str, dict[str, float]] = field(default_factory=dict)  # initial progress
+    traits: dict[str, dict[str, float]] = field(default_factory=dict)  # npc -> trait -> value
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _occupations: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ class WorldIndex:
         idx.npc_ids = sorted(catalog.npcs)
         occ: list[defaultdict[str, list[str]]] = [defaultdict(list) for _ in range(HOURS)]
         for npc_id in idx.npc_ids:
+            idx.traits[npc_id] = catalog.npcs[npc_id].traits.model_dump()
             hours = _hourly_places(catalog.npcs[npc_id])
             idx.location[npc_id] = hours
             for h, place in enumerate(hours):

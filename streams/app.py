@@ -20,6 +20,7 @@ import faust
 from pydantic import BaseModel
 
 from streams.codec import DecodeError, decode, encode, printable
+from streams.outbox import Outbox
 from topics import DLQ, TOPICS, TopicSpec
 from topics.models import DeadLettered
 from worldfeed.settings import Settings
@@ -37,6 +38,7 @@ class Streams:
     app: faust.App
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
+    _outbox: Outbox | None = None
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         """The faust topic for a declared topic."""
@@ -55,8 +57,32 @@ class Streams:
             self.settings.topic(spec.name), key.encode(), encode(value), partition, None, None
         )
 
+    @property
+    def outbox(self) -> Outbox:
+        """The process's :class:`~streams.outbox.Outbox` on the app's own aiokafka producer.
+
+        faust has no batch-produce API, so this reaches its aiokafka producer (started
+        with the app): one connection, and :meth:`flush` covers both paths.
+        """
+        if self._outbox is None:
+            producer = self.app.producer._producer  # noqa: SLF001 - see the docstring
+            if producer is None:
+                raise RuntimeError("the app's producer is not started yet")
+            counts = {
+                self.settings.topic(spec.name): spec.partition_count(self.settings.world_partitions)
+                for spec in TOPICS
+            }
+            self._outbox = Outbox(producer, counts)
+        return self._outbox
+
+    def send_batched(self, spec: TopicSpec, key: str, value: BaseModel) -> None:
+        """Queue a keyed message in the outbox (sent by ``outbox.send``/``flush``)."""
+        self.outbox.add_keyed(self.settings.topic(spec.name), key.encode(), encode(value))
+
     async def flush(self) -> None:
-        """Wait until every buffered message is acknowledged by the broker."""
+        """Send what the outbox holds; wait until the broker acknowledged every message."""
+        if self._outbox is not None:
+            await self._outbox.delivered()
         await self.app.producer.flush()
 
     async def decode_or_dead_letter(self, stage: str, spec: TopicSpec, event: Any) -> Any | None:
@@ -114,6 +140,7 @@ def create_streams(
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         producer_linger_ms=5,
+        producer_max_batch_size=512 * 1024,  # whole-tick batches (streams/outbox.py)
         producer_acks=-1,
         broker_commit_every=1000,
         broker_commit_interval=1.0,

@@ -29,6 +29,7 @@ it already finished the tick, its report. Everything it re-sends is idempotent.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from sim.decide import decide_shard
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
 from sim.world import WorldIndex, load_world, shard_of
 from streams.app import Streams
+from streams.codec import encode
 from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX
 from topics.models import Effect, EffectsBatched, NpcSnapshotted, ShardTickDone, TickStarted
 from worldfeed.ids import combine_digests
@@ -129,11 +131,28 @@ def register(streams: Streams) -> None:
     )
     runs: dict[tuple[str, int], ShardRun] = {}
     streams.services["shard_runs"] = runs
+    inbox_topic = streams.settings.topic(SHARD_INBOX.name)
+
+    def put(shard: int, key: bytes, value: bytes) -> None:
+        """Write a table record: the store now, its changelog record through the outbox.
+
+        What ``table[key] = value`` does, minus faust's per-record send machinery (a
+        tick writes thousands of records). The changelog record is the same bytes on the
+        same partition, so faust's changelog recovery restores it as usual.
+        """
+        table.data[key] = value
+        streams.outbox.add(changelog, shard, key, value)
+
+    def queue(batches: list[EffectsBatched]) -> None:
+        for batch in batches:
+            streams.outbox.add(inbox_topic, batch.shard, str(batch.shard).encode(), encode(batch))
 
     @streams.app.on_partitions_revoked.connect
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         runs.clear()
+
+    changelog = table.changelog_topic.get_topic_name()
 
     def load(raw: bytes | None) -> Any:
         return None if raw is None else orjson.loads(raw)
@@ -197,47 +216,52 @@ def register(streams: Streams) -> None:
         if tick.tick == run.finished:  # the clock is missing reports or batches: re-send
             start = {**run.states, **run.prev}  # the shard's state at the start of the tick
             again = decide_shard(run.index, tick, start)
-            for batch in split_batches(run.run_id, tick.tick, run.shard, run.n_shards, again):
-                await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
+            queue(split_batches(run.run_id, tick.tick, run.shard, run.n_shards, again))
+            await streams.outbox.send()
             if run.last_done is not None:
                 await streams.send(CLOCK_INBOX, run.run_id, run.last_done, 0)
             return
         if tick.tick in run.decided:
-            for batch in run.outgoing.get(tick.tick, []):
-                await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
+            queue(run.outgoing.get(tick.tick, []))
+            await streams.outbox.send()
             return
+        t0 = time.perf_counter()
         events = decide_shard(run.index, tick, run.states)
+        t1 = time.perf_counter()
         batches = split_batches(run.run_id, tick.tick, run.shard, run.n_shards, events)
         run.decided[tick.tick] = len(events)
         run.outgoing = {tick.tick: batches}
         for ev in events:
-            await streams.send(EVENTS, ev.run_id, ev)
-        for batch in batches:
-            await streams.send(SHARD_INBOX, str(batch.shard), batch, batch.shard)
+            streams.send_batched(EVENTS, ev.run_id, ev)
+        queue(batches)
+        await streams.outbox.send()
+        log.debug(
+            "shard %s tick %s: decided %s events in %.3fs, queued in %.3fs",
+            run.shard,
+            tick.tick,
+            len(events),
+            t1 - t0,
+            time.perf_counter() - t1,
+        )
         await maybe_finish(run, tick.tick)
 
-    def keep(batch: EffectsBatched) -> None:
-        table[in_key(batch.run_id, batch.shard, batch.from_shard, batch.part)] = orjson.dumps(
-            {
-                "tick": batch.tick,
-                "parts": batch.parts,
-                "effects": [e.model_dump(mode="json") for e in batch.effects],
-            }
-        )
+    def keep(batch: EffectsBatched, raw: bytes) -> None:
+        # the message as received: shard_run reads its tick, parts and effects back
+        put(batch.shard, in_key(batch.run_id, batch.shard, batch.from_shard, batch.part), raw)
 
-    async def on_batch(batch: EffectsBatched) -> None:
+    async def on_batch(batch: EffectsBatched, raw: bytes) -> None:
         run = runs.get((batch.run_id, batch.shard))
         if run is None:
             raw = table.get(meta_key(batch.run_id, batch.shard))
             if raw is not None and orjson.loads(raw)["finished"] >= batch.tick:
                 return  # a re-sent batch for a tick this shard already finished
-            keep(batch)  # the tick that uses it has not arrived here yet (or we restarted)
+            keep(batch, raw)  # the tick that uses it has not arrived here yet (or we restarted)
             return
         if batch.tick <= run.finished:
             return  # re-sent batch for a finished tick
         run.batches[batch.tick][(batch.from_shard, batch.part)] = batch.effects
         run.parts[batch.tick][batch.from_shard] = batch.parts
-        keep(batch)
+        keep(batch, raw)
         await maybe_finish(run, batch.tick)
 
     def complete(run: ShardRun, tick: int) -> bool:
@@ -250,6 +274,7 @@ def register(streams: Streams) -> None:
     async def maybe_finish(run: ShardRun, tick: int) -> None:
         if tick not in run.decided or not complete(run, tick):
             return
+        t0 = time.perf_counter()
         run.parts.pop(tick, None)
         by_npc: dict[str, list[Effect]] = defaultdict(list)
         effects = canonical_order(e for part in run.batches.pop(tick).values() for e in part)
@@ -265,14 +290,10 @@ def register(streams: Streams) -> None:
             run.prev[npc_id] = orjson.loads(before)
             if apply_effects(state, by_npc[npc_id], tick):
                 run.digests[npc_id] = digest(npc_id, state)
-                table[npc_key(run.run_id, npc_id)] = (
-                    b'{"t":'
-                    + str(tick).encode()
-                    + b',"s":'
-                    + orjson.dumps(state)
-                    + b',"p":'
-                    + before
-                    + b"}"
+                put(
+                    run.shard,
+                    npc_key(run.run_id, npc_id),
+                    b'{"t":%d,"s":%b,"p":%b}' % (tick, orjson.dumps(state), before),
                 )
                 run.dirty.add(npc_id)
         done = ShardTickDone(
@@ -286,13 +307,24 @@ def register(streams: Streams) -> None:
             state_digest=combine_digests(run.digests.values()),
         )
         run.finished, run.last_done = tick, done
-        table[meta_key(run.run_id, run.shard)] = orjson.dumps(
-            {"finished": tick, "done": done.model_dump(mode="json")}
+        put(
+            run.shard,
+            meta_key(run.run_id, run.shard),
+            orjson.dumps({"finished": tick, "done": done.model_dump(mode="json")}),
         )
         every = streams.settings.snapshot_every_ticks
         if every and (tick + 1) % every == 0:
             await snapshot(run, tick)
+        t1 = time.perf_counter()
         await streams.flush()  # events and states are durable before the clock moves on
+        log.debug(
+            "shard %s tick %s: applied %s effects in %.3fs, flushed in %.3fs",
+            run.shard,
+            tick,
+            len(effects),
+            t1 - t0,
+            time.perf_counter() - t1,
+        )
         await streams.send(CLOCK_INBOX, run.run_id, done, 0)
 
     async def snapshot(run: ShardRun, tick: int) -> None:
@@ -310,7 +342,7 @@ def register(streams: Streams) -> None:
                 goals=state["goal"],
                 state_hash=f"{run.digests[npc_id]:016x}",
             )
-            await streams.send(NPC_SNAPSHOTS, npc_id, snap)
+            streams.send_batched(NPC_SNAPSHOTS, npc_id, snap)
         run.dirty.clear()
 
     @streams.app.agent(streams.topic(SHARD_INBOX), name="advance_world")
@@ -331,7 +363,7 @@ def register(streams: Streams) -> None:
                 if isinstance(msg, TickStarted):
                     await on_tick(msg)
                 else:
-                    await on_batch(msg)
+                    await on_batch(msg, event.value)
             except Exception as exc:  # noqa: BLE001 - a bad catalog/world must not kill the shard
                 log.exception("world shard failed on %s", type(msg).__name__)
                 await streams.dead_letter("world", event, f"{type(exc).__name__}: {exc}")

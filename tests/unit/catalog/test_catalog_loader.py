@@ -233,7 +233,9 @@ def test_errors_from_several_files_are_all_reported(world_factory: Any) -> None:
 
 
 def test_duplicate_items_are_refused_by_schema_and_model(world_factory: Any) -> None:
-    err = _refused(world_factory(relationships=lambda d: _set(d, [4, "tags"], ["friend", "friend"])))
+    err = _refused(
+        world_factory(relationships=lambda d: _set(d, [4, "tags"], ["friend", "friend"]))
+    )
     assert [(i.pointer, i.rule) for i in err.issues] == [("/4/tags", "uniqueItems")]
     with pytest.raises(ValueError, match="duplicate items"):
         Relationship(source="a", target="b", affinity=0, trust=0, familiarity=0, tags=["rival"] * 2)

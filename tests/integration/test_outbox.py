@@ -1,0 +1,75 @@
+"""The outbox puts messages where a plain ``send`` would, in order, and reports delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.outbox import Outbox
+
+pytestmark = [pytest.mark.integration]
+
+PARTITIONS = 3
+
+
+async def _topic(bootstrap: str) -> str:
+    name = f"outbox-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    return name
+
+
+async def _read_all(bootstrap: str, topic: str, n: int) -> list[tuple[int, bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=topic
+    )
+    await consumer.start()
+    got: list[tuple[int, bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(got) < n:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    got.extend((m.partition, m.key, m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def _check(bootstrap: str) -> None:
+    topic, plain_topic = await _topic(bootstrap), await _topic(bootstrap)
+    # small batches, so one flush spans many of them
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=4096, acks="all")
+    await producer.start()
+    try:
+        box = Outbox(producer, {topic: PARTITIONS})
+        keys = [f"run-{i % 7}".encode() for i in range(500)]
+        for i, key in enumerate(keys):
+            box.add_keyed(topic, key, b"v%d" % i)
+        big = b"x" * 20_000  # larger than a whole batch: goes alone
+        box.add(topic, 2, b"big", big)
+        await box.delivered()
+        assert box.count == 501
+        for key in set(keys):  # where aiokafka's own partitioner puts the same keys
+            await producer.send_and_wait(plain_topic, b"", key=key)
+    finally:
+        await producer.stop()
+    got = await _read_all(bootstrap, topic, 501)
+    plain = {k: p for p, k, _ in await _read_all(bootstrap, plain_topic, len(set(keys)))}
+    assert len(got) == 501
+    assert all(p == plain[k] for p, k, _ in got if k != b"big")
+    assert (2, b"big", big) in got
+    for key in set(keys):  # per key, the order they were added in
+        values = [int(v[1:]) for _, k, v in got if k == key]
+        assert values == sorted(values) and len(values) == keys.count(key)
+
+
+def test_outbox_partitions_orders_and_delivers(kafka_bootstrap: str) -> None:
+    asyncio.run(_check(kafka_bootstrap))
