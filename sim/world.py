@@ -8,6 +8,7 @@ other NPCs' whereabouts read this index, never another shard's live state.
 from __future__ import annotations
 
 import functools
+import gc
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,5 +135,13 @@ def _hourly_places(npc: Npc) -> list[str | None]:
 
 @functools.lru_cache(maxsize=8)
 def load_world(world: str) -> WorldIndex:
-    """Load, validate and index a world (cached per process)."""
-    return WorldIndex.build(load_catalog(resolve_world(world)))
+    """Load, validate and index a world (cached per process).
+
+    The index is millions of long-lived objects at 100k NPCs; they are moved out of
+    the cyclic garbage collector's view (``gc.freeze``), or every full collection walks
+    them all again (a 0.2 s pause in the middle of a tick at 10k NPCs).
+    """
+    index = WorldIndex.build(load_catalog(resolve_world(world)))
+    gc.collect()
+    gc.freeze()
+    return index

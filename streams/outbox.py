@@ -55,7 +55,12 @@ class Outbox:
         self.add(topic, (murmur2(key) & 0x7FFFFFFF) % n, key, value)
 
     async def send(self) -> None:
-        """Hand every batch to the producer (returns before the broker acknowledges)."""
+        """Hand every batch to the producer (returns before the broker acknowledges).
+
+        Enough for at-least-once in an agent that calls it before taking its next
+        messages: faust flushes the producer (and with it these batches) before it
+        commits offsets. Raises if an earlier batch failed to be delivered.
+        """
         batches = self._full + [(t, p, b) for (t, p), b in self._open.items()]
         self._full, self._open = [], {}
         for topic, partition, builder in batches:
@@ -63,6 +68,13 @@ class Outbox:
                 self._pending.append(
                     await self._producer.send_batch(builder, topic, partition=partition)
                 )
+        still = []
+        for fut in self._pending:
+            if not fut.done():
+                still.append(fut)
+            elif fut.exception() is not None:
+                raise fut.exception()  # type: ignore[misc]
+        self._pending = still
 
     async def delivered(self) -> None:
         """Send what is queued and wait for the broker to acknowledge all of it."""

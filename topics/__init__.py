@@ -100,7 +100,7 @@ SCORED_EVENTS = TopicSpec(
     "scored-events",
     EventHappened,
     "event_id",
-    "Events with their impact score (sink reads it).",
+    "Re-scored events: an event with its raised impact, each time a later event references it.",
     None,
     _FOREVER,
 )

@@ -22,7 +22,7 @@ from storage import rows_for
 from streams.admin import ensure_topics
 from streams.app import create_streams
 from streams.codec import encode
-from topics import LLM_CALLS, NPC_SNAPSHOTS, POSTS, SCORED_EVENTS, TICKS, TopicSpec
+from topics import EVENTS, LLM_CALLS, NPC_SNAPSHOTS, POSTS, TICKS, TopicSpec
 from topics.models import (
     EventHappened,
     ImpactScore,
@@ -43,8 +43,8 @@ def _messages() -> list[tuple[TopicSpec, str, BaseModel]]:
     for i in range(N):
         out.append(
             (
-                SCORED_EVENTS,
-                f"ev_{i:016x}",
+                EVENTS,
+                "idem",
                 EventHappened(
                     event_id=f"ev_{i:016x}",
                     run_id="idem",

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from sim.decide import score
 from storage import (
     ClickHouseWriter,
     applied_versions,
@@ -28,7 +29,14 @@ from storage import (
 from storage.clickhouse import chdb_path_of
 from storage.migrate import load_migrations
 from storage.writer import TABLES, dedup_token
-from topics.models import DeadLettered, LLMCalled, NpcSnapshotted, PostPublished, RunCommanded
+from topics.models import (
+    DeadLettered,
+    EventHappened,
+    LLMCalled,
+    NpcSnapshotted,
+    PostPublished,
+    RunCommanded,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +148,35 @@ def test_same_batch_twice_is_stored_once(ch_client: Client, ch_database) -> None
     assert int(ch_client.command(f"SELECT uniqExact(post_id) FROM {database}.posts")) == 51  # noqa: S608 - checked identifiers, values bound
     ch_client.command(f"OPTIMIZE TABLE {database}.posts FINAL")
     assert _count(ch_client, database, "posts") == 51
+
+
+def test_an_event_keeps_its_highest_score_whatever_the_insert_order(
+    ch_client: Client, ch_database
+) -> None:
+    # the sink stores base events (from `events`) and re-scores (from `scored-events`)
+    # independently: a re-score may land first, and must still win
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=1000)
+
+    def event(i: int, cascade: float) -> EventHappened:
+        return EventHappened(
+            event_id=f"ev_{i:016x}",
+            run_id="order",
+            tick=1,
+            sim_minute=15,
+            type="argued",
+            actor="npc_a",
+            summary="a row",
+            impact=score(0.5, 0.5, 0.2, cascade),
+        )
+
+    writer.write_messages([event(1, 0.75)])  # re-scored twice, stored first
+    writer.write_messages([event(1, 0.25), event(2, 0.25)])  # base rows, later
+    writer.write_messages([event(2, 0.5)])  # re-scored once, stored after its base
+    rows = ch_client.query(
+        f"SELECT event_id, impact_cascade FROM {database}.events FINAL ORDER BY event_id"  # noqa: S608 - checked identifiers
+    ).result_rows
+    assert rows == [(f"ev_{1:016x}", 0.75), (f"ev_{2:016x}", 0.5)]
 
 
 def test_failed_flush_keeps_rows_and_retry_is_idempotent(ch_client: Client, ch_database) -> None:
