@@ -38,10 +38,12 @@ from typing import Any
 
 import orjson
 from clickhouse_connect.driver.client import Client
+from pydantic import TypeAdapter
 
 from storage.clickhouse import check_identifier, run_in_thread
 from topics.models import (
     DeadLettered,
+    Effect,
     EventHappened,
     LLMCalled,
     NpcSnapshotted,
@@ -161,6 +163,9 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+_EFFECTS = TypeAdapter(list[Effect])  # one serializer call per event, not one per effect
+
+
 def _ms_to_datetime(ms: int | float) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -242,7 +247,7 @@ def row_for(message: Any) -> tuple[str, Row]:
             "summary": message.summary,
             "source": message.source,
             "refs": list(message.refs),
-            "effects": orjson.dumps([e.model_dump() for e in message.effects]).decode(),
+            "effects": _EFFECTS.dump_json(message.effects).decode(),
             "impact_novelty": impact.novelty if impact else None,
             "impact_conflict": impact.conflict if impact else None,
             "impact_status": impact.status if impact else None,
@@ -350,8 +355,11 @@ class ClickHouseWriter:
         Unknown tables or columns raise ``ValueError`` here, not at flush time.
         """
         self._check(table, row)
+        return self._buffer(table, dict(row))
+
+    def _buffer(self, table: str, row: Row) -> bool:
         buffer = self._buffers.setdefault(table, [])
-        buffer.append(dict(row))
+        buffer.append(row)
         if self._oldest is None:
             self._oldest = self._clock()
         return len(buffer) >= self.batch_size
@@ -362,12 +370,12 @@ class ClickHouseWriter:
         All of a message's rows are mapped and checked before any is buffered, so a
         message that cannot be stored raises and leaves nothing behind.
         """
-        pairs = rows_for(message)
+        pairs = rows_for(message)  # fresh dicts, owned by the writer from here on
         for table, row in pairs:
             self._check(table, row)
         full = False
         for table, row in pairs:
-            full = self.add(table, row) or full
+            full = self._buffer(table, row) or full
         return full
 
     @staticmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
@@ -97,7 +97,8 @@ async def store_records(
 
 async def consume(streams: Streams) -> None:
     """The sink loop: fetch what the stored topics have (up to ``sink_batch_size``, or
-    what arrived within ``sink_flush_s``), store it, then commit those offsets.
+    what arrived within ``sink_flush_s``), store it, then commit those offsets. The
+    next batch is fetched while one is being written.
 
     A plain aiokafka consumer rather than a faust agent: the sink is a connector with no
     state and no output, and faust's per-message path (a task pair, flow control and an
@@ -121,29 +122,47 @@ async def consume(streams: Streams) -> None:
     )
     await consumer.start()
     window_ms = int(settings.sink_flush_s * 1000)
+
+    async def write(records: list[ConsumerRecord]) -> None:
+        written = await store_records(streams, by_topic, records)
+        for table, n in written.items():
+            stored[table] = stored.get(table, 0) + n
+        log.debug("stored %s messages: %s", len(records), written)
+
+    # one batch is written (the insert runs in a thread) while the next is fetched; its
+    # offsets are committed once it is stored, before the next batch is written
+    writing: asyncio.Future[None] | None = None
+    offsets: dict[TopicPartition, int] = {}
     try:
         while True:
             records: list[ConsumerRecord] = []
             deadline = asyncio.get_running_loop().time() + settings.sink_flush_s
             # gather a batch: at most sink_batch_size, or what arrived within sink_flush_s
             while len(records) < settings.sink_batch_size:
+                if writing is not None and writing.done() and not records:
+                    break  # commit what was written without waiting for more
                 left_ms = int((deadline - asyncio.get_running_loop().time()) * 1000)
-                if left_ms <= 0 and records:
-                    break
+                busy = bool(records) or writing is not None
+                if left_ms <= 0 and busy:
+                    break  # store what we have / commit what was written
                 fetched = await consumer.getmany(
-                    timeout_ms=max(0, left_ms) if records else window_ms,
+                    timeout_ms=max(1, left_ms) if busy else window_ms,
                     max_records=settings.sink_batch_size - len(records),
                 )
                 for batch in fetched.values():
                     records.extend(batch)
                 if not fetched and records:
                     break
-            written = await store_records(streams, by_topic, records)
-            for table, n in written.items():
-                stored[table] = stored.get(table, 0) + n
-            log.debug("stored %s messages: %s", len(records), written)
-            await consumer.commit()  # positions after the records just stored
+            if writing is not None:
+                await writing
+                await consumer.commit(offsets)  # after the rows are stored
+                writing = None
+            if records:
+                offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+                writing = asyncio.ensure_future(write(records))
     finally:
+        if writing is not None:
+            writing.cancel()
         await consumer.stop()
 
 
