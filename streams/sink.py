@@ -118,7 +118,6 @@ async def consume(streams: Streams) -> None:
         auto_offset_reset="earliest",
         max_poll_records=settings.sink_batch_size,
         fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
     window_ms = int(settings.sink_flush_s * 1000)
