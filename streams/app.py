@@ -164,6 +164,7 @@ def create_streams(
         app_id or f"{settings.app_id}-{settings.topic_prefix.strip('.')}-{'-'.join(roles)}",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
+        datadir=str(settings.state_dir / "{conf.name}"),
         web_enabled=False,
         autodiscover=False,
         topic_replication_factor=1,

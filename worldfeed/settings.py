@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     app_id: str = Field("worldfeed", description="Faust app id; consumer groups derive from it.")
     store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://).")
+    state_dir: Path = Field(
+        ROOT / ".local" / "faust", description="Where faust keeps its per-app data directories."
+    )
     catalog_dir: Path = Field(ROOT / "catalog" / "worlds" / "town", description="World catalog.")
     clickhouse_dsn: str = Field(
         f"chdb://{ROOT / '.local' / 'chdb'}",
