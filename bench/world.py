@@ -111,7 +111,9 @@ async def send_start(settings: Settings, run_id: str, ticks: int) -> None:
         await producer.stop()
 
 
-async def read_ticks(settings: Settings, n: int, timeout_s: float) -> list[TickCompleted]:
+async def read_ticks(
+    settings: Settings, n: int, timeout_s: float, procs: list | None = None
+) -> list[TickCompleted]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -126,6 +128,9 @@ async def read_ticks(settings: Settings, n: int, timeout_s: float) -> list[TickC
         while len(ticks) < n:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {len(ticks)} of {n} ticks after {timeout_s}s")
+            dead = [p.args for p in procs or () if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"worker exited (see .local/bench/worker*.log): {dead}")
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 for m in msgs:
                     t = decode(TICKS, m.value)
@@ -190,7 +195,7 @@ async def world_throughput(
     try:
         t0 = time.perf_counter()
         await send_start(settings, "bench", ticks + 1)
-        done = await read_ticks(settings, ticks + 1, 600)
+        done = await read_ticks(settings, ticks + 1, 600, procs)
         total = time.perf_counter() - t0
         steady = done[1:]  # tick 0 also loads and seeds the world
         per_tick = mean(t.wall_ms for t in steady) / 1000
@@ -376,10 +381,14 @@ async def pipeline(bootstrap: str, n: int, ticks: int, partitions: int) -> dict[
         try:
             if stage == "e2e":
                 await send_start(settings, "warm", 1)  # the worker loads and indexes the world
-                await read_ticks(settings, 1, 600)
+                await read_ticks(settings, 1, 600, procs)
                 t0 = time.perf_counter()
                 await send_start(settings, "pipe", ticks)
-                done = [t for t in await read_ticks(settings, ticks + 1, 600) if t.run_id == "pipe"]
+                done = [
+                    t
+                    for t in await read_ticks(settings, ticks + 1, 600, procs)
+                    if t.run_id == "pipe"
+                ]
                 total = sum(t.events for t in done)
                 await wait_rows(client, db, "pipe", total)
                 result["e2e_per_s"] = total / (time.perf_counter() - t0)

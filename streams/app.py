@@ -156,6 +156,7 @@ def create_streams(
 ) -> Streams:
     """Build the faust app for the given roles and register their agents."""
     _shorten_fetch_wait()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     roles = tuple(roles)
     unknown = set(roles) - set(ROLES)
     if unknown:
