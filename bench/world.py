@@ -1,8 +1,9 @@
 """World benchmark on a real broker: NPC-updates/s, seconds per tick, peak memory, and
-end-to-end events/s (tick -> rows in ClickHouse) next to a raw aiokafka passthrough.
+events/s into ClickHouse rows next to a raw aiokafka passthrough (see :func:`pipeline`).
 
-    python -m bench.world                       # 1k, 10k, 100k NPCs, 8 daytime ticks each
-    python -m bench.world --sizes 1000 --ticks 4 --partitions 2 --workers 2
+    python -m bench.world                       # 1k, 10k, 100k NPCs, 8 daytime ticks each;
+                                                # pipeline: the events of 8 ticks of 100k NPCs
+    python -m bench.world --sizes 1000 --ticks 4 --partitions 2 --workers 2 --skip-pipeline
 
 Uses the broker at WORLDFEED_KAFKA_BOOTSTRAP if one answers, else starts one with
 deploy/local/kafka.sh on a free port. Each world is generated once (seeded) and cached
@@ -429,7 +430,7 @@ async def main() -> None:
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--pipeline-npcs", type=int, default=10000)
+    parser.add_argument("--pipeline-npcs", type=int, default=100_000)
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args()
     with broker() as bootstrap:
