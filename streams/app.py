@@ -90,10 +90,10 @@ class Streams:
         faust has no batch-produce API, so this reaches its aiokafka producer (started
         with the app): one connection, and :meth:`flush` covers both paths.
         """
-        if self._outbox is None:
-            producer = self.app.producer._producer  # noqa: SLF001 - see the docstring
-            if producer is None:
-                raise RuntimeError("the app's producer is not started yet")
+        producer = self.app.producer._producer  # noqa: SLF001 - see the docstring
+        if producer is None:
+            raise RuntimeError("the app's producer is not started yet")
+        if self._outbox is None or self._outbox.producer is not producer:  # (re)started app
             counts = {
                 self.settings.topic(spec.name): spec.partition_count(self.settings.world_partitions)
                 for spec in TOPICS

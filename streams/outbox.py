@@ -28,7 +28,7 @@ class Outbox:
     """
 
     def __init__(self, producer: Any, partitions: dict[str, int]) -> None:
-        self._producer = producer  # an aiokafka.AIOKafkaProducer
+        self.producer = producer  # an aiokafka.AIOKafkaProducer
         self._partitions = partitions  # topic -> partition count, for keyed messages
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
@@ -39,12 +39,12 @@ class Outbox:
         """Queue one message for a given partition."""
         builder = self._open.get((topic, partition))
         if builder is None:
-            builder = self._open[(topic, partition)] = self._producer.create_batch()
+            builder = self._open[(topic, partition)] = self.producer.create_batch()
         if builder.append(key=key, value=value, timestamp=None) is None:
             # full: queue it and start another (a record larger than a whole batch still
             # goes alone, as the first record of an empty batch is always accepted)
             self._full.append((topic, partition, builder))
-            builder = self._open[(topic, partition)] = self._producer.create_batch()
+            builder = self._open[(topic, partition)] = self.producer.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:
                 raise ValueError(f"message of {len(value)} bytes does not fit a batch")
         self.count += 1
@@ -66,7 +66,7 @@ class Outbox:
         for topic, partition, builder in batches:
             if builder.record_count():
                 self._pending.append(
-                    await self._producer.send_batch(builder, topic, partition=partition)
+                    await self.producer.send_batch(builder, topic, partition=partition)
                 )
         still = []
         for fut in self._pending:
