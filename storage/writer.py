@@ -28,8 +28,10 @@ table's columns and id columns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ class TableSpec:
 
     columns: tuple[str, ...]
     ids: tuple[str, ...]
+
+    @functools.cached_property
+    def column_set(self) -> frozenset[str]:
+        """The columns, for checking a row's keys."""
+        return frozenset(self.columns)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -383,7 +390,7 @@ class ClickHouseWriter:
         spec = TABLES.get(table)
         if spec is None:
             raise ValueError(f"unknown table {table!r}")
-        extra = set(row) - set(spec.columns)
+        extra = row.keys() - spec.column_set
         if extra:
             raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
 
@@ -406,7 +413,11 @@ class ClickHouseWriter:
         if not rows:
             return 0
         columns = TABLES[table].columns
-        data = [[row.get(col) for col in columns] for row in rows]
+        get = operator.itemgetter(*columns)
+        try:  # rows from rows_for carry every column
+            data = [get(row) for row in rows]
+        except KeyError:
+            data = [[row.get(col) for col in columns] for row in rows]
         self.client.insert(
             f"{self.database}.{table}",
             data,
