@@ -215,6 +215,11 @@ def up(
     sup = Supervisor()
     env = dict(os.environ)
     exe = str(Path(sys.executable).parent / "worldfeed")
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, a service manager): stop everything, as Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         start_services(settings, sup)
         asyncio.run(ensure_topics(settings))
