@@ -540,6 +540,9 @@ def register(streams: Streams) -> None:
                 await streams.dead_letter("render", event, f"fell back to template: {out.failure}")
             verdict = moderator.review(" ".join(out.fields.values()))
             stats.add(f"moderation_{verdict[0]}")
+            # the cache entry and quota of this post are in the changelogs before the post is
+            # out: a worker killed right after publishing must not forget what it cached
+            await streams.flush()
             await streams.send(POSTS, derive_id("post", req.request_id), to_post(req, out, verdict))
             if stats.counts["posts"] % 50 == 0:
                 log.info("render stats: %s", stats.summary())
