@@ -255,8 +255,8 @@ def register(streams: Streams) -> None:
     async def on_batch(batch: EffectsBatched, raw: bytes) -> None:
         run = runs.get((batch.run_id, batch.shard))
         if run is None:
-            raw = table.get(meta_key(batch.run_id, batch.shard))
-            if raw is not None and orjson.loads(raw)["finished"] >= batch.tick:
+            meta = load(table.get(meta_key(batch.run_id, batch.shard)))
+            if meta is not None and meta["finished"] >= batch.tick:
                 return  # a re-sent batch for a tick this shard already finished
             keep(batch, raw)  # the tick that uses it has not arrived here yet (or we restarted)
             return
