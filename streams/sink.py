@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -47,6 +48,14 @@ STORED: tuple[TopicSpec, ...] = (
     DLQ,
 )
 MAX_BACKOFF_S = 30.0
+
+
+def backoff(first_s: float = 0.5) -> Iterator[float]:
+    """Retry delays, doubling up to ``MAX_BACKOFF_S``, without end."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(MAX_BACKOFF_S, delay * 2)
 
 
 def writer_for(streams: Streams) -> ClickHouseWriter:
@@ -85,14 +94,13 @@ async def store_records(
             writer.add_message(msg)
         except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
-    delay = 0.5
-    while True:
+    for delay in backoff():
         try:
             return await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
             log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
-            delay = min(MAX_BACKOFF_S, delay * 2)
+    raise AssertionError("unreachable: backoff() never ends")
 
 
 async def consume(streams: Streams) -> None:
@@ -174,8 +182,7 @@ def register(streams: Streams) -> None:
 
         Starting over re-reads from the last commit: rows already stored are stored once.
         """
-        delay = 0.5
-        while True:
+        for delay in backoff():
             try:
                 await consume(streams)
             except asyncio.CancelledError:
@@ -183,4 +190,3 @@ def register(streams: Streams) -> None:
             except Exception:  # noqa: BLE001 - the sink must outlive a broker hiccup
                 log.exception("sink consumer failed; restarting in %.1fs", delay)
                 await asyncio.sleep(delay)
-                delay = min(MAX_BACKOFF_S, delay * 2)
