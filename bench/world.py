@@ -26,6 +26,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -244,11 +245,12 @@ async def passthrough(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=max_batch_size
     )
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"raw-{topic}"
-    )
+    # assigned, not subscribed: a group join (seconds) must not fall inside the timing, as
+    # the pipeline's sink is assigned and warm before its clock starts
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await producer.start()
     await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     try:
         t = time.perf_counter()
 
@@ -336,7 +338,28 @@ async def produce_events(
     await box.delivered()
 
 
-async def pipeline(bootstrap: str, n: int, ticks: int, partitions: int) -> dict[str, float]:
+def reference_events(world: Path, ticks: int, partitions: int) -> dict[str, list[bytes]]:
+    """The events the streamed runs ``warm`` (1 tick) and ``pipe`` (``ticks``) produce, computed
+    in-process (the determinism tests hold the streamed runs to this reference)."""
+    cache = world / f"events-{ticks}t-{partitions}p.json"  # written once, like the world
+    if cache.exists():
+        cached = orjson.loads(cache.read_bytes())
+        return {run: [v.encode() for v in vs] for run, vs in cached.items()}
+    index = WorldIndex.build(load_world(str(world)).catalog)
+    events: dict[str, list[bytes]] = {}
+    for run_id, n_ticks in (("warm", 1), ("pipe", ticks)):
+        ref = LocalRun(index, run_id, 1, n_shards=partitions, start_minute=START_MINUTE)
+        events[run_id] = [encode(e) for _ in range(n_ticks) for e in ref.step()]
+    cache.write_bytes(orjson.dumps({run: [v.decode() for v in vs] for run, vs in events.items()}))
+    return events
+
+
+STAGES = ("e2e", "path", "path_send", "impact")
+
+
+async def pipeline(
+    bootstrap: str, n: int, ticks: int, partitions: int, stages: tuple[str, ...] = STAGES
+) -> dict[str, float]:
     """Events/s into ClickHouse, next to a raw aiokafka passthrough of the same messages.
 
     * end to end: from the start command to the run's last row, with clock, world and
@@ -360,13 +383,12 @@ async def pipeline(bootstrap: str, n: int, ticks: int, partitions: int) -> dict[
     logdir = ROOT / ".local" / "bench"
     client = connect(f"chdb://{chdb}")
     result: dict[str, float] = {}
-    stages = (
-        ("e2e", "clock,world,impact"),
-        ("path", ""),
-        ("path_send", ""),
-        ("impact", "impact"),
-    )
-    for stage, roles in stages:
+    roles_of = {"e2e": "clock,world,impact", "path": "", "path_send": "", "impact": "impact"}
+    if "e2e" not in stages:
+        events = reference_events(world, ticks, partitions)
+        result["events"] = len(events["pipe"])
+    for stage in stages:
+        roles = roles_of[stage]
         settings = settings_for(
             bootstrap,
             world,
@@ -432,6 +454,11 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pipeline-npcs", type=int, default=100_000)
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="pipeline stages to run (without e2e, the events come from the in-process run)",
+    )
     args = parser.parse_args()
     with broker() as bootstrap:
         out(
@@ -443,7 +470,7 @@ async def main() -> None:
             f"{'first tick s':>12} {'peak MiB':>9} {'in-process s/tick':>18} {'Kafka/in-proc':>13}"
         )
         rows = []
-        for n in [int(x) for x in args.sizes.split(",")]:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
             r = await world_throughput(bootstrap, n, args.ticks, args.partitions, args.workers)
             rows.append(r)
             out(
@@ -459,7 +486,11 @@ async def main() -> None:
                 f"{b['s_per_tick'] / a['s_per_tick']:.1f}x time per tick"
             )
         if not args.skip_pipeline:
-            p = await pipeline(bootstrap, args.pipeline_npcs, args.ticks, args.partitions)
+            stages = tuple(args.stages.split(","))
+            unknown = set(stages) - set(STAGES)
+            if unknown:
+                parser.error(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+            p = await pipeline(bootstrap, args.pipeline_npcs, args.ticks, args.partitions, stages)
             raw, raw_b = p["raw_per_s"], p["raw_batched_per_s"]
             rows = [
                 ("end to end: start command -> rows (world-bound)", "e2e_per_s", raw),
@@ -473,6 +504,8 @@ async def main() -> None:
                 f"16 KiB batches, {raw_b:,.0f}/s with the pipeline's 512 KiB batches"
             )
             for label, key, base in rows:
+                if key not in p:
+                    continue
                 out(
                     f"  {label:<52} {p[key]:>8,.0f} events/s  ratio {p[key] / base:.2f} "
                     f"(against raw, {'512 KiB' if base is raw_b else 'default'} batches)"

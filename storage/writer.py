@@ -23,6 +23,15 @@ Row mapping from topic messages is :func:`rows_for` (a message may make several 
 an NPC snapshot is one ``npc_snapshots`` row plus one ``relationship_snapshots`` row per
 relationship) and :func:`row_for` for single-row messages; :data:`TABLES` lists every
 table's columns and id columns.
+
+Events are the exception, and the bulk of the rows: the engine maps them itself. The
+writer buffers each event's JSON as it was consumed (:meth:`ClickHouseWriter.add_json`)
+and inserts the lines as ``JSONEachRow`` into a landing table whose materialized view
+writes ``events`` (:data:`JSON_TABLES`, migration 0006). Parsing the JSON is C++ work in
+the engine, beside the Python caller (chDB releases the GIL), where mapping and encoding
+rows in Python cost ~10 us per event. The caller must have validated each line against
+the topic's model in strict mode, so its types are the columns' (see
+:func:`streams.codec.decode_line`).
 """
 
 from __future__ import annotations
@@ -40,12 +49,11 @@ from typing import Any
 
 import orjson
 from clickhouse_connect.driver.client import Client
-from pydantic import TypeAdapter
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from storage.clickhouse import check_identifier, run_in_thread
 from topics.models import (
     DeadLettered,
-    Effect,
     EventHappened,
     LLMCalled,
     NpcSnapshotted,
@@ -58,6 +66,7 @@ from worldfeed.ids import derive_id
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+_Taken = tuple[dict[str, list[Row]], dict[str, list[bytes]]]  # detached (rows, JSON lines)
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,14 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
-_EFFECTS = TypeAdapter(list[Effect])  # one serializer call per event, not one per effect
+# tables the engine fills from the topic message's JSON: table -> landing table (a Null
+# table whose materialized view maps the JSON's fields to the table's columns)
+JSON_TABLES: dict[str, str] = {"events": "events_in"}
+JSON_INSERT_SETTINGS: dict[str, int] = {
+    "input_format_skip_unknown_fields": 1,  # fields the table does not keep (kind, world…)
+    "input_format_json_read_arrays_as_strings": 1,  # effects: the JSON array as text
+    "deduplicate_blocks_in_dependent_materialized_views": 1,  # the dedup token reaches events
+}
 
 
 def _ms_to_datetime(ms: int | float) -> datetime:
@@ -183,7 +199,8 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     :class:`NpcSnapshotted` → one ``npc_snapshots`` row (``state`` = JSON of place,
     reputation, relationships, memories and goals) plus one ``relationship_snapshots``
     row per relationship (tags are static and live in the catalog, so they stay empty).
-    Everything else is one row, as :func:`row_for` maps it.
+    Everything else is one row, as :func:`row_for` maps it (events excepted: the
+    engine maps their JSON, see :data:`JSON_TABLES`).
     """
     if isinstance(message, NpcSnapshotted):
         state = message.model_dump(
@@ -231,36 +248,20 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
 def row_for(message: Any) -> tuple[str, Row]:
     """Map a topic message to ``(table, row)``.
 
-    Handles :class:`EventHappened` → ``events``, :class:`PostPublished` → ``posts``,
+    Handles :class:`PostPublished` → ``posts``,
     :class:`TickCompleted` → ``ticks``, :class:`LLMCalled` → ``llm_calls``,
     :class:`DeadLettered` → ``dead_letters`` and
     :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
     the wall clock at mapping time; a redelivered start keeps one row either way).
     Anything else raises ``TypeError`` (other run commands raise ``ValueError``;
-    :class:`NpcSnapshotted` makes several rows: use :func:`rows_for`).
+    :class:`NpcSnapshotted` makes several rows: use :func:`rows_for`;
+    :class:`EventHappened` is mapped by the engine, see :data:`JSON_TABLES`).
     """
     if isinstance(message, EventHappened):
-        impact = message.impact
-        return "events", {
-            "event_id": message.event_id,
-            "run_id": message.run_id,
-            "tick": message.tick,
-            "sim_minute": message.sim_minute,
-            "type": message.type,
-            "actor": message.actor,
-            "target": message.target,
-            "place": message.place,
-            "witnesses": list(message.witnesses),
-            "summary": message.summary,
-            "source": message.source,
-            "refs": list(message.refs),
-            "effects": _EFFECTS.dump_json(message.effects).decode(),
-            "impact_novelty": impact.novelty if impact else None,
-            "impact_conflict": impact.conflict if impact else None,
-            "impact_status": impact.status if impact else None,
-            "impact_cascade": impact.cascade if impact else None,
-            "impact_total": impact.total if impact else None,
-        }
+        raise TypeError(
+            "events are mapped by the engine from their JSON: use ClickHouseWriter.add_json "
+            "or add_message"
+        )
     if isinstance(message, PostPublished):
         return "posts", message.model_dump(exclude={"kind"})
     if isinstance(message, TickCompleted):
@@ -313,12 +314,25 @@ def dedup_token(table: str, rows: Sequence[Mapping[str, Any]]) -> str:
     return h.hexdigest()
 
 
+def json_dedup_token(table: str, lines: Sequence[bytes]) -> str:
+    """Insert deduplication token of a batch of JSON lines: sha256 of the table and the lines.
+
+    The content, not only the ids: an event and its re-score share an id.
+    """
+    h = hashlib.sha256(table.encode())
+    for line in lines:
+        h.update(b"\x1e")
+        h.update(line)
+    return h.hexdigest()
+
+
 class ClickHouseWriter:
     """Batches rows per table into few, large, idempotent inserts.
 
-    ``add(table, row)`` / ``add_message(msg)`` buffer; ``flush()`` (async, runs the
-    blocking inserts in a thread) or ``flush_sync()`` writes every buffer, one insert
-    per table per ``batch_size`` rows; ``write(table, rows)`` is one synchronous insert.
+    ``add(table, row)`` / ``add_json(table, line)`` / ``add_message(msg)`` buffer;
+    ``flush()`` (async, runs the blocking inserts in a thread) or ``flush_sync()`` writes
+    every buffer, one insert per table per ``batch_size`` rows; ``write(table, rows)`` and
+    ``write_json(table, lines)`` are one synchronous insert.
     ``due()`` is true when a buffer is full or the oldest buffered row is ``flush_s`` old.
 
     Not thread-safe: use it from one task (the sink agent) or one thread. Concurrent
@@ -342,6 +356,7 @@ class ClickHouseWriter:
         self.flush_s = flush_s
         self._clock = clock
         self._buffers: dict[str, list[Row]] = {}
+        self._lines: dict[str, list[bytes]] = {}  # JSON_TABLES: each message's JSON
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
         self.rows_written = 0
@@ -371,12 +386,32 @@ class ClickHouseWriter:
             self._oldest = self._clock()
         return len(buffer) >= self.batch_size
 
+    def add_json(self, table: str, line: bytes) -> bool:
+        """Buffer one message's JSON for a table of :data:`JSON_TABLES`; True when full.
+
+        ``line`` is one JSON object that was validated against the topic's model in strict
+        mode (the engine parses it into typed columns: a string where a number belongs
+        would fail the whole insert).
+        """
+        if table not in JSON_TABLES:
+            raise ValueError(
+                f"{table!r} is not filled from JSON (JSON_TABLES: {list(JSON_TABLES)})"
+            )
+        lines = self._lines.setdefault(table, [])
+        lines.append(line)
+        if self._oldest is None:
+            self._oldest = self._clock()
+        return len(lines) >= self.batch_size
+
     def add_message(self, message: Any) -> bool:
         """Buffer a topic message's rows (:func:`rows_for`); True when a buffer is full.
 
         All of a message's rows are mapped and checked before any is buffered, so a
-        message that cannot be stored raises and leaves nothing behind.
+        message that cannot be stored raises and leaves nothing behind. An event is
+        buffered as its JSON (:meth:`add_json`).
         """
+        if isinstance(message, EventHappened):
+            return self.add_json("events", message.model_dump_json().encode())
         pairs = rows_for(message)  # fresh dicts, owned by the writer from here on
         for table, row in pairs:
             self._check(table, row)
@@ -396,13 +431,15 @@ class ClickHouseWriter:
 
     def pending(self) -> int:
         """Rows buffered, all tables together."""
-        return sum(len(b) for b in self._buffers.values())
+        return sum(len(b) for b in self._buffers.values()) + sum(
+            len(b) for b in self._lines.values()
+        )
 
     def due(self) -> bool:
         """True when a buffer is full or the oldest buffered row waited ``flush_s``."""
         if self._oldest is None:
             return False
-        if any(len(b) >= self.batch_size for b in self._buffers.values()):
+        if any(len(b) >= self.batch_size for b in (*self._buffers.values(), *self._lines.values())):
             return True
         return self._clock() - self._oldest >= self.flush_s
 
@@ -428,28 +465,69 @@ class ClickHouseWriter:
         self.rows_written += len(rows)
         return len(rows)
 
-    def _take(self) -> dict[str, list[Row]]:
+    def write_json(self, table: str, lines: Sequence[bytes]) -> int:
+        """Insert JSON ``lines`` into ``table`` (of :data:`JSON_TABLES`) now: one insert, through
+        its landing table, with a dedup token; returns the count.
+
+        The engine's JSON parser refuses what JSON parsers accept: a repeated key (the
+        validator keeps the last one). When the engine refuses a batch, it is inserted
+        once more re-encoded (parsed and dumped, so each key appears once), with the same
+        token: the same batch.
+        """
+        if not lines:
+            return 0
+        token = json_dedup_token(table, lines)
+        try:
+            self._insert_json(table, lines, token)
+        except DatabaseError as exc:
+            canonical = [orjson.dumps(orjson.loads(line)) for line in lines]
+            if canonical == list(lines):
+                raise
+            logger.warning(
+                "%s: the engine refused the JSON (%s); inserting it re-encoded", table, exc
+            )
+            self._insert_json(table, canonical, token)
+        self.inserts += 1
+        self.rows_written += len(lines)
+        return len(lines)
+
+    def _insert_json(self, table: str, lines: Sequence[bytes], token: str) -> None:
+        self.client.raw_insert(
+            f"{self.database}.{JSON_TABLES[table]}",
+            None,
+            b"\n".join(lines),
+            fmt="JSONEachRow",
+            settings={**JSON_INSERT_SETTINGS, "insert_deduplication_token": token},
+        )
+
+    def _take(self) -> _Taken:
         """Detach the buffers so ``add`` may go on while they are written."""
-        taken, self._buffers, self._oldest = self._buffers, {}, None
+        taken = (self._buffers, self._lines)
+        self._buffers, self._lines, self._oldest = {}, {}, None
         return taken
 
-    def _restore(self, unwritten: dict[str, list[Row]]) -> None:
+    def _restore(self, unwritten: _Taken) -> None:
         """Put rows whose insert failed back in front of anything added meanwhile."""
-        for table, rows in unwritten.items():
+        rows_left, lines_left = unwritten
+        for table, rows in rows_left.items():
             if rows:
                 self._buffers[table] = rows + self._buffers.get(table, [])
+        for table, lines in lines_left.items():
+            if lines:
+                self._lines[table] = lines + self._lines.get(table, [])
         if self.pending() and self._oldest is None:
             self._oldest = self._clock()
 
-    def _write_all(self, taken: dict[str, list[Row]]) -> dict[str, int]:
+    def _write_all(self, taken: _Taken) -> dict[str, int]:
         """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``."""
         written: dict[str, int] = {}
-        for table, rows in taken.items():
-            while rows:
-                batch = rows[: self.batch_size]
-                self.write(table, batch)
-                del rows[: len(batch)]
-                written[table] = written.get(table, 0) + len(batch)
+        for buffers, write in ((taken[0], self.write), (taken[1], self.write_json)):
+            for table, rows in buffers.items():
+                while rows:
+                    batch = rows[: self.batch_size]
+                    write(table, batch)
+                    del rows[: len(batch)]
+                    written[table] = written.get(table, 0) + len(batch)
         if written:
             logger.debug("flushed %s", written)
         return written

@@ -42,6 +42,26 @@ def decode(spec: TopicSpec, raw: bytes | str | None) -> Any:
         raise DecodeError(f"{spec.name}: not JSON: {exc}") from None
 
 
+def decode_line(spec: TopicSpec, raw: bytes | str | None) -> tuple[Any, bytes]:
+    """Validate like :func:`decode`, and return the message with JSON the engine can store as is.
+
+    The message is validated in strict mode first: then the JSON's types are the model's
+    (no ``"30"`` or ``30.0`` for an int), and ``raw`` itself is returned, so the sink
+    hands the engine the bytes it consumed without encoding them again. A message that
+    only the lax mode accepts is returned re-encoded from its model. Raises
+    :class:`DecodeError` as :func:`decode` does.
+    """
+    if raw is not None:
+        try:
+            msg = spec.adapter().validate_json(raw, strict=True)
+        except (ValueError, TypeError):
+            pass  # lax below: it accepts more, or says what is wrong
+        else:
+            return msg, raw.encode() if isinstance(raw, str) else raw
+    msg = decode(spec, raw)
+    return msg, encode(msg)
+
+
 def printable(raw: bytes | str | None) -> str:
     """The raw value as text for a dead letter, truncated."""
     if raw is None:

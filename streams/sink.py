@@ -21,7 +21,7 @@ from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
 from storage.writer import ClickHouseWriter
 from streams.app import Streams
-from streams.codec import DecodeError, decode
+from streams.codec import DecodeError, decode, decode_line
 from topics import (
     DLQ,
     EVENTS,
@@ -47,6 +47,8 @@ STORED: tuple[TopicSpec, ...] = (
     LLM_CALLS,
     DLQ,
 )
+# topics whose messages are stored as the JSON consumed (validated strictly): name -> table
+JSON_TOPICS: dict[str, str] = {EVENTS.name: "events", SCORED_EVENTS.name: "events"}
 MAX_BACKOFF_S = 30.0
 
 
@@ -80,6 +82,14 @@ async def store_records(
     writer = writer_for(streams)
     for record in records:
         spec = by_topic[record.topic]
+        if spec.name in JSON_TOPICS:  # events: the engine maps the JSON (storage/writer.py)
+            try:
+                _, line = decode_line(spec, record.value)
+            except DecodeError as exc:
+                await streams.dead_letter_record("sink", record, str(exc))
+                continue
+            writer.add_json(JSON_TOPICS[spec.name], line)
+            continue
         try:
             msg = decode(spec, record.value)
         except DecodeError as exc:

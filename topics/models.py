@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+UINT32_MAX = 2**32 - 1  # stored columns that are UInt32 (the engine would wrap a larger value)
+
 
 class Message(BaseModel):
     """Base of every topic message: strict about unknown fields, so garbage is caught."""
@@ -144,8 +146,8 @@ class EventHappened(Message):
     event_id: str = Field(description="hash(run_id, tick, type, actor, target, place).")
     run_id: str
     world: str = Field("town", description="Catalog world of the run (name or path).")
-    tick: int = Field(ge=0)
-    sim_minute: int = Field(ge=0)
+    tick: int = Field(ge=0, le=UINT32_MAX)
+    sim_minute: int = Field(ge=0, le=UINT32_MAX)
     type: str = Field(description="Event type id from the catalog.")
     actor: str
     target: str | None = None

@@ -186,7 +186,7 @@ async def test_reconsuming_every_topic_from_offset_0_stores_nothing_twice(
                 await producer.send_and_wait(
                     settings.topic(spec.name), encode(msg), key=key.encode()
                 )
-                rows += len(rows_for(msg))
+                rows += 1 if isinstance(msg, EventHappened) else len(rows_for(msg))
     finally:
         await producer.stop()
     assert rows > sum(EXPECTED.values())

@@ -28,9 +28,10 @@ from storage import (
 )
 from storage.clickhouse import chdb_path_of
 from storage.migrate import load_migrations
-from storage.writer import TABLES, dedup_token
+from storage.writer import JSON_TABLES, TABLES, dedup_token
 from topics.models import (
     DeadLettered,
+    Effect,
     EventHappened,
     LLMCalled,
     NpcSnapshotted,
@@ -91,13 +92,19 @@ def test_migrations_apply_in_order_and_are_idempotent(ch_client: Client) -> None
                 parameters={"db": database},
             ).result_rows
         }
-        assert tables == set(TABLES) | {"schema_migrations"}
-        engines = ch_client.query(
-            "SELECT DISTINCT engine FROM system.tables WHERE database = {db:String} "
-            "AND name != 'schema_migrations'",
-            parameters={"db": database},
-        ).result_rows
-        assert engines == [("ReplacingMergeTree",)]
+        landing = set(JSON_TABLES.values())
+        views = {f"{name}_mv" for name in landing}
+        assert tables == set(TABLES) | {"schema_migrations"} | landing | views
+        engines = dict(
+            ch_client.query(
+                "SELECT name, engine FROM system.tables WHERE database = {db:String} "
+                "AND name != 'schema_migrations'",
+                parameters={"db": database},
+            ).result_rows
+        )
+        assert {engines[t] for t in TABLES} == {"ReplacingMergeTree"}
+        assert {engines[t] for t in landing} == {"Null"}  # stores nothing: its view does
+        assert {engines[t] for t in views} == {"MaterializedView"}
     finally:
         ch_client.command(f"DROP DATABASE IF EXISTS {database}")
 
@@ -177,6 +184,87 @@ def test_an_event_keeps_its_highest_score_whatever_the_insert_order(
         f"SELECT event_id, impact_cascade FROM {database}.events FINAL ORDER BY event_id"  # noqa: S608 - checked identifiers
     ).result_rows
     assert rows == [(f"ev_{1:016x}", 0.75), (f"ev_{2:016x}", 0.5)]
+
+
+def test_events_are_mapped_from_their_json_by_the_engine(ch_client: Client, ch_database) -> None:
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database, batch_size=1000)
+    full = EventHappened(
+        event_id="ev_full",
+        run_id="json",
+        tick=2,
+        sim_minute=30,
+        type="argued",
+        actor="npc_a",
+        target="npc_b",
+        place="inn",
+        witnesses=["npc_c"],
+        summary='Ann argued with "Bo" \u2014 loudly',
+        source="director",
+        refs=["ev_0"],
+        effects=[
+            Effect(event_id="ev_full", npc_id="npc_b", field="trust", other="npc_a", delta=-2)
+        ],
+        impact=score(0.5, 0.5, 0.2, 0.3),
+    )
+    # the fewest fields a producer may send: the table's defaults are the model's
+    bare = (
+        b'{"event_id":"ev_bare","run_id":"json","tick":2,"sim_minute":30,"type":"t",'
+        b'"actor":"a","summary":"s"}'
+    )
+    writer.add_message(full)
+    writer.add_json("events", bare)
+    assert writer.flush_sync() == {"events": 2}
+    cols = ", ".join(TABLES["events"].columns)
+    rows = {
+        r[0]: dict(zip(TABLES["events"].columns, r, strict=True))
+        for r in ch_client.query(f"SELECT {cols} FROM {database}.events FINAL").result_rows  # noqa: S608 - checked identifiers
+    }
+    got = rows["ev_full"]
+    assert (got["target"], got["place"], got["witnesses"], got["refs"]) == (
+        "npc_b",
+        "inn",
+        ["npc_c"],
+        ["ev_0"],
+    )
+    assert got["summary"] == full.summary and got["source"] == "director"
+    assert [Effect(**e) for e in orjson.loads(got["effects"])] == full.effects
+    impact = full.impact
+    assert impact is not None
+    assert (got["impact_cascade"], got["impact_total"]) == (impact.cascade, impact.total)
+    bare_row = rows["ev_bare"]
+    assert (bare_row["source"], bare_row["effects"], bare_row["target"]) == ("npc", "[]", None)
+    assert bare_row["witnesses"] == [] and bare_row["impact_total"] is None
+    # the same batch again (a retried flush): the token reaches events through the view
+    writer.add_message(full)
+    writer.add_json("events", bare)
+    writer.flush_sync()
+    assert _count(ch_client, database, "events") == 2
+
+
+def test_json_the_engine_refuses_is_stored_re_encoded(ch_client: Client, ch_database) -> None:
+    # a repeated key is valid JSON (the validator keeps the last one); the engine refuses it
+    database = ch_database()
+    writer = ClickHouseWriter(ch_client, database)
+    line = (
+        b'{"event_id":"ev_dup","run_id":"dup","tick":1,"sim_minute":1,"type":"t",'
+        b'"actor":"a","summary":"s","tick":7}'
+    )
+    assert writer.write_json("events", [line]) == 1
+    rows = ch_client.query(f"SELECT event_id, tick FROM {database}.events").result_rows  # noqa: S608 - checked identifiers
+    assert rows == [("ev_dup", 7)]
+
+
+def test_only_json_tables_take_json(ch_client: Client, ch_database) -> None:
+    writer = ClickHouseWriter(ch_client, ch_database())
+    with pytest.raises(ValueError, match="not filled from JSON"):
+        writer.add_json("posts", b"{}")
+    with pytest.raises(TypeError, match="mapped by the engine"):
+        row_for(
+            EventHappened(
+                event_id="e", run_id="r", tick=0, sim_minute=0, type="t", actor="a", summary="s"
+            )
+        )
 
 
 def test_failed_flush_keeps_rows_and_retry_is_idempotent(ch_client: Client, ch_database) -> None:

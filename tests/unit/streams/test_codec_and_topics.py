@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from streams.codec import DecodeError, decode, encode
-from topics import CLOCK_INBOX, POSTS, SHARD_INBOX, TOPICS
-from topics.models import RunCommanded, TickStarted
+from streams.codec import DecodeError, decode, decode_line, encode
+from topics import CLOCK_INBOX, EVENTS, POSTS, SHARD_INBOX, TOPICS
+from topics.models import UINT32_MAX, RunCommanded, TickStarted
 from worldfeed.cli import SCHEMAS_DIR, export_topic_schemas
 
 
@@ -53,6 +53,48 @@ def test_unknown_fields_are_rejected() -> None:
     decode(POSTS, json.dumps(post))
     with pytest.raises(DecodeError, match="/surprise: Extra inputs are not permitted"):
         decode(POSTS, json.dumps({**post, "surprise": 1}))
+
+
+EVENT = {
+    "event_id": "ev_1",
+    "run_id": "r",
+    "tick": 3,
+    "sim_minute": 45,
+    "type": "argued",
+    "actor": "npc_a",
+    "summary": "a row",
+}
+
+
+def test_decode_line_passes_strictly_valid_json_through_unchanged() -> None:
+    raw = json.dumps(EVENT, indent=2).encode()  # not how we encode it: still passed as is
+    msg, line = decode_line(EVENTS, raw)
+    assert line is raw
+    assert msg.tick == 3 and msg.source == "npc"
+
+
+@pytest.mark.parametrize("lax", [{"tick": "3"}, {"tick": 3.0}, {"sim_minute": "45"}])
+def test_decode_line_re_encodes_what_only_lax_mode_accepts(lax: dict) -> None:
+    # the engine parses the line into typed columns: it gets JSON with the model's types
+    msg, line = decode_line(EVENTS, json.dumps({**EVENT, **lax}))
+    assert line == encode(msg)
+    assert json.loads(line)["tick"] == 3 and json.loads(line)["sim_minute"] == 45
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (json.dumps({**EVENT, "tick": UINT32_MAX + 1}), "/tick: Input should be less than"),
+        (json.dumps({**EVENT, "tick": "soon"}), "/tick:"),
+        (json.dumps({**EVENT, "extra": 1}), "/extra: Extra inputs"),
+        (b'{"event_id": "e"', "not JSON"),
+        (None, "empty"),
+    ],
+)
+def test_decode_line_refuses_like_decode(raw: bytes | str | None, needle: str) -> None:
+    with pytest.raises(DecodeError) as err:
+        decode_line(EVENTS, raw)
+    assert needle in str(err.value)
 
 
 def test_topic_schemas_have_not_drifted(tmp_path) -> None:
