@@ -142,10 +142,12 @@ async def read_ticks(
         await consumer.stop()
 
 
-def start_workers(settings: Settings, workers: int, roles: str, logdir: Path) -> list:
+def start_workers(
+    settings: Settings, workers: int, roles: str, logdir: Path, name: str = "worker"
+) -> list:
     procs = []
     for i in range(workers):
-        log = (logdir / f"worker{i}.log").open("wb")
+        log = (logdir / f"{name}{i}.log").open("wb")
         procs.append(
             subprocess.Popen(  # noqa: S603 - our own executable
                 [EXE, "worker", "--roles", roles],
@@ -298,6 +300,7 @@ async def read_events(settings: Settings, partitions: int) -> dict[str, list[byt
 
 
 def rows_stored(client: Any, db: str, run_id: str) -> int:
+    """Distinct events of a run stored in ``db`` (0 when the table is not there)."""
     with contextlib.suppress(Exception):
         return int(
             client.query(
@@ -308,13 +311,49 @@ def rows_stored(client: Any, db: str, run_id: str) -> int:
     return 0
 
 
-async def wait_rows(client: Any, db: str, run_id: str, n: int, timeout_s: float = 600) -> None:
-    """Poll until n rows of the run are stored (in a thread: the sink shares this loop)."""
-    deadline = time.monotonic() + timeout_s
-    while await asyncio.to_thread(rows_stored, client, db, run_id) < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {n} rows of {run_id} after {timeout_s}s")
-        await asyncio.sleep(0.1)
+class SinkWatch:
+    """Sees, from outside the sink worker, when every event produced so far is a row.
+
+    The sink commits a batch's offsets only after its rows are stored (chDB is in the
+    sink's process). The clients are started before a stage's clock starts, so a wait
+    costs one end-offsets and one committed-offsets request per 20 ms poll.
+    """
+
+    def __init__(self, settings: Settings, partitions: int, procs: list) -> None:
+        from streams.app import app_id_for
+        from streams.sink import group_id
+
+        self.tps = [TopicPartition(settings.topic(EVENTS.name), p) for p in range(partitions)]
+        self.group = group_id(app_id_for(settings, ["sink"]))
+        self.procs = procs
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+
+    async def __aenter__(self) -> SinkWatch:
+        await self.consumer.start()
+        await self.admin.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.admin.close()
+        await self.consumer.stop()
+
+    async def wait_stored(self, timeout_s: float = 600) -> None:
+        """Return once the sink's committed offsets reach the events topic's end offsets."""
+        ends = await self.consumer.end_offsets(self.tps)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = await self.admin.list_consumer_group_offsets(
+                self.group, partitions=self.tps
+            )
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in self.tps):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the sink committed {committed} of {ends} after {timeout_s}s")
+            dead = [p.args for p in self.procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"worker exited (see .local/bench/*.log): {dead}")
+            await asyncio.sleep(0.02)
 
 
 async def produce_events(
@@ -357,31 +396,62 @@ def reference_events(world: Path, ticks: int, partitions: int) -> dict[str, list
 STAGES = ("e2e", "path", "path_send", "impact")
 
 
+async def event_path(
+    settings: Settings,
+    stage: str,
+    partitions: int,
+    events: dict[str, list[bytes]],
+    watch: SinkWatch,
+) -> float:
+    """Events/s from the first produce to the last row stored, after a warm-up run."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        linger_ms=5,
+        acks="all",
+        max_batch_size=16384 if stage == "path_send" else PIPELINE_BATCH,
+    )
+    await producer.start()
+    topic = settings.topic(EVENTS.name)
+    try:
+        # warm-up: the sink (and impact) assigned, connected, tables made
+        await produce_events(producer, topic, partitions, "warm", events, stage)
+        await watch.wait_stored()
+        t0 = time.perf_counter()
+        await produce_events(producer, topic, partitions, "pipe", events, stage)
+        await watch.wait_stored()
+        return len(events["pipe"]) / (time.perf_counter() - t0)
+    finally:
+        await producer.stop()
+
+
 async def pipeline(
     bootstrap: str, n: int, ticks: int, partitions: int, stages: tuple[str, ...] = STAGES
 ) -> dict[str, float]:
     """Events/s into ClickHouse, next to a raw aiokafka passthrough of the same messages.
 
-    * end to end: from the start command to the run's last row, with clock, world and
-      impact in a worker process and the sink in this one (chDB is in-process); bounded
-      by the world's compute (events/tick / s per tick);
-    * event path (Kafka -> sink -> ClickHouse): the same events produced into a fresh
-      events topic, from the first produce to the last row stored (the sink is started
-      and warmed up first, as the passthrough's clients are). ``path`` produces them as
-      the world shards do (record batches, streams/outbox.py), ``path_send`` with one
-      ``send`` per message as the passthrough does, and ``impact`` as ``path`` with an
-      impact worker consuming the topic alongside, as in a real run, on the same cores.
+    The sink runs as deployed (deploy/docker-compose.yml): a worker process of its own
+    (``worldfeed worker --roles sink``), with the embedded engine in it. A stage ends
+    when the sink has committed the events topic to its end, which it does only after
+    the rows are stored; the rows are counted once every worker has stopped.
 
-    The producer runs in this process, beside the sink, as the passthrough's producer
-    runs beside its consumer.
+    * end to end: from the start command to the run's last row, with clock, world and
+      impact in a worker process; bounded by the world's compute (events/tick / s per
+      tick);
+    * event path (Kafka -> sink -> ClickHouse): the same events produced into a fresh
+      events topic by this process, standing in for the world workers, from the first
+      produce to the last row stored (the sink is started and warmed up first, as the
+      passthrough's clients are). ``path`` produces them as the world shards do (record
+      batches, streams/outbox.py), ``path_send`` with one ``send`` per message as the
+      passthrough does, and ``impact`` as ``path`` with an impact worker consuming the
+      topic alongside, as in a real run, on the same cores.
     """
     from storage.clickhouse import connect
-    from streams.app import create_streams
 
     world = world_dir(n)
+    # one engine path for every stage (a database each): a process may open one, and
+    # this one opens it at the end, after the sink workers
     chdb = ROOT / ".local" / "bench" / f"chdb-{uuid.uuid4().hex[:6]}"
     logdir = ROOT / ".local" / "bench"
-    client = connect(f"chdb://{chdb}")
     result: dict[str, float] = {}
     roles_of = {"e2e": "clock,world,impact", "path": "", "path_send": "", "impact": "impact"}
     if "e2e" not in stages:
@@ -397,48 +467,38 @@ async def pipeline(
             sink_flush_s=0.25,
         )
         await ensure_topics(settings)
-        db = f"bench_{stage}"
-        procs = start_workers(settings, 1, roles, logdir) if roles else []
-        sink = create_streams(settings, ["sink"])
-        await sink.app.start()
+        procs = start_workers(settings, 1, "sink", logdir, name=f"sink-{stage}")
+        if roles:
+            procs += start_workers(settings, 1, roles, logdir)
         try:
-            if stage == "e2e":
-                await send_start(settings, "warm", 1)  # the worker loads and indexes the world
-                await read_ticks(settings, 1, 600, procs)
-                t0 = time.perf_counter()
-                await send_start(settings, "pipe", ticks)
-                done = [
-                    t
-                    for t in await read_ticks(settings, ticks + 1, 600, procs)
-                    if t.run_id == "pipe"
-                ]
-                total = sum(t.events for t in done)
-                await wait_rows(client, db, "pipe", total)
-                result["e2e_per_s"] = total / (time.perf_counter() - t0)
-                result["events"] = total
-                events = await read_events(settings, partitions)
-            else:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=bootstrap,
-                    linger_ms=5,
-                    acks="all",
-                    max_batch_size=16384 if stage == "path_send" else PIPELINE_BATCH,
-                )
-                await producer.start()
-                topic = settings.topic(EVENTS.name)
-                try:
-                    # warm-up: the sink (and impact) assigned, connected, tables made
-                    await produce_events(producer, topic, partitions, "warm", events, stage)
-                    await wait_rows(client, db, "warm", len(events["warm"]))
+            async with SinkWatch(settings, partitions, procs) as watch:
+                if stage == "e2e":
+                    await send_start(settings, "warm", 1)  # the worker loads the world
+                    await read_ticks(settings, 1, 600, procs)
+                    await watch.wait_stored()
                     t0 = time.perf_counter()
-                    await produce_events(producer, topic, partitions, "pipe", events, stage)
-                    await wait_rows(client, db, "pipe", len(events["pipe"]))
-                    result[f"{stage}_per_s"] = len(events["pipe"]) / (time.perf_counter() - t0)
-                finally:
-                    await producer.stop()
+                    await send_start(settings, "pipe", ticks)
+                    done = [
+                        t
+                        for t in await read_ticks(settings, ticks + 1, 600, procs)
+                        if t.run_id == "pipe"
+                    ]
+                    await watch.wait_stored()
+                    total = sum(t.events for t in done)
+                    result["e2e_per_s"] = total / (time.perf_counter() - t0)
+                    result["events"] = total
+                    events = await read_events(settings, partitions)
+                else:
+                    result[f"{stage}_per_s"] = await event_path(
+                        settings, stage, partitions, events, watch
+                    )
         finally:
-            await sink.app.stop()
             stop_workers(procs)
+    client = connect(f"chdb://{chdb}")
+    for stage in stages:
+        stored = rows_stored(client, f"bench_{stage}", "pipe")
+        if stored != len(events["pipe"]):
+            raise RuntimeError(f"{stage}: {stored} rows stored of {len(events['pipe'])} events")
     result["raw_per_s"] = await passthrough(bootstrap, events["pipe"], partitions)
     result["raw_batched_per_s"] = await passthrough(
         bootstrap, events["pipe"], partitions, PIPELINE_BATCH

@@ -31,7 +31,7 @@ writes ``events`` (:data:`JSON_TABLES`, migration 0006). Parsing the JSON is C++
 the engine, beside the Python caller (chDB releases the GIL), where mapping and encoding
 rows in Python cost ~10 us per event. The caller must have validated each line against
 the topic's model in strict mode, so its types are the columns' (see
-:func:`streams.codec.decode_line`).
+:func:`streams.codec.storable_json`).
 """
 
 from __future__ import annotations

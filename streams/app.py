@@ -149,6 +149,11 @@ class Streams:
         await self.send(DLQ, stage, letter)
 
 
+def app_id_for(settings: Settings, roles: Iterable[str]) -> str:
+    """The faust app id (and consumer group) of a worker with these roles."""
+    return f"{settings.app_id}-{settings.topic_prefix.strip('.')}-{'-'.join(roles)}"
+
+
 def create_streams(
     settings: Settings,
     roles: Iterable[str] = ROLES,
@@ -162,7 +167,7 @@ def create_streams(
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; known: {ROLES}")
     app = faust.App(
-        app_id or f"{settings.app_id}-{settings.topic_prefix.strip('.')}-{'-'.join(roles)}",
+        app_id or app_id_for(settings, roles),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
         datadir=str(settings.state_dir / "{conf.name}"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from topics import TopicSpec
@@ -42,24 +43,24 @@ def decode(spec: TopicSpec, raw: bytes | str | None) -> Any:
         raise DecodeError(f"{spec.name}: not JSON: {exc}") from None
 
 
-def decode_line(spec: TopicSpec, raw: bytes | str | None) -> tuple[Any, bytes]:
-    """Validate like :func:`decode`, and return the message with JSON the engine can store as is.
+def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes:
+    """Validate like :func:`decode`; return JSON of the message the engine can store as is.
 
-    The message is validated in strict mode first: then the JSON's types are the model's
-    (no ``"30"`` or ``30.0`` for an int), and ``raw`` itself is returned, so the sink
-    hands the engine the bytes it consumed without encoding them again. A message that
-    only the lax mode accepts is returned re-encoded from its model. Raises
-    :class:`DecodeError` as :func:`decode` does.
+    The message is checked in strict mode first (:meth:`TopicSpec.checker`, no model
+    built): then the JSON's types are the model's (no ``"30"`` or ``30.0`` for an int),
+    and ``raw`` itself is returned, so the sink hands the engine the bytes it consumed
+    without encoding them again. A message that only the lax mode accepts is returned
+    re-encoded from its model. Raises :class:`DecodeError` as :func:`decode` does (the
+    model, validated again, names the problem).
     """
     if raw is not None:
         try:
-            msg = spec.adapter().validate_json(raw, strict=True)
-        except (ValueError, TypeError):
+            spec.checker().decode(raw)
+        except msgspec.MsgspecError:
             pass  # lax below: it accepts more, or says what is wrong
         else:
-            return msg, raw.encode() if isinstance(raw, str) else raw
-    msg = decode(spec, raw)
-    return msg, encode(msg)
+            return raw.encode() if isinstance(raw, str) else raw
+    return encode(decode(spec, raw))
 
 
 def printable(raw: bytes | str | None) -> str:

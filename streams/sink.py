@@ -21,7 +21,7 @@ from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
 from storage.writer import ClickHouseWriter
 from streams.app import Streams
-from streams.codec import DecodeError, decode, decode_line
+from streams.codec import DecodeError, decode, storable_json
 from topics import (
     DLQ,
     EVENTS,
@@ -50,6 +50,10 @@ STORED: tuple[TopicSpec, ...] = (
 # topics whose messages are stored as the JSON consumed (validated strictly): name -> table
 JSON_TOPICS: dict[str, str] = {EVENTS.name: "events", SCORED_EVENTS.name: "events"}
 MAX_BACKOFF_S = 30.0
+# a partial batch is written once the topics were quiet this long: a tick's events come
+# as one burst, and its tail should not wait out sink_flush_s (which bounds the inserts
+# per second under a steady trickle)
+QUIET_MS = 50
 
 
 def backoff(first_s: float = 0.5) -> Iterator[float]:
@@ -58,6 +62,11 @@ def backoff(first_s: float = 0.5) -> Iterator[float]:
     while True:
         yield delay
         delay = min(MAX_BACKOFF_S, delay * 2)
+
+
+def group_id(app_id: str) -> str:
+    """The sink's consumer group in the app ``app_id`` (offsets committed once stored)."""
+    return f"{app_id}-sink"
 
 
 def writer_for(streams: Streams) -> ClickHouseWriter:
@@ -84,7 +93,7 @@ async def store_records(
         spec = by_topic[record.topic]
         if spec.name in JSON_TOPICS:  # events: the engine maps the JSON (storage/writer.py)
             try:
-                _, line = decode_line(spec, record.value)
+                line = storable_json(spec, record.value)
             except DecodeError as exc:
                 await streams.dead_letter_record("sink", record, str(exc))
                 continue
@@ -131,52 +140,55 @@ async def consume(streams: Streams) -> None:
     consumer = AIOKafkaConsumer(
         *by_topic,
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{streams.app.conf.id}-sink",
+        group_id=group_id(streams.app.conf.id),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.sink_batch_size,
         fetch_max_wait_ms=100,
+        # a fetch brings up to a batch of 1 KiB events (the default, 1 MiB, is ~1,000): the
+        # gather loop reads a burst in a few fetches instead of waiting on many round trips
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
     window_ms = int(settings.sink_flush_s * 1000)
+    loop = asyncio.get_running_loop()
 
-    async def write(records: list[ConsumerRecord]) -> None:
+    async def write(records: list[ConsumerRecord], offsets: dict[TopicPartition, int]) -> None:
+        t0 = loop.time()
         written = await store_records(streams, by_topic, records)
+        await consumer.commit(offsets)  # only once the rows are stored
         for table, n in written.items():
             stored[table] = stored.get(table, 0) + n
-        log.debug("stored %s messages: %s", len(records), written)
+        log.debug(
+            "stored %s messages in %.0f ms: %s", len(records), (loop.time() - t0) * 1000, written
+        )
 
-    # one batch is written (the insert runs in a thread) while the next is fetched; its
-    # offsets are committed once it is stored, before the next batch is written
+    # one batch is written and committed (the insert runs in a thread) while the next is
+    # fetched; writes, and so commits, follow each other in order
     writing: asyncio.Future[None] | None = None
-    offsets: dict[TopicPartition, int] = {}
     try:
         while True:
             records: list[ConsumerRecord] = []
-            deadline = asyncio.get_running_loop().time() + settings.sink_flush_s
-            # gather a batch: at most sink_batch_size, or what arrived within sink_flush_s
+            offsets: dict[TopicPartition, int] = {}
+            deadline = loop.time() + settings.sink_flush_s
+            # gather a batch: at most sink_batch_size, or what arrived within sink_flush_s,
+            # or what arrived until the topics were quiet for QUIET_MS (a burst ended)
             while len(records) < settings.sink_batch_size:
-                if writing is not None and writing.done() and not records:
-                    break  # commit what was written without waiting for more
-                left_ms = int((deadline - asyncio.get_running_loop().time()) * 1000)
-                busy = bool(records) or writing is not None
-                if left_ms <= 0 and busy:
-                    break  # store what we have / commit what was written
+                left_ms = int((deadline - loop.time()) * 1000)
+                if records and left_ms <= 0:
+                    break
                 fetched = await consumer.getmany(
-                    timeout_ms=max(1, left_ms) if busy else window_ms,
+                    timeout_ms=max(1, min(left_ms, QUIET_MS)) if records else window_ms,
                     max_records=settings.sink_batch_size - len(records),
                 )
-                for batch in fetched.values():
+                for tp, batch in fetched.items():
                     records.extend(batch)
+                    offsets[tp] = batch[-1].offset + 1
                 if not fetched and records:
                     break
             if writing is not None:
-                await writing
-                await consumer.commit(offsets)  # after the rows are stored
-                writing = None
-            if records:
-                offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
-                writing = asyncio.ensure_future(write(records))
+                await writing  # raises what the last write raised: the loop starts over
+            writing = asyncio.ensure_future(write(records, offsets))
     finally:
         if writing is not None:
             writing.cancel()

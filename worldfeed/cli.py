@@ -51,7 +51,7 @@ def cmd_worker(settings: Settings, roles: list[str]) -> int:
 
     asyncio.run(ensure_topics(settings))
     streams = create_streams(settings, roles)
-    worker = faust.Worker(streams.app, loglevel="INFO", quiet=True)
+    worker = faust.Worker(streams.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
 
@@ -148,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - show configuration errors without a traceback
         print(f"worldfeed: bad configuration: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    # the level is ours: the libraries' own loggers stay at INFO (faust's worker logs
+    # through the root logger's handlers, which take the level below)
+    for name in ("aiokafka", "faust", "mode", "kafka", "asyncio", "httpx", "urllib3"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger().setLevel(settings.log_level)
 
-    if args.cmd in ("up", "worker"):
+    # refuse a bad catalog before starting anything that reads it (a sink-only worker does not)
+    needs_catalog = args.cmd == "up" or (
+        args.cmd == "worker" and {r.strip() for r in args.roles.split(",")} - {"sink", ""}
+    )
+    if needs_catalog:
         from catalog import CatalogError, load_catalog
 
         try:

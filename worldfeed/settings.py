@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORLDFEED_", env_file=None, extra="ignore")
 
     env: Literal["dev", "test", "prod"] = Field("dev", description="Deployment environment.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of worldfeed's own loggers (libraries stay at INFO)."
+    )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field("wf.", description="Prefix for every topic name (tests use a uuid).")
     world_partitions: int = Field(
@@ -58,7 +61,9 @@ class Settings(BaseSettings):
     render_concurrency: int = Field(
         16, ge=1, le=1024, description="Render requests in progress (queued for the LLM budget)."
     )
-    sink_batch_size: int = Field(5000, ge=1, description="Rows per ClickHouse insert at most.")
+    sink_batch_size: int = Field(
+        10_000, ge=1, description="Rows per ClickHouse insert at most (fewer, larger inserts)."
+    )
     sink_flush_s: float = Field(1.0, gt=0, description="Flush a partial batch after this long.")
     tick_timeout_s: float = Field(
         15.0, gt=0, description="Re-send a tick that has not completed after this long."

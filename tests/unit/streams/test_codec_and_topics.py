@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from streams.codec import DecodeError, decode, decode_line, encode
+from streams.codec import DecodeError, decode, encode, storable_json
 from topics import CLOCK_INBOX, EVENTS, POSTS, SHARD_INBOX, TOPICS
+from topics.fastcheck import decoder_for
 from topics.models import UINT32_MAX, RunCommanded, TickStarted
 from worldfeed.cli import SCHEMAS_DIR, export_topic_schemas
 
@@ -66,19 +69,16 @@ EVENT = {
 }
 
 
-def test_decode_line_passes_strictly_valid_json_through_unchanged() -> None:
+def test_storable_json_passes_strictly_valid_json_through_unchanged() -> None:
     raw = json.dumps(EVENT, indent=2).encode()  # not how we encode it: still passed as is
-    msg, line = decode_line(EVENTS, raw)
-    assert line is raw
-    assert msg.tick == 3 and msg.source == "npc"
+    assert storable_json(EVENTS, raw) is raw
 
 
 @pytest.mark.parametrize("lax", [{"tick": "3"}, {"tick": 3.0}, {"sim_minute": "45"}])
-def test_decode_line_re_encodes_what_only_lax_mode_accepts(lax: dict) -> None:
+def test_storable_json_re_encodes_what_only_lax_mode_accepts(lax: dict) -> None:
     # the engine parses the line into typed columns: it gets JSON with the model's types
-    msg, line = decode_line(EVENTS, json.dumps({**EVENT, **lax}))
-    assert line == encode(msg)
-    assert json.loads(line)["tick"] == 3 and json.loads(line)["sim_minute"] == 45
+    line = storable_json(EVENTS, json.dumps({**EVENT, **lax}))
+    assert line == encode(decode(EVENTS, json.dumps(EVENT)))
 
 
 @pytest.mark.parametrize(
@@ -91,10 +91,114 @@ def test_decode_line_re_encodes_what_only_lax_mode_accepts(lax: dict) -> None:
         (None, "empty"),
     ],
 )
-def test_decode_line_refuses_like_decode(raw: bytes | str | None, needle: str) -> None:
+def test_storable_json_refuses_like_decode(raw: bytes | str | None, needle: str) -> None:
     with pytest.raises(DecodeError) as err:
-        decode_line(EVENTS, raw)
+        storable_json(EVENTS, raw)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("spec", TOPICS, ids=lambda t: t.name)
+def test_every_single_model_topic_has_a_checker(spec) -> None:
+    if not isinstance(spec.model, type):  # a union of models (inboxes): not derived
+        with pytest.raises(TypeError, match="only model classes"):
+            spec.checker()
+        return
+    assert spec.checker() is spec.checker()  # derived once, and derivable for every model
+
+
+def _effect(**kw: object) -> dict:
+    return {"event_id": "e", "npc_id": "n", "field": "trust", **kw}
+
+
+IMPACT = {"novelty": 1, "conflict": 0.5, "status": 0, "cascade": 0, "total": 0.4}
+CHECKED = [
+    (EVENTS, EVENT),
+    (EVENTS, {**EVENT, "impact": IMPACT}),
+    (EVENTS, {**EVENT, "effects": [_effect(delta=-1, other="m", text="t")]}),
+    (EVENTS, {**EVENT, "witnesses": ["a", "b"], "refs": [], "target": None, "place": "inn"}),
+    (EVENTS, {**EVENT, "kind": "event_happened", "source": "admin", "actor_memories": ["m"]}),
+    (EVENTS, {**EVENT, "tick": UINT32_MAX}),
+    (EVENTS, {**EVENT, "tick": UINT32_MAX + 1}),
+    (EVENTS, {**EVENT, "tick": -1}),
+    (EVENTS, {**EVENT, "tick": "3"}),
+    (EVENTS, {**EVENT, "tick": 3.0}),
+    (EVENTS, {**EVENT, "tick": True}),
+    (EVENTS, {**EVENT, "summary": 5}),
+    (EVENTS, {**EVENT, "kind": "event_happenedx"}),
+    (EVENTS, {**EVENT, "source": "aliens"}),
+    (EVENTS, {**EVENT, "witnesses": "npc_a"}),
+    (EVENTS, {**EVENT, "witnesses": [1]}),
+    (EVENTS, {**EVENT, "impact": {**IMPACT, "novelty": 1.5}}),
+    (EVENTS, {**EVENT, "impact": {**IMPACT, "total": -0.1}}),
+    (EVENTS, {**EVENT, "impact": {k: v for k, v in IMPACT.items() if k != "total"}}),
+    (EVENTS, {**EVENT, "impact": {**IMPACT, "extra": 1}}),
+    (EVENTS, {**EVENT, "effects": [_effect(field="fame")]}),
+    (EVENTS, {**EVENT, "effects": [_effect(x=1)]}),
+    (EVENTS, {**EVENT, "effects": [{"event_id": "e", "field": "trust"}]}),
+    (EVENTS, {**EVENT, "effects": [_effect(delta="1")]}),
+    (EVENTS, {k: v for k, v in EVENT.items() if k != "summary"}),
+    (EVENTS, {**EVENT, "surprise": 1}),
+    (EVENTS, [EVENT]),
+    (
+        POSTS,
+        {
+            "post_id": "p",
+            "request_id": "q",
+            "run_id": "r",
+            "event_id": "e",
+            "channel": "feed",
+            "author": "a",
+            "tick": 1,
+            "sim_minute": 15,
+            "body": "hi",
+            "source": "llm",
+            "score": 0.5,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), CHECKED)
+def test_the_checker_accepts_and_refuses_what_the_model_does_in_strict_mode(
+    spec, message: object
+) -> None:
+    raw = json.dumps(message)
+    try:
+        expected = spec.adapter().validate_json(raw, strict=True).model_dump()
+    except ValueError:
+        with pytest.raises(msgspec.ValidationError):
+            spec.checker().decode(raw)
+    else:
+        assert msgspec.to_builtins(spec.checker().decode(raw)) == expected  # defaults alike
+
+
+def test_derivation_refuses_what_it_cannot_mirror() -> None:
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        a: int
+
+    class Checked(BaseModel):
+        a: int
+
+        @field_validator("a")
+        @classmethod
+        def positive(cls, v: int) -> int:
+            return v
+
+    class Patterned(BaseModel):
+        a: str = Field(pattern="^x")
+
+    class Tupled(BaseModel):
+        a: tuple[int, int]
+
+    for model, needle in [
+        (Loose, "extra='allow'"),
+        (Checked, "validators"),
+        (Patterned, "constraint"),
+        (Tupled, "not derived"),
+    ]:
+        with pytest.raises(TypeError, match=needle):
+            decoder_for(model)
 
 
 def test_topic_schemas_have_not_drifted(tmp_path) -> None:
