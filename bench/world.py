@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -338,18 +339,18 @@ class SinkWatch:
         await self.admin.close()
         await self.consumer.stop()
 
-    async def wait_stored(self, timeout_s: float = 600) -> None:
-        """Return once the sink's committed offsets reach the events topic's end offsets."""
+    async def wait_stored(self, timeout_s: float = 600, group: str | None = None) -> None:
+        """Return once the sink's committed offsets reach the events topic's end offsets
+        (or another consumer group's: ``group``)."""
+        group = group or self.group
         ends = await self.consumer.end_offsets(self.tps)
         deadline = time.monotonic() + timeout_s
         while True:
-            committed = await self.admin.list_consumer_group_offsets(
-                self.group, partitions=self.tps
-            )
+            committed = await self.admin.list_consumer_group_offsets(group, partitions=self.tps)
             if all(tp in committed and committed[tp].offset >= ends[tp] for tp in self.tps):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the sink committed {committed} of {ends} after {timeout_s}s")
+                raise TimeoutError(f"{group} committed {committed} of {ends} after {timeout_s}s")
             dead = [p.args for p in self.procs if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"worker exited (see .local/bench/*.log): {dead}")
@@ -388,7 +389,10 @@ def reference_events(world: Path, ticks: int, partitions: int) -> dict[str, list
     events: dict[str, list[bytes]] = {}
     for run_id, n_ticks in (("warm", 1), ("pipe", ticks)):
         ref = LocalRun(index, run_id, 1, n_shards=partitions, start_minute=START_MINUTE)
-        events[run_id] = [encode(e) for _ in range(n_ticks) for e in ref.step()]
+        batch = [e for _ in range(n_ticks) for e in ref.step()]
+        for e in batch:
+            e.world = str(world)  # a streamed run names its world as it was started: the path
+        events[run_id] = [encode(e) for e in batch]
     cache.write_bytes(orjson.dumps({run: [v.decode() for v in vs] for run, vs in events.items()}))
     return events
 
@@ -416,6 +420,10 @@ async def event_path(
         # warm-up: the sink (and impact) assigned, connected, tables made
         await produce_events(producer, topic, partitions, "warm", events, stage)
         await watch.wait_stored()
+        if stage == "impact":  # impact has loaded its world and consumed the warm-up
+            from streams.app import app_id_for
+
+            await watch.wait_stored(group=app_id_for(settings, ["impact"]))
         t0 = time.perf_counter()
         await produce_events(producer, topic, partitions, "pipe", events, stage)
         await watch.wait_stored()
@@ -445,7 +453,7 @@ async def pipeline(
       passthrough does, and ``impact`` as ``path`` with an impact worker consuming the
       topic alongside, as in a real run, on the same cores.
     """
-    from storage.clickhouse import connect
+    from storage.clickhouse import close_all, connect
 
     world = world_dir(n)
     # one engine path for every stage (a database each): a process may open one, and
@@ -495,10 +503,14 @@ async def pipeline(
         finally:
             stop_workers(procs)
     client = connect(f"chdb://{chdb}")
-    for stage in stages:
-        stored = rows_stored(client, f"bench_{stage}", "pipe")
-        if stored != len(events["pipe"]):
-            raise RuntimeError(f"{stage}: {stored} rows stored of {len(events['pipe'])} events")
+    try:
+        for stage in stages:
+            stored = rows_stored(client, f"bench_{stage}", "pipe")
+            if stored != len(events["pipe"]):
+                raise RuntimeError(f"{stage}: {stored} rows stored of {len(events['pipe'])}")
+    finally:
+        close_all()
+        shutil.rmtree(chdb, ignore_errors=True)
     result["raw_per_s"] = await passthrough(bootstrap, events["pipe"], partitions)
     result["raw_batched_per_s"] = await passthrough(
         bootstrap, events["pipe"], partitions, PIPELINE_BATCH
