@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
 from storage.writer import ClickHouseWriter
+from streams import batches
 from streams.app import Streams
 from streams.codec import DecodeError, decode, storable_json
 from topics import (
@@ -49,24 +49,11 @@ STORED: tuple[TopicSpec, ...] = (
 )
 # topics whose messages are stored as the JSON consumed (validated strictly): name -> table
 JSON_TOPICS: dict[str, str] = {EVENTS.name: "events", SCORED_EVENTS.name: "events"}
-MAX_BACKOFF_S = 30.0
-# a partial batch is written once the topics were quiet this long: a tick's events come
-# as one burst, and its tail should not wait out sink_flush_s (which bounds the inserts
-# per second under a steady trickle)
-QUIET_MS = 50
-
-
-def backoff(first_s: float = 0.5) -> Iterator[float]:
-    """Retry delays, doubling up to ``MAX_BACKOFF_S``, without end."""
-    delay = first_s
-    while True:
-        yield delay
-        delay = min(MAX_BACKOFF_S, delay * 2)
 
 
 def group_id(app_id: str) -> str:
     """The sink's consumer group in the app ``app_id`` (offsets committed once stored)."""
-    return f"{app_id}-sink"
+    return batches.group_id(app_id, "sink")
 
 
 def writer_for(streams: Streams) -> ClickHouseWriter:
@@ -113,7 +100,7 @@ async def store_records(
             writer.add_message(msg)
         except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
-    for delay in backoff():
+    for delay in batches.backoff():
         try:
             return await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
@@ -127,30 +114,16 @@ async def consume(streams: Streams) -> None:
     what arrived within ``sink_flush_s``), store it, then commit those offsets. The
     next batch is fetched while one is being written.
 
-    A plain aiokafka consumer rather than a faust agent: the sink is a connector with no
-    state and no output, and faust's per-message path (a task pair, flow control and an
-    ack per message) capped it at ~10k messages/s, where a batch fetch costs a few
-    microseconds per message. Its group is the app id + ``-sink``; partitions spread
-    over every sink process, and a partition that moves is re-read from its last commit
-    (stored once: see :mod:`storage.writer`).
+    A batch consumer (:mod:`streams.batches`) rather than a faust agent: the sink is a
+    connector with no state and no output. Its group is the app id + ``-sink``; a
+    partition that moves is re-read from its last commit (stored once: see
+    :mod:`storage.writer`).
     """
     settings = streams.settings
     stored: dict[str, int] = streams.services.setdefault("stored", {})
     by_topic = {settings.topic(spec.name): spec for spec in STORED}
-    consumer = AIOKafkaConsumer(
-        *by_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id(streams.app.conf.id),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.sink_batch_size,
-        fetch_max_wait_ms=100,
-        # a fetch brings up to a batch of 1 KiB events (the default, 1 MiB, is ~1,000): the
-        # gather loop reads a burst in a few fetches instead of waiting on many round trips
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
+    consumer = batches.batch_consumer(streams, "sink", list(by_topic), settings.sink_batch_size)
     await consumer.start()
-    window_ms = int(settings.sink_flush_s * 1000)
     loop = asyncio.get_running_loop()
 
     async def write(records: list[ConsumerRecord], offsets: dict[TopicPartition, int]) -> None:
@@ -168,24 +141,9 @@ async def consume(streams: Streams) -> None:
     writing: asyncio.Future[None] | None = None
     try:
         while True:
-            records: list[ConsumerRecord] = []
-            offsets: dict[TopicPartition, int] = {}
-            deadline = loop.time() + settings.sink_flush_s
-            # gather a batch: at most sink_batch_size, or what arrived within sink_flush_s,
-            # or what arrived until the topics were quiet for QUIET_MS (a burst ended)
-            while len(records) < settings.sink_batch_size:
-                left_ms = int((deadline - loop.time()) * 1000)
-                if records and left_ms <= 0:
-                    break
-                fetched = await consumer.getmany(
-                    timeout_ms=max(1, min(left_ms, QUIET_MS)) if records else window_ms,
-                    max_records=settings.sink_batch_size - len(records),
-                )
-                for tp, batch in fetched.items():
-                    records.extend(batch)
-                    offsets[tp] = batch[-1].offset + 1
-                if not fetched and records:
-                    break
+            records, offsets = await batches.gather(
+                consumer, settings.sink_batch_size, settings.sink_flush_s
+            )
             if writing is not None:
                 await writing  # raises what the last write raised: the loop starts over
             writing = asyncio.ensure_future(write(records, offsets))
@@ -196,19 +154,6 @@ async def consume(streams: Streams) -> None:
 
 
 def register(streams: Streams) -> None:
-    """Run the sink loop as a task of the app (started and stopped with it)."""
-
-    @streams.app.task
-    async def store_topics() -> None:
-        """Store the stored topics in ClickHouse; on a Kafka error, start over.
-
-        Starting over re-reads from the last commit: rows already stored are stored once.
-        """
-        for delay in backoff():
-            try:
-                await consume(streams)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the sink must outlive a broker hiccup
-                log.exception("sink consumer failed; restarting in %.1fs", delay)
-                await asyncio.sleep(delay)
+    """Run the sink loop as a task of the app (started and stopped with it); on a Kafka
+    error it starts over from the last commit: rows already stored are stored once."""
+    batches.run_forever(streams, "sink", lambda: consume(streams))
