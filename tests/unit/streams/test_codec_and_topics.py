@@ -39,23 +39,25 @@ def test_decode_errors_name_the_problem(raw: bytes | None, needle: str) -> None:
     assert needle in str(err.value)
 
 
+POST = {
+    "post_id": "p",
+    "request_id": "q",
+    "run_id": "r",
+    "event_id": "e",
+    "channel": "feed",
+    "author": "a",
+    "tick": 1,
+    "sim_minute": 15,
+    "body": "hi",
+    "source": "llm",
+    "score": 0.5,
+}
+
+
 def test_unknown_fields_are_rejected() -> None:
-    post = {
-        "post_id": "p",
-        "request_id": "q",
-        "run_id": "r",
-        "event_id": "e",
-        "channel": "feed",
-        "author": "a",
-        "tick": 1,
-        "sim_minute": 15,
-        "body": "hi",
-        "source": "llm",
-        "score": 0.5,
-    }
-    decode(POSTS, json.dumps(post))
+    decode(POSTS, json.dumps(POST))
     with pytest.raises(DecodeError, match="/surprise: Extra inputs are not permitted"):
-        decode(POSTS, json.dumps({**post, "surprise": 1}))
+        decode(POSTS, json.dumps({**POST, "surprise": 1}))
 
 
 EVENT = {
@@ -139,22 +141,8 @@ CHECKED = [
     (EVENTS, {k: v for k, v in EVENT.items() if k != "summary"}),
     (EVENTS, {**EVENT, "surprise": 1}),
     (EVENTS, [EVENT]),
-    (
-        POSTS,
-        {
-            "post_id": "p",
-            "request_id": "q",
-            "run_id": "r",
-            "event_id": "e",
-            "channel": "feed",
-            "author": "a",
-            "tick": 1,
-            "sim_minute": 15,
-            "body": "hi",
-            "source": "llm",
-            "score": 0.5,
-        },
-    ),
+    (POSTS, POST),
+    (POSTS, {**POST, "channel": "radio"}),
 ]
 
 
