@@ -422,9 +422,8 @@ async def event_path(
         await watch.wait_stored()
         if stage == "impact":  # impact has loaded its world and consumed the warm-up
             from streams.app import app_id_for
-            from streams.impact import group_id
 
-            await watch.wait_stored(group=group_id(app_id_for(settings, ["impact"])))
+            await watch.wait_stored(group=app_id_for(settings, ["impact"]))  # faust's group
         t0 = time.perf_counter()
         await produce_events(producer, topic, partitions, "pipe", events, stage)
         await watch.wait_stored()

@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiokafka import ConsumerRecord
 
 from sim.decide import score
 from sim.world import WorldIndex, load_world
-from streams import batches
 from streams.app import Streams
-from streams.codec import DecodeError, decode
 from topics import EVENTS, RENDER_REQUESTS, SCORED_EVENTS
 from topics.models import EventHappened, RenderRequested
 from worldfeed.ids import derive_id, stable_hash64
@@ -109,41 +106,35 @@ def rescore(story: Story) -> None:
     event.impact = score(imp.novelty, imp.conflict, imp.status, imp.cascade + CASCADE_PER_REFERENCE)
 
 
-BATCH = 2000  # events scored per step at most
-BATCH_WITHIN_S = 0.05  # or what arrived within this long
-
-
-def group_id(app_id: str) -> str:
-    """Impact's consumer group in the app ``app_id``."""
-    return batches.group_id(app_id, "impact")
+BATCH = 1000  # events scored per step at most
+BATCH_WITHIN_S = 0.01  # or what arrived within this long
 
 
 def register(streams: Streams) -> None:
-    """Run impact as a batch consumer of ``events`` (a task of the app)."""
+    """Register the impact agent."""
     stories: OrderedDict[str, Story] = OrderedDict()
     streams.services["stories"] = stories
-    checker = EVENTS.checker()
 
     def request_renders(index: WorldIndex, story: Story) -> None:
         for req in render_requests(index, story):
             streams.send_batched(RENDER_REQUESTS, req.author, req)  # see topics.RENDER_REQUESTS
 
-    async def score(record: ConsumerRecord) -> None:
+    checker = EVENTS.checker()
+
+    async def score(raw: Any) -> None:
         try:  # strict and fast, no model built (Story.model builds it if it is published)
-            event = checker.decode(record.value)
+            event = checker.decode(raw.value)
         except (msgspec.MsgspecError, TypeError):  # lax, or bad input: the model says which
-            try:
-                event = decode(EVENTS, record.value)
-            except DecodeError as exc:
-                await streams.dead_letter_record("impact", record, str(exc))
+            event = await streams.decode_or_dead_letter("impact", EVENTS, raw)
+            if event is None:
                 return
         if event.impact is None:
-            await streams.dead_letter_record("impact", record, "event has no base impact")
+            await streams.dead_letter("impact", raw, "event has no base impact")
             return
         try:
             index = load_world(event.world)
         except Exception as exc:  # noqa: BLE001 - an event naming an unknown world is bad input
-            await streams.dead_letter_record("impact", record, f"world {event.world!r}: {exc}")
+            await streams.dead_letter("impact", raw, f"world {event.world!r}: {exc}")
             return
         if event.event_id in stories:
             return  # redelivered
@@ -161,26 +152,15 @@ def register(streams: Streams) -> None:
             streams.send_batched(SCORED_EVENTS, earlier.event.event_id, earlier.model())
             request_renders(index, earlier)
 
-    async def consume() -> None:
+    @streams.app.agent(streams.topic(EVENTS), name="score_impact")
+    async def score_impact(stream: Any) -> None:
         """Score events, re-score the stories they reference, request renders.
 
-        A batch at a time: what a batch yields is produced as record batches and
-        acknowledged by the broker before the batch's offsets are committed (at least
-        once; a redelivered event is ignored). A batch consumer (:mod:`streams.batches`)
-        rather than a faust agent: impact scores ~4k events per tick of 100k NPCs, and
-        faust's per-message path cost more than the scoring.
+        Takes the events in batches and produces what they yield as record batches,
+        handed to the producer before the next batch is taken (faust flushes the
+        producer before it commits those offsets: at least once).
         """
-        topic = streams.settings.topic(EVENTS.name)
-        consumer = batches.batch_consumer(streams, "impact", [topic], BATCH)
-        await consumer.start()
-        try:
-            while True:
-                records, offsets = await batches.gather(consumer, BATCH, BATCH_WITHIN_S)
-                for record in records:
-                    await score(record)
-                await streams.flush()
-                await consumer.commit(offsets)
-        finally:
-            await consumer.stop()
-
-    batches.run_forever(streams, "impact", consume)
+        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            for raw in batch:
+                await score(raw)
+            await streams.outbox.send()

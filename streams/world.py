@@ -367,6 +367,12 @@ def register(streams: Streams) -> None:
                     await on_tick(msg)
                 else:
                     await on_batch(msg, event.value)
+                # what the message wrote goes to the producer before the message is acked:
+                # faust flushes the producer before it commits the offset. A kept effect
+                # batch used to wait in the outbox for the tick's end; a rebalance
+                # committed its offset meanwhile, the shard's table was rebuilt from the
+                # changelog without it, and the tick never completed.
+                await streams.outbox.send()
             except Exception as exc:  # noqa: BLE001 - a bad catalog/world must not kill the shard
                 log.exception("world shard failed on %s", type(msg).__name__)
                 await streams.dead_letter("world", event, f"{type(exc).__name__}: {exc}")
