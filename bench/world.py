@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from catalog.generate import generate_world, write_world
 from sim.local import LocalRun
@@ -346,7 +347,10 @@ class SinkWatch:
         ends = await self.consumer.end_offsets(self.tps)
         deadline = time.monotonic() + timeout_s
         while True:
-            committed = await self.admin.list_consumer_group_offsets(group, partitions=self.tps)
+            try:
+                committed = await self.admin.list_consumer_group_offsets(group, partitions=self.tps)
+            except GroupCoordinatorNotAvailableError:  # a fresh broker: offsets topic not up
+                committed = {}
             if all(tp in committed and committed[tp].offset >= ends[tp] for tp in self.tps):
                 return
             if time.monotonic() > deadline:
