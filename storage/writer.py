@@ -380,8 +380,11 @@ class ClickHouseWriter:
         return self._buffer(table, dict(row))
 
     def _buffer(self, table: str, row: Row) -> bool:
-        buffer = self._buffers.setdefault(table, [])
-        buffer.append(row)
+        return self._append(self._buffers, table, row)
+
+    def _append(self, buffers: dict[str, list[Any]], table: str, item: Any) -> bool:
+        buffer = buffers.setdefault(table, [])
+        buffer.append(item)
         if self._oldest is None:
             self._oldest = self._clock()
         return len(buffer) >= self.batch_size
@@ -397,11 +400,7 @@ class ClickHouseWriter:
             raise ValueError(
                 f"{table!r} is not filled from JSON (JSON_TABLES: {list(JSON_TABLES)})"
             )
-        lines = self._lines.setdefault(table, [])
-        lines.append(line)
-        if self._oldest is None:
-            self._oldest = self._clock()
-        return len(lines) >= self.batch_size
+        return self._append(self._lines, table, line)
 
     def add_message(self, message: Any) -> bool:
         """Buffer a topic message's rows (:func:`rows_for`); True when a buffer is full.

@@ -43,24 +43,35 @@ def decode(spec: TopicSpec, raw: bytes | str | None) -> Any:
         raise DecodeError(f"{spec.name}: not JSON: {exc}") from None
 
 
-def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes:
-    """Validate like :func:`decode`; return JSON of the message the engine can store as is.
+def decode_checked(spec: TopicSpec, raw: bytes | str | None) -> Any:
+    """Validate like :func:`decode`, strict and fast first.
 
-    The message is checked in strict mode first (:meth:`TopicSpec.checker`, no model
-    built): then the JSON's types are the model's (no ``"30"`` or ``30.0`` for an int),
-    and ``raw`` itself is returned, so the sink hands the engine the bytes it consumed
-    without encoding them again. A message that only the lax mode accepts is returned
-    re-encoded from its model. Raises :class:`DecodeError` as :func:`decode` does (the
-    model, validated again, names the problem).
+    Returns the struct of :meth:`TopicSpec.checker` when the message passes in strict
+    mode (its JSON has the model's types; no model is built), else the model that lax
+    mode builds. Raises :class:`DecodeError` as :func:`decode` does (the model, validated
+    again, names the problem).
     """
     if raw is not None:
         try:
-            spec.checker().decode(raw)
+            return spec.checker().decode(raw)
         except msgspec.MsgspecError:
             pass  # lax below: it accepts more, or says what is wrong
-        else:
-            return raw.encode() if isinstance(raw, str) else raw
-    return encode(decode(spec, raw))
+    return decode(spec, raw)
+
+
+def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes:
+    """Validate like :func:`decode`; return JSON of the message the engine can store as is.
+
+    A message that passes in strict mode (:func:`decode_checked`) is returned as the bytes
+    consumed, so the sink hands the engine what it read without encoding it again; one
+    only lax mode accepts (``"30"`` or ``30.0`` for an int) is returned re-encoded from
+    its model. Raises :class:`DecodeError` as :func:`decode` does.
+    """
+    msg = decode_checked(spec, raw)
+    if isinstance(msg, BaseModel):
+        return encode(msg)
+    assert raw is not None  # noqa: S101 - a struct comes only from a value
+    return raw.encode() if isinstance(raw, str) else raw
 
 
 def printable(raw: bytes | str | None) -> str:

@@ -22,6 +22,7 @@ import msgspec
 from sim.decide import score
 from sim.world import WorldIndex, load_world
 from streams.app import Streams
+from streams.codec import DecodeError, decode_checked
 from topics import EVENTS, RENDER_REQUESTS, SCORED_EVENTS
 from topics.models import EventHappened, RenderRequested
 from worldfeed.ids import derive_id, stable_hash64
@@ -119,15 +120,12 @@ def register(streams: Streams) -> None:
         for req in render_requests(index, story):
             streams.send_batched(RENDER_REQUESTS, req.author, req)  # see topics.RENDER_REQUESTS
 
-    checker = EVENTS.checker()
-
     async def score(raw: Any) -> None:
-        try:  # strict and fast, no model built (Story.model builds it if it is published)
-            event = checker.decode(raw.value)
-        except (msgspec.MsgspecError, TypeError):  # lax, or bad input: the model says which
-            event = await streams.decode_or_dead_letter("impact", EVENTS, raw)
-            if event is None:
-                return
+        try:  # strict and fast: no model built (Story.model builds it if it is published)
+            event = decode_checked(EVENTS, raw.value)
+        except DecodeError as exc:
+            await streams.dead_letter("impact", raw, str(exc))
+            return
         if event.impact is None:
             await streams.dead_letter("impact", raw, "event has no base impact")
             return

@@ -225,8 +225,7 @@ def register(streams: Streams) -> None:
                 await streams.send(CLOCK_INBOX, run.run_id, run.last_done, 0)
             return
         if tick.tick in run.decided:
-            queue(run.outgoing.get(tick.tick, []))
-            await streams.outbox.send()
+            queue(run.outgoing.get(tick.tick, []))  # sent after the message (advance_world)
             return
         t0 = time.perf_counter()
         events = decide_shard(run.index, tick, run.states)

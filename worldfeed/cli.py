@@ -154,10 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger().setLevel(settings.log_level)
 
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.cmd == "worker" else []
     # refuse a bad catalog before starting anything that reads it (a sink-only worker does not)
-    needs_catalog = args.cmd == "up" or (
-        args.cmd == "worker" and {r.strip() for r in args.roles.split(",")} - {"sink", ""}
-    )
+    needs_catalog = args.cmd == "up" or bool(set(roles) - {"sink"})
     if needs_catalog:
         from catalog import CatalogError, load_catalog
 
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             exit_when_done=args.exit_when_done,
         )
     if args.cmd == "worker":
-        return cmd_worker(settings, [r.strip() for r in args.roles.split(",") if r.strip()])
+        return cmd_worker(settings, roles)
     if args.cmd == "api":
         return cmd_api(settings, with_sink=not args.no_sink)
     if args.cmd == "run-command":

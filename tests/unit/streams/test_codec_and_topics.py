@@ -8,10 +8,10 @@ import msgspec
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from streams.codec import DecodeError, decode, encode, storable_json
+from streams.codec import DecodeError, decode, decode_checked, encode, storable_json
 from topics import CLOCK_INBOX, EVENTS, POSTS, SHARD_INBOX, TOPICS
 from topics.fastcheck import decoder_for
-from topics.models import UINT32_MAX, RunCommanded, TickStarted
+from topics.models import UINT32_MAX, EventHappened, RunCommanded, TickStarted
 from worldfeed.cli import SCHEMAS_DIR, export_topic_schemas
 
 
@@ -74,6 +74,15 @@ EVENT = {
 def test_storable_json_passes_strictly_valid_json_through_unchanged() -> None:
     raw = json.dumps(EVENT, indent=2).encode()  # not how we encode it: still passed as is
     assert storable_json(EVENTS, raw) is raw
+
+
+def test_decode_checked_builds_a_model_only_for_what_strict_mode_refuses() -> None:
+    strict = decode_checked(EVENTS, json.dumps(EVENT))
+    assert isinstance(strict, msgspec.Struct) and strict.tick == 3 and strict.source == "npc"
+    lax = decode_checked(EVENTS, json.dumps({**EVENT, "tick": "3"}))
+    assert isinstance(lax, EventHappened) and lax.tick == 3
+    with pytest.raises(DecodeError, match="/tick:"):
+        decode_checked(EVENTS, json.dumps({**EVENT, "tick": "soon"}))
 
 
 @pytest.mark.parametrize("lax", [{"tick": "3"}, {"tick": 3.0}, {"sim_minute": "45"}])
