@@ -10,7 +10,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.commands import CommandProducer
+from bus.commands import CommandSender
 from storage.queries import MAX_LIMIT
 from worldfeed.settings import Settings
 
@@ -51,13 +51,13 @@ Channel = Annotated[
 ]
 
 
-def get_commands(request: Request) -> CommandProducer:
-    """The app's :class:`~api.commands.CommandProducer`."""
-    commands: CommandProducer = request.app.state.commands
+def get_commands(request: Request) -> CommandSender:
+    """The app's :class:`~bus.commands.CommandSender`."""
+    commands: CommandSender = request.app.state.commands
     return commands
 
 
-CommandsDep = Annotated[CommandProducer, Depends(get_commands)]
+CommandsDep = Annotated[CommandSender, Depends(get_commands)]
 
 _bearer = HTTPBearer(auto_error=False, description="The admin token (WORLDFEED_ADMIN_TOKEN).")
 

@@ -24,9 +24,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.cache import PageCache
-from api.commands import CommandProducer
 from api.deps import Storage, check_admin_token
 from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
+from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidQuery, ping
 from worldfeed.settings import ROOT, Settings
@@ -44,7 +44,7 @@ def create_app(
     health_checks: dict[str, HealthCheck] | None = None,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
-    commands: CommandProducer | None = None,
+    commands: CommandSender | None = None,
     worlds_dir: Path | None = None,
     feed_cache_s: float = 1.0,
 ) -> FastAPI:
@@ -55,7 +55,7 @@ def create_app(
     for ``GET /health`` (each returns ``"ok"`` or raises / returns an error text) beside
     the built-in ``clickhouse`` one. ``on_startup`` hooks run after migrations, in order;
     ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
-    ``commands``: the producer of admin run commands (default: one for ``settings``, started
+    ``commands``: the sender of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
     (default ``.local/worlds``). ``feed_cache_s``: how long a ``/feed`` page is served from
     the cache (:class:`api.cache.PageCache`; 0 turns it off).
@@ -92,7 +92,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.commands = commands or CommandProducer(settings)
+    app.state.commands = commands or CommandSender(settings)
     app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
     app.state.live_streams = 0
     app.state.feed_cache = PageCache(feed_cache_s)

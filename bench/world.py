@@ -32,10 +32,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from bus.admin import ensure_topics
 from catalog.generate import generate_world, write_world
 from sim.local import LocalRun
 from sim.world import WorldIndex, load_world
-from streams.admin import ensure_topics
 from streams.codec import decode, encode
 from streams.outbox import Outbox
 from topics import CLOCK_INBOX, EVENTS, TICKS
@@ -322,8 +322,8 @@ class SinkWatch:
     """
 
     def __init__(self, settings: Settings, partitions: int, procs: list) -> None:
-        from streams.app import app_id_for
         from streams.sink import group_id
+        from streams.worker import app_id_for
 
         self.tps = [TopicPartition(settings.topic(EVENTS.name), p) for p in range(partitions)]
         self.group = group_id(app_id_for(settings, ["sink"]))
@@ -425,7 +425,7 @@ async def event_path(
         await produce_events(producer, topic, partitions, "warm", events, stage)
         await watch.wait_stored()
         if stage == "impact":  # impact has loaded its world and consumed the warm-up
-            from streams.app import app_id_for
+            from streams.worker import app_id_for
 
             await watch.wait_stored(group=app_id_for(settings, ["impact"]))  # faust's group
         t0 = time.perf_counter()

@@ -1,18 +1,16 @@
 """The faust app and the runtime every agent shares.
 
-One :class:`faust.App` per process, built by :func:`create_streams` from
+One :class:`faust.App` per process, built by :func:`build_streams` from
 :class:`~worldfeed.settings.Settings`. Topic names come from :mod:`topics` plus the
-settings' prefix, so tests run side by side on one broker. A process runs the roles
-it is asked for: ``world`` (clock, world shards, impact, render) and ``sink``
-(ClickHouse writer; in embedded mode it runs inside the API process, because chDB
-allows one engine per process).
+settings' prefix, so tests run side by side on one broker. Which agents a process
+runs (its roles) is decided in :mod:`streams.worker`, which the processors never
+import: they import only :class:`Streams` from here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +26,6 @@ from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ROLES = ("clock", "world", "impact", "render", "sink")
 FETCH_MAX_WAIT_MS = 50
 
 
@@ -149,25 +146,13 @@ class Streams:
         await self.send(DLQ, stage, letter)
 
 
-def app_id_for(settings: Settings, roles: Iterable[str]) -> str:
-    """The faust app id (and consumer group) of a worker with these roles."""
-    return f"{settings.app_id}-{settings.topic_prefix.strip('.')}-{'-'.join(roles)}"
-
-
-def create_streams(
-    settings: Settings,
-    roles: Iterable[str] = ROLES,
-    app_id: str | None = None,
-) -> Streams:
-    """Build the faust app for the given roles and register their agents."""
+def build_streams(settings: Settings, app_id: str) -> Streams:
+    """The faust app of ``app_id`` with every declared topic, no agents yet (see
+    :func:`streams.worker.create_streams`, which registers the roles' agents)."""
     _shorten_fetch_wait()
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
-    roles = tuple(roles)
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles {sorted(unknown)}; known: {ROLES}")
     app = faust.App(
-        app_id or app_id_for(settings, roles),
+        app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
         datadir=str(settings.state_dir / "{conf.name}"),
@@ -196,20 +181,4 @@ def create_streams(
             partitions=spec.partition_count(settings.world_partitions),
             internal=False,
         )
-    registry: dict[str, Callable[[Streams], None]] = _registry()
-    for role in roles:
-        registry[role](streams)
     return streams
-
-
-def _registry() -> dict[str, Callable[[Streams], None]]:
-    # imported here so `streams.app` stays importable without every role's dependencies
-    from streams import clock, impact, render, sink, world
-
-    return {
-        "clock": clock.register,
-        "world": world.register,
-        "impact": impact.register,
-        "render": render.register,
-        "sink": sink.register,
-    }

@@ -11,8 +11,8 @@ from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from bus.admin import ensure_topics
 from storage import ClickHouseWriter
-from streams.admin import ensure_topics
 from tests.fixtures.processes import read_until
 from topics import CLOCK_INBOX
 from topics.models import RunCommanded

@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel
 
+from bus.admin import ensure_topics
 from storage import rows_for
-from streams.admin import ensure_topics
-from streams.app import create_streams
 from streams.codec import encode
+from streams.worker import create_streams
 from topics import EVENTS, LLM_CALLS, NPC_SNAPSHOTS, POSTS, TICKS, TopicSpec
 from topics.models import (
     EventHappened,

@@ -8,11 +8,11 @@ import msgspec
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cli.main import SCHEMAS_DIR, export_topic_schemas
 from streams.codec import DecodeError, decode, decode_checked, encode, storable_json
 from topics import CLOCK_INBOX, EVENTS, POSTS, SHARD_INBOX, TOPICS
 from topics.fastcheck import decoder_for
 from topics.models import UINT32_MAX, EventHappened, RunCommanded, TickStarted
-from worldfeed.cli import SCHEMAS_DIR, export_topic_schemas
 
 
 def test_roundtrip_and_union() -> None:

@@ -46,8 +46,8 @@ def cmd_worker(settings: Settings, roles: list[str]) -> int:
     """Run a faust worker with the given roles until interrupted."""
     import faust
 
-    from streams.admin import ensure_topics
-    from streams.app import create_streams
+    from bus.admin import ensure_topics
+    from streams.worker import create_streams
 
     asyncio.run(ensure_topics(settings))
     streams = create_streams(settings, roles)
@@ -61,8 +61,8 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     import uvicorn
 
     from api.main import create_app
-    from streams.admin import ensure_topics, kafka_health
-    from streams.app import create_streams
+    from bus.admin import ensure_topics, kafka_health
+    from streams.worker import create_streams
 
     hooks_up, hooks_down = [], []
     if with_sink:
@@ -86,25 +86,6 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     )
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
     return 0
-
-
-async def send_command(settings: Settings, **fields: object) -> None:
-    """Produce one run command to the clock."""
-    from aiokafka import AIOKafkaProducer
-
-    from streams.codec import encode
-    from topics import CLOCK_INBOX
-    from topics.models import RunCommanded
-
-    cmd = RunCommanded(**fields)  # type: ignore[arg-type]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topic(CLOCK_INBOX.name), encode(cmd), key=cmd.run_id.encode(), partition=0
-        )
-    finally:
-        await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)  # noqa: T201
             return 2
     if args.cmd == "up":
-        from worldfeed.up import up
+        from cli.up import up
 
         return up(
             settings,
@@ -180,21 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "api":
         return cmd_api(settings, with_sink=not args.no_sink)
     if args.cmd == "run-command":
-        asyncio.run(
-            send_command(
-                settings,
-                command=args.command,
-                run_id=args.run_id,
-                seed=args.seed,
-                days=args.days,
-                world=args.world,
-                speed=args.speed,
-                step_minutes=settings.step_minutes,
-            )
+        from bus.commands import send_command
+        from topics.models import RunCommanded
+
+        command = RunCommanded(
+            command=args.command,
+            run_id=args.run_id,
+            seed=args.seed,
+            days=args.days,
+            world=args.world,
+            speed=args.speed,
+            step_minutes=settings.step_minutes,
         )
+        asyncio.run(send_command(settings, command))
         return 0
     if args.cmd == "topics":
-        from streams.admin import ensure_topics
+        from bus.admin import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
         print(f"created {len(created)} topics")  # noqa: T201

@@ -1,9 +1,8 @@
-"""Run commands from the admin API to the clock's inbox topic.
+"""Run commands to the clock's inbox topic: the one sender, for the admin API and the CLI.
 
-One :class:`CommandProducer` per app: the aiokafka producer is created on the first
-command (the API serves reads without Kafka) and stopped with the app. Commands go to
-partition 0 of the clock inbox with the run id as key, like ``worldfeed run-command``,
-so the clock sees them in the order they were accepted.
+Commands go to partition 0 of the clock inbox with the run id as key, so the clock sees
+them in the order they were accepted. The aiokafka producer is started on the first
+command (the API serves reads without Kafka) and stopped by :meth:`CommandSender.close`.
 """
 
 from __future__ import annotations
@@ -13,17 +12,21 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from streams.codec import encode
 from topics import CLOCK_INBOX
 from topics.models import RunCommanded
 from worldfeed.settings import Settings
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 15.0
 
 
-class CommandProducer:
+def encode_command(command: RunCommanded) -> bytes:
+    """The command's JSON bytes, as the clock decodes them (the codec's encoding)."""
+    return command.model_dump_json(exclude_none=False).encode()
+
+
+class CommandSender:
     """Produces :class:`RunCommanded` messages with one lazily started producer."""
 
     def __init__(self, settings: Settings) -> None:
@@ -53,13 +56,11 @@ class CommandProducer:
         producer = await self._started()
         meta = await asyncio.wait_for(
             producer.send_and_wait(
-                self.topic, encode(command), key=command.run_id.encode(), partition=0
+                self.topic, encode_command(command), key=command.run_id.encode(), partition=0
             ),
             SEND_TIMEOUT_S,
         )
-        logger.info(
-            "run command %s for %s at offset %s", command.command, command.run_id, meta.offset
-        )
+        log.info("run command %s for %s at offset %s", command.command, command.run_id, meta.offset)
         return meta.partition, meta.offset
 
     async def close(self) -> None:
@@ -68,3 +69,12 @@ class CommandProducer:
             if self._producer is not None:
                 await self._producer.stop()
                 self._producer = None
+
+
+async def send_command(settings: Settings, command: RunCommanded) -> tuple[int, int]:
+    """Send one command with a producer of its own (a CLI process); returns (partition, offset)."""
+    sender = CommandSender(settings)
+    try:
+        return await sender.send(command)
+    finally:
+        await sender.close()

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
+from bus.admin import ensure_topics
+from bus.commands import send_command
+from sim.calendar import MINUTES_PER_HOUR, clock_text
 from streams.codec import DecodeError, decode
 from topics import POSTS, RENDER_REQUESTS, TICKS
-from worldfeed.cli import send_command
+from topics.models import RunCommanded
 from worldfeed.settings import ROOT, Settings
 
 LOGS = ROOT / ".local" / "logs"
@@ -44,6 +46,7 @@ class Supervisor:
     scripts: list[list[str]] = field(default_factory=list)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start a process in its own session, its output appended to ``.local/logs/<name>.log``."""
         LOGS.mkdir(parents=True, exist_ok=True)
         log = (LOGS / f"{name}.log").open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own executable, fixed arguments
@@ -58,11 +61,13 @@ class Supervisor:
         return proc
 
     def check(self) -> None:
+        """Raise if a started process has exited."""
         for name, proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {LOGS / name}.log")
 
     def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after 20 s) and the services' scripts."""
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 say(f"stopping {name}")
@@ -123,9 +128,10 @@ def wait_http(url: str, timeout_s: float, sup: Supervisor) -> None:
 
 
 async def follow(
-    settings: Settings, run_id: str, t0: float, sup: Supervisor, send_start: dict[str, object]
+    settings: Settings, t0: float, sup: Supervisor, start: RunCommanded
 ) -> dict[str, object]:
     """Start the run and print progress until it is played and every render request posted."""
+    run_id = start.run_id
     names = {settings.topic(s.name): s for s in (TICKS, RENDER_REQUESTS, POSTS)}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
@@ -139,13 +145,13 @@ async def follow(
         await consumer.seek_to_end(*parts)
         for tp in parts:
             await consumer.position(tp)
-        await send_command(settings, **send_start)
+        await send_command(settings, start)
         ticks = events = requests = 0
         posts: Counter[str] = Counter()
         sources: Counter[str] = Counter()
         first_post: float | None = None
         last_done_at: float | None = None
-        per_hour = max(1, 60 // settings.step_minutes)
+        per_hour = max(1, MINUTES_PER_HOUR // settings.step_minutes)
         while True:
             sup.check()
             batch = await consumer.getmany(timeout_ms=500)
@@ -164,9 +170,8 @@ async def follow(
                         if msg.tick % per_hour == per_hour - 1 or msg.last:
                             end = msg.sim_minute + settings.step_minutes
                             say(
-                                f"day {end // 1440 + 1} {(end // 60) % 24:02d}:{end % 60:02d}"
-                                f"  tick {msg.tick + 1:>4}  events {events:>5}  render requests "
-                                f"{requests:>4}  posts {sum(posts.values()):>4} "
+                                f"{clock_text(end)}  tick {msg.tick + 1:>4}  events {events:>5}"
+                                f"  render requests {requests:>4}  posts {sum(posts.values()):>4} "
                                 f"{dict(posts)}  state {msg.state_hash}"
                             )
                         if msg.last:
@@ -231,18 +236,17 @@ def up(
         summary = asyncio.run(
             follow(
                 settings,
-                run_id,
                 t0,
                 sup,
-                {
-                    "command": "start",
-                    "run_id": run_id,
-                    "seed": seed,
-                    "days": days,
-                    "speed": settings.speed,
-                    "step_minutes": settings.step_minutes,
-                    "world": world_name(settings),
-                },
+                RunCommanded(
+                    command="start",
+                    run_id=run_id,
+                    seed=seed,
+                    days=days,
+                    speed=settings.speed,
+                    step_minutes=settings.step_minutes,
+                    world=world_name(settings),
+                ),
             )
         )
         say(

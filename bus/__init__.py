@@ -1,0 +1,1 @@
+"""Kafka client adapters shared by the outer layers (API, CLI): topic admin, run commands."""

@@ -1,0 +1,1 @@
+"""The ``worldfeed`` command line: the outermost layer, which assembles every other package."""
