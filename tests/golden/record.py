@@ -44,7 +44,7 @@ def reference(seed: int) -> dict[str, Any]:
     from posts.prompt import build_prompt
     from sim.local import LocalRun
     from sim.world import load_world
-    from streams.impact import Story, render_requests, rescore
+    from sim.impact import Story, render_requests, rescore
     from streams.render import apply_rate_limit
 
     index = load_world("town")

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from sim.impact import Story, render_requests
 from sim.local import LocalRun
 from sim.world import load_world
 from streams.codec import encode
-from streams.impact import Story, render_requests
 from tests.fixtures.processes import Procs, produce, read_settled, read_until
 from tests.fixtures.triton import SCRIPT, _free_ports
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS

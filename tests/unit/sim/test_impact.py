@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sim.decide import score
+from sim.impact import Story, choose_author, render_requests, rescore
 from sim.world import load_world
-from streams.impact import Story, choose_author, render_requests, rescore
 from topics.models import EventHappened
 
 
