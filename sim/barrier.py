@@ -1,0 +1,356 @@
+"""One world shard's tick protocol, as a pure state machine (no I/O).
+
+On ``TickStarted`` a shard decides what each of its NPCs does (reading state as of the
+start of the tick), emits the events, and sends every shard one batch of the effects
+meant for its NPCs. On ``EffectsBatched`` it collects; once it has decided the tick and
+holds one batch from every shard, it applies the effects in canonical order, persists
+what changed and reports the tick done to the clock.
+
+:class:`ShardBarrier` holds that protocol for one run and shard. Its inputs are the
+messages and the records of the shard's table (read back only when the machine is
+built); its outputs are :class:`Step` values that say what to emit, send and write.
+The shell (``streams/world.py`` on Kafka, :mod:`sim.local` in process) carries them out.
+
+Recovery (a worker killed, a partition moved to another worker): everything a shard
+needs is in its table, on the shard's partition:
+
+* ``<run>/<npc>`` -> ``{"t": tick, "s": state, "p": state before tick t}``. A shard that
+  died half-way through persisting tick t rolls every NPC with ``t > finished`` back
+  to ``p``, so a tick is never applied twice.
+* ``<run>/~meta/<shard>`` -> the last finished tick and its ``ShardTickDone``.
+* ``<run>/~in/<shard>/<from>/<part>`` -> the latest effect batch (part) received from
+  each shard.
+
+An NPC without a record still has its seed state (derived from the catalog, never
+written). The state at the start of the last finished tick is ``p`` for the NPCs that
+tick changed and ``s`` for the rest, so a finished tick can be decided again exactly,
+to re-send its batches to a shard that lost them.
+
+A repeated ``TickStarted`` (the clock's watchdog re-sends a tick that does not
+complete) makes a shard re-send what the others may be missing: its batches and, if
+it already finished the tick, its report. Everything it re-sends is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sim.calendar import hour_of, minute_of_tick
+from sim.decide import decide_shard
+from sim.state import State, apply_effects, canonical_order, digest, seed_state
+from sim.world import WorldIndex, shard_of
+from topics.models import (
+    Effect,
+    EffectsBatched,
+    EventHappened,
+    NpcSnapshotted,
+    ShardTickDone,
+    TickStarted,
+)
+from worldfeed.ids import combine_digests
+
+log = logging.getLogger(__name__)
+
+MAX_EFFECTS_PER_MESSAGE = 1000  # keeps every message and table record far below 1 MiB
+
+Read = Callable[[bytes], bytes | None]
+"""A read-only view of the shard's table: key -> record bytes, None when absent."""
+
+
+def npc_key(run_id: str, npc_id: str) -> bytes:
+    """Table key of an NPC's state in a run."""
+    return f"{run_id}/{npc_id}".encode()
+
+
+def meta_key(run_id: str, shard: int) -> bytes:
+    """Table key of a shard's progress."""
+    return f"{run_id}/~meta/{shard}".encode()
+
+
+def in_key(run_id: str, shard: int, from_shard: int, part: int) -> bytes:
+    """Table key of the latest batch part a shard received from another."""
+    return f"{run_id}/~in/{shard}/{from_shard}/{part}".encode()
+
+
+def split_batches(
+    run_id: str,
+    tick: int,
+    from_shard: int,
+    n_shards: int,
+    events: Iterable[EventHappened],
+    max_effects: int = MAX_EFFECTS_PER_MESSAGE,
+) -> list[EffectsBatched]:
+    """The effects of a shard's events, one batch per target shard, split into parts."""
+    outgoing: dict[int, list[Effect]] = {q: [] for q in range(n_shards)}
+    for ev in events:
+        for eff in ev.effects:
+            outgoing[shard_of(eff.npc_id, n_shards)].append(eff)
+    batches: list[EffectsBatched] = []
+    for q, effects in outgoing.items():
+        chunks = [effects[i : i + max_effects] for i in range(0, len(effects), max_effects)] or [[]]
+        batches.extend(
+            EffectsBatched(
+                run_id=run_id,
+                tick=tick,
+                shard=q,
+                from_shard=from_shard,
+                n_shards=n_shards,
+                part=i,
+                parts=len(chunks),
+                effects=chunk,
+            )
+            for i, chunk in enumerate(chunks)
+        )
+    return batches
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """One record of the shard's table, to be stored and sent to its changelog partition."""
+
+    key: bytes
+    value: bytes
+    partition: int
+
+
+@dataclass
+class Step:
+    """What the shell does after one input, in field order.
+
+    ``events``, ``batches`` and ``writes`` go to the producer before the input message
+    is acknowledged; ``snapshots`` after the writes. ``report`` goes last, and only
+    after everything else is flushed (acknowledged by the broker): the clock starts the
+    next tick on it, so this tick's events and states must be durable first.
+    """
+
+    events: list[EventHappened] = field(default_factory=list)
+    batches: list[EffectsBatched] = field(default_factory=list)
+    writes: list[TableWrite] = field(default_factory=list)
+    snapshots: list[NpcSnapshotted] = field(default_factory=list)
+    report: ShardTickDone | None = None
+
+
+def _load(raw: bytes | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
+
+
+def park_batch(batch: EffectsBatched, raw: bytes, read: Read) -> Step:
+    """A batch for a shard whose machine is not loaded: kept in the table for recovery.
+
+    Its tick has not reached this shard yet, or the shard restarted. A batch for a tick
+    the shard already finished (a re-send) is dropped.
+    """
+    meta = _load(read(meta_key(batch.run_id, batch.shard)))
+    if meta is not None and meta["finished"] >= batch.tick:
+        return Step()
+    return Step(writes=[_keep(batch, raw)])
+
+
+def _keep(batch: EffectsBatched, raw: bytes) -> TableWrite:
+    # the message as received: recovery reads its tick, parts and effects back
+    key = in_key(batch.run_id, batch.shard, batch.from_shard, batch.part)
+    return TableWrite(key, raw, batch.shard)
+
+
+@dataclass
+class ShardBarrier:
+    """One shard's tick protocol for one run (pure: no I/O); a cache of its table."""
+
+    run_id: str
+    index: WorldIndex
+    shard: int
+    n_shards: int
+    step_minutes: int = 15
+    start_minute: int = 0
+    snapshot_every: int = 0  # ticks between NPC snapshots; 0: none
+    max_effects: int = MAX_EFFECTS_PER_MESSAGE  # per batch part
+    states: dict[str, State] = field(default_factory=dict)
+    digests: dict[str, int] = field(default_factory=dict)
+    finished: int = -1  # last tick whose effects were applied
+    last_done: ShardTickDone | None = None
+    decided: dict[int, int] = field(default_factory=dict)  # tick -> events emitted
+    outgoing: dict[int, list[EffectsBatched]] = field(default_factory=dict)
+    # tick -> (from shard, part) -> effects, and tick -> from shard -> parts expected
+    batches: defaultdict[int, dict[tuple[int, int], list[Effect]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    parts: defaultdict[int, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    # JSON of the states before the last finished tick, of the NPCs it changed (decoded
+    # only to decide that tick again)
+    prev: dict[str, bytes] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
+
+    @classmethod
+    def recover(
+        cls,
+        index: WorldIndex,
+        tick: TickStarted,
+        read: Read,
+        snapshot_every: int = 0,
+        max_effects: int = MAX_EFFECTS_PER_MESSAGE,
+    ) -> ShardBarrier:
+        """The machine of a tick's run and shard, rebuilt from the shard's table records."""
+        run = cls(
+            tick.run_id,
+            index,
+            tick.shard,
+            tick.n_shards,
+            tick.step_minutes,
+            tick.sim_minute - tick.tick * tick.step_minutes,
+            snapshot_every,
+            max_effects,
+        )
+        meta = _load(read(meta_key(run.run_id, run.shard)))
+        if meta is not None:
+            run.finished = meta["finished"]
+            run.last_done = ShardTickDone.model_validate(meta["done"])
+        for npc_id in index.shard_npcs(run.shard, run.n_shards):
+            rec = _load(read(npc_key(run.run_id, npc_id)))
+            if rec is None:  # never changed: the seed state, derived from the catalog
+                state = seed_state(index, npc_id)
+            elif rec["t"] > run.finished:  # persisted by a tick that never finished
+                state = rec["p"]
+            else:
+                state = rec["s"]
+                if rec["t"] == run.finished:
+                    run.prev[npc_id] = orjson.dumps(rec["p"])
+            run.states[npc_id] = state
+            run.digests[npc_id] = digest(npc_id, state)
+        nxt = run.finished + 1
+        for q in range(run.n_shards):
+            part, parts = 0, 1
+            while part < parts:
+                got = _load(read(in_key(run.run_id, run.shard, q, part)))
+                if got is None or got["tick"] != nxt:
+                    break
+                parts = got["parts"]
+                run.parts[nxt][q] = parts
+                run.batches[nxt][(q, part)] = [Effect.model_validate(e) for e in got["effects"]]
+                part += 1
+        run.dirty = set(run.states)
+        log.info(
+            "shard %s/%s holds %s NPCs of run %s (finished tick %s)",
+            run.shard,
+            run.n_shards,
+            len(run.states),
+            run.run_id,
+            run.finished,
+        )
+        return run
+
+    def on_tick(self, tick: TickStarted) -> Step:
+        """Decide the tick (events and outgoing batches), or re-send what a repeat asks for."""
+        if tick.tick < self.finished:
+            return Step()
+        if tick.tick == self.finished:  # the clock is missing reports or batches: re-send
+            # the shard's state at the start of the tick
+            start = {**self.states, **{n: orjson.loads(p) for n, p in self.prev.items()}}
+            again = decide_shard(self.index, tick, start)
+            return Step(batches=self._split(tick.tick, again), report=self.last_done)
+        if tick.tick in self.decided:
+            return Step(batches=list(self.outgoing.get(tick.tick, [])))
+        events = decide_shard(self.index, tick, self.states)
+        batches = self._split(tick.tick, events)
+        self.decided[tick.tick] = len(events)
+        self.outgoing = {tick.tick: batches}
+        return Step(events=events, batches=batches)
+
+    def on_batch(self, batch: EffectsBatched, raw: bytes) -> Step:
+        """Collect one effect batch (part) sent to this shard; ``raw`` is it as received."""
+        if batch.tick <= self.finished:
+            return Step()  # re-sent batch for a finished tick
+        self.batches[batch.tick][(batch.from_shard, batch.part)] = batch.effects
+        self.parts[batch.tick][batch.from_shard] = batch.parts
+        return Step(writes=[_keep(batch, raw)])
+
+    def ready(self) -> int | None:
+        """The tick that is decided and has every batch part, if any."""
+        for tick in sorted(self.decided):
+            parts = self.parts.get(tick, {})
+            got = self.batches.get(tick, {})
+            if len(parts) == self.n_shards and all(
+                (q, i) in got for q, n in parts.items() for i in range(n)
+            ):
+                return tick
+        return None
+
+    def finish(self) -> Step:
+        """Apply the ready tick's effects (the barrier): its state writes, snapshots, report.
+
+        The shell calls it after carrying out each input's step, so a shard's batches
+        leave before it spends time applying effects that the others wait for.
+        """
+        tick = self.ready()
+        if tick is None:
+            return Step()
+        self.parts.pop(tick, None)
+        by_npc: dict[str, list[Effect]] = defaultdict(list)
+        effects = canonical_order(e for part in self.batches.pop(tick).values() for e in part)
+        for eff in effects:
+            by_npc[eff.npc_id].append(eff)
+        self.prev = {}
+        writes = []
+        for npc_id in sorted(by_npc):
+            state = self.states.get(npc_id)
+            if state is None:
+                log.warning("effect for NPC %s not owned by shard %s", npc_id, self.shard)
+                continue
+            before = orjson.dumps(state)
+            self.prev[npc_id] = before
+            if apply_effects(state, by_npc[npc_id], tick):
+                self.digests[npc_id] = digest(npc_id, state)
+                writes.append(
+                    TableWrite(
+                        npc_key(self.run_id, npc_id),
+                        b'{"t":%d,"s":%b,"p":%b}' % (tick, orjson.dumps(state), before),
+                        self.shard,
+                    )
+                )
+                self.dirty.add(npc_id)
+        done = ShardTickDone(
+            run_id=self.run_id,
+            tick=tick,
+            shard=self.shard,
+            n_shards=self.n_shards,
+            npcs=len(self.states),
+            events=self.decided.pop(tick),
+            effects=len(effects),
+            state_digest=combine_digests(self.digests.values()),
+        )
+        self.finished, self.last_done = tick, done
+        meta = {"finished": tick, "done": done.model_dump(mode="json")}
+        # last: a shard that dies before this record lands rolls the tick back
+        writes.append(TableWrite(meta_key(self.run_id, self.shard), orjson.dumps(meta), self.shard))
+        every = self.snapshot_every
+        snapshots = self._snapshot(tick) if every and (tick + 1) % every == 0 else []
+        return Step(writes=writes, snapshots=snapshots, report=done)
+
+    def _split(self, tick: int, events: list[EventHappened]) -> list[EffectsBatched]:
+        return split_batches(self.run_id, tick, self.shard, self.n_shards, events, self.max_effects)
+
+    def _snapshot(self, tick: int) -> list[NpcSnapshotted]:
+        hour = hour_of(minute_of_tick(self.start_minute, tick, self.step_minutes))
+        snaps = []
+        for npc_id in sorted(self.dirty):
+            state = self.states[npc_id]
+            snaps.append(
+                NpcSnapshotted(
+                    run_id=self.run_id,
+                    tick=tick,
+                    npc_id=npc_id,
+                    place=self.index.location[npc_id][hour],
+                    reputation=state["rep"],
+                    relationships=state["rel"],
+                    memories=state["mem"],
+                    goals=state["goal"],
+                    state_hash=f"{self.digests[npc_id]:016x}",
+                )
+            )
+        self.dirty.clear()
+        return snaps
