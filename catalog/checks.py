@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from catalog.errors import CatalogIssue, json_pointer
+from catalog.event_refs import event_problems
 from catalog.models import (
     Catalog,
     ConditionTrigger,
@@ -287,23 +288,12 @@ def _check_scheduled(
 ) -> None:
     _unique(events, lambda s: s.id, report, "scheduled id")
     for i, s in enumerate(events):
+        for problem in event_problems(catalog, s.type, s.actor, s.target, s.place):
+            report([i, problem.field], problem.message, problem.rule)
         e = catalog.event_types.get(s.type)
-        if e is None:
-            report([i, "type"], f"unknown event type {s.type!r}", "event-type-exists")
-        for role in ("actor", "target"):
-            who = getattr(s, role)
-            if who is not None and who not in catalog.npcs:
-                report([i, role], f"unknown npc {who!r}", "npc-exists")
         place = catalog.places.get(s.place)
-        if place is None:
-            report([i, "place"], f"unknown place {s.place!r}", "place-exists")
-        if s.target is not None and s.target == s.actor:
-            report([i, "target"], "target is the actor", "target-consistency")
         if e is None:
             continue
-        if e.needs_target != (s.target is not None):
-            need = "needs" if e.needs_target else "takes no"
-            report([i, "target"], f"event type {e.id!r} {need} a target", "target-consistency")
         if not _hour_ok(e, int(s.time[:2])):
             report([i, "time"], f"{s.time} is outside the hours of {e.id!r}", "event-hours")
         kinds = e.preconditions.place_kinds

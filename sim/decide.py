@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from catalog.event_refs import event_problems
 from catalog.models import EventType
 from sim.state import State, memory_weight, top_memories
 from sim.world import WorldIndex, shard_of
@@ -374,10 +375,5 @@ def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
 
 
 def _valid_injection(index: WorldIndex, inj: InjectedEvent) -> bool:
-    cat = index.catalog
-    return (
-        inj.type in cat.event_types
-        and inj.actor in cat.npcs
-        and (inj.target is None or inj.target in cat.npcs)
-        and (inj.place is None or inj.place in cat.places)
-    )
+    """The API refuses what the catalog rule refuses; a message from elsewhere is skipped."""
+    return not event_problems(index.catalog, inj.type, inj.actor, inj.target, inj.place)

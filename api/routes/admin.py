@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CommandsDep, SettingsDep, StorageDep, require_admin
 from api.schemas import CommandAcceptedPublic, WorldCreatedPublic
 from api.worlds import UnknownWorld, catalog_of, world_path
+from catalog.event_refs import event_problems
 from catalog.generate import generate_world, write_world
 from storage import queries, run_in_thread
 from topics.models import InjectedEvent, RunCommanded
@@ -162,25 +163,16 @@ async def inject_event(
     settings: SettingsDep,
     commands: CommandsDep,
 ) -> CommandAcceptedPublic:
-    """Inject an event into a run; unknown type, NPC or place: 422 naming the field."""
+    """Inject an event into a run; one its world cannot have: 422 naming the field."""
     run = await _known_run(storage, run_id)
     try:
         catalog = catalog_of(run.get("world") or settings.catalog_dir)
     except UnknownWorld as exc:
         raise HTTPException(status_code=409, detail=f"the run's world is gone: {exc}") from exc
-    event_type = catalog.event_types.get(body.type)
-    if event_type is None:
-        raise _unprocessable("type", f"unknown event type {body.type!r}", body.type)
-    if body.actor not in catalog.npcs:
-        raise _unprocessable("actor", f"unknown npc {body.actor!r}", body.actor)
-    if body.target is not None and body.target not in catalog.npcs:
-        raise _unprocessable("target", f"unknown npc {body.target!r}", body.target)
-    if body.target is None and event_type.needs_target:
-        raise _unprocessable("target", f"event type {body.type!r} needs a target", None)
-    if body.target is not None and body.target == body.actor:
-        raise _unprocessable("target", "target must differ from actor", body.target)
-    if body.place is not None and body.place not in catalog.places:
-        raise _unprocessable("place", f"unknown place {body.place!r}", body.place)
+    problems = event_problems(catalog, body.type, body.actor, body.target, body.place)
+    if problems:
+        first = problems[0]
+        raise _unprocessable(first.field, first.message, first.value)
     event = InjectedEvent(**body.model_dump())
     return await _send(commands, RunCommanded(command="inject", run_id=run_id, event=event))
 
