@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from catalog.digest import content_digest
+
 MINUTES_PER_DAY = 24 * 60
 
 Id = Annotated[
@@ -445,10 +447,25 @@ class Catalog:
     def digest(self) -> str:
         """sha256 of the normalized content: independent of file order, dict order, whitespace."""
         if self._digest is None:
-            from catalog.digest import catalog_digest
-
-            self._digest = catalog_digest(self)
+            self._digest = content_digest(self.normalized())
         return self._digest
+
+    def normalized(self) -> dict[str, Any]:
+        """The catalog with every order-free collection in a canonical order (for the digest)."""
+        return {
+            "world": self.world,
+            "places": list(self.places.values()),  # dicts are sorted by id
+            "npcs": list(self.npcs.values()),
+            "relationships": sorted(self.relationships, key=lambda r: (r.source, r.target)),
+            "goals": sorted(
+                self.goals, key=lambda g: (g.npc, g.kind, g.target or "", g.priority, g.progress)
+            ),
+            "event_types": list(self.event_types.values()),
+            "channels": list(self.channels.values()),
+            "templates": list(self.templates.values()),
+            "scheduled": sorted(self.scheduled, key=lambda s: s.id),
+            "director": sorted(self.director, key=lambda d: d.id),
+        }
 
     def files(self) -> dict[str, Any]:
         """The catalog as JSON-ready data, one entry per catalog file."""
