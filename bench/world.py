@@ -33,16 +33,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from bus.admin import ensure_topics
+from bus.commands import send_command
 from catalog.generate import generate_world, write_world
+from sim.calendar import MINUTES_PER_HOUR, ticks_to_days
 from sim.local import LocalRun
 from sim.world import WorldIndex, load_world
 from streams.codec import decode, encode
 from streams.outbox import Outbox
-from topics import CLOCK_INBOX, EVENTS, TICKS
+from topics import EVENTS, TICKS
 from topics.models import RunCommanded, TickCompleted
 from worldfeed.settings import ROOT, Settings
 
-START_MINUTE = 10 * 60  # 10:00, when most NPCs are awake and about
+START_MINUTE = 10 * MINUTES_PER_HOUR  # 10:00, when most NPCs are awake and about
 EXE = str(Path(sys.executable).parent / "worldfeed")
 
 
@@ -97,22 +99,16 @@ def peak_rss_mib(pid: int) -> float:
 
 
 async def send_start(settings: Settings, run_id: str, ticks: int) -> None:
+    """Start a run of ``ticks`` ticks from 10:00 on the benchmark's world."""
     cmd = RunCommanded(
         command="start",
         run_id=run_id,
         seed=1,
         world=str(settings.catalog_dir),
-        days=ticks * settings.step_minutes / 1440,
+        days=ticks_to_days(ticks, settings.step_minutes),
         start_minute=START_MINUTE,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topic(CLOCK_INBOX.name), encode(cmd), key=run_id.encode(), partition=0
-        )
-    finally:
-        await producer.stop()
+    await send_command(settings, cmd)
 
 
 async def read_ticks(

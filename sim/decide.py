@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from catalog.event_refs import event_problems
 from catalog.models import EventType
+from sim.calendar import day_of, hour_of
 from sim.state import State, memory_weight, top_memories
 from sim.world import WorldIndex, shard_of
 from topics.models import Effect, EventHappened, ImpactScore, InjectedEvent, TickStarted
@@ -36,11 +37,13 @@ class Ctx:
 
     @property
     def hour(self) -> int:
-        return (self.tick.sim_minute // 60) % 24
+        """Hour of the day (0..23) at the start of the tick."""
+        return hour_of(self.tick.sim_minute)
 
     @property
     def day(self) -> int:
-        return self.tick.sim_minute // 1440 + 1
+        """1-based simulated day of the tick."""
+        return day_of(self.tick.sim_minute)
 
 
 def decide_shard(

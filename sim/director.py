@@ -8,6 +8,7 @@ so each director event happens exactly once, whatever the partition count.
 from __future__ import annotations
 
 from catalog.models import WEEKDAYS, ConditionTrigger, DirectorRule, NpcSelector, PlaceSelector
+from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of, minute_of_day
 from sim.world import WorldIndex
 from topics.models import TickStarted
 from worldfeed.ids import rng_for, stable_hash64
@@ -23,11 +24,11 @@ def weekday(index: WorldIndex, day: int) -> str:
 
 def _minute(hhmm: str) -> int:
     h, m = hhmm.split(":")
-    return int(h) * 60 + int(m)
+    return int(h) * MINUTES_PER_HOUR + int(m)
 
 
 def _metric(index: WorldIndex, tick: TickStarted, trigger: ConditionTrigger) -> float | None:
-    hour = (tick.sim_minute // 60) % 24
+    hour = hour_of(tick.sim_minute)
     if trigger.metric == "events_last_hour":
         return float(tick.recent_events)
     if trigger.metric == "active_npcs":
@@ -36,17 +37,17 @@ def _metric(index: WorldIndex, tick: TickStarted, trigger: ConditionTrigger) -> 
 
 
 def _is_due(index: WorldIndex, rule: DirectorRule, tick: TickStarted) -> bool:
-    day = tick.sim_minute // 1440 + 1
-    minute_of_day = tick.sim_minute % 1440
+    day = day_of(tick.sim_minute)
+    now = minute_of_day(tick.sim_minute)
     trig = rule.trigger
     if trig.type == "schedule":
         at = _minute(trig.time)
-        if not (minute_of_day <= at < minute_of_day + tick.step_minutes):
+        if not (now <= at < now + tick.step_minutes):
             return False
         if trig.days is not None and day not in trig.days:
             return False
         return trig.weekdays is None or weekday(index, day) in trig.weekdays
-    hour = minute_of_day // 60
+    hour = hour_of(tick.sim_minute)
     if (
         tick.tick == 0
         or tick.tick % trig.check_every_ticks
@@ -87,8 +88,7 @@ def _pick_place(
         pool = sorted(p.id for p in index.catalog.places.values() if p.kind == sel.kind)
         if pool:
             return rng_for(tick.seed, tick.tick, salt, "director-place").choice(pool)
-    hour = (tick.sim_minute // 60) % 24
-    return index.location[actor][hour] or index.npc(actor).home
+    return index.location[actor][hour_of(tick.sim_minute)] or index.npc(actor).home
 
 
 def due_director_events(

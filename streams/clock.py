@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from sim.calendar import MINUTES_PER_HOUR, days_to_ticks, minute_of_tick
 from streams.app import Streams
 from streams.codec import DecodeError, decode
 from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS, TopicSpec
@@ -57,7 +58,7 @@ class RunClock:
             seed=cmd.seed,
             world=cmd.world,
             step_minutes=cmd.step_minutes,
-            total_ticks=max(1, round(cmd.days * 24 * 60 / cmd.step_minutes)),
+            total_ticks=days_to_ticks(cmd.days, cmd.step_minutes),
             speed=cmd.speed,
             n_shards=n_shards,
             start_minute=cmd.start_minute,
@@ -82,7 +83,7 @@ class RunClock:
             seed=self.seed,
             world=self.world,
             tick=tick,
-            sim_minute=self.start_minute + tick * self.step_minutes,
+            sim_minute=minute_of_tick(self.start_minute, tick, self.step_minutes),
             step_minutes=self.step_minutes,
             shard=shard,
             n_shards=self.n_shards,
@@ -107,15 +108,13 @@ class RunClock:
         reports = [self.reports[s] for s in sorted(self.reports)]
         self.reports = {}
         last = self.stopped or self.current + 1 >= self.total_ticks
-        self.recent = (self.recent + [sum(r.events for r in reports)])[
-            -max(1, 60 // self.step_minutes) :
-        ]
+        self.recent = (self.recent + [sum(r.events for r in reports)])[-self.ticks_per_hour :]
         self.finished = last
         self.waiting = not last
         return TickCompleted(
             run_id=self.run_id,
             tick=self.current,
-            sim_minute=self.start_minute + self.current * self.step_minutes,
+            sim_minute=minute_of_tick(self.start_minute, self.current, self.step_minutes),
             state_hash=f"{combine_digests(r.state_digest for r in reports):016x}",
             npcs=sum(r.npcs for r in reports),
             events=sum(r.events for r in reports),
@@ -123,6 +122,11 @@ class RunClock:
             wall_ms=round((time.perf_counter() - self.tick_started_wall) * 1000, 3),
             last=last,
         )
+
+    @property
+    def ticks_per_hour(self) -> int:
+        """Ticks in a simulated hour (at least one): the window of ``recent``."""
+        return max(1, MINUTES_PER_HOUR // self.step_minutes)
 
     def next_delay(self) -> float:
         """Seconds to wait before the next tick at this run's speed (0 = as fast as possible)."""
@@ -160,7 +164,7 @@ def recover(
         run = runs[run_id]
         run.current = done.tick
         run.finished = done.last
-        window = max(1, 60 // run.step_minutes)
+        window = run.ticks_per_hour
         events = per_hour[run_id]
         run.recent = [events.get(t, 0) for t in range(done.tick - window + 1, done.tick + 1)]
     return runs

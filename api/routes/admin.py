@@ -20,6 +20,7 @@ from api.schemas import CommandAcceptedPublic, WorldCreatedPublic
 from api.worlds import UnknownWorld, catalog_of, world_path
 from catalog.event_refs import event_problems
 from catalog.generate import generate_world, write_world
+from sim.calendar import MINUTES_PER_DAY
 from storage import queries, run_in_thread
 from topics.models import InjectedEvent, RunCommanded
 
@@ -43,7 +44,9 @@ class RunStart(BaseModel):
     world: str = Field("town", min_length=1, max_length=500, description="World name or directory.")
     days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play.")
     speed: float = Field(0.0, ge=0, le=100_000, description="0 = as fast as possible.")
-    step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+    step_minutes: int = Field(
+        15, ge=1, le=MINUTES_PER_DAY, description="Simulated minutes per tick."
+    )
 
 
 class Inject(BaseModel):
