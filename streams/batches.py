@@ -18,27 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.app import Streams
+from worldfeed.backoff import backoff
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
+FIRST_BACKOFF_S = 0.5  # a consumer or a ClickHouse insert that failed is retried after this
+MAX_BACKOFF_S = 30.0  # and never waits longer between tries
 # a partial batch is taken once the topics were quiet this long: a tick's events come as
 # one burst, and its tail should not wait out the batch window (which bounds the batches
 # per second under a steady trickle)
 QUIET_MS = 50
-
-
-def backoff(first_s: float = 0.5) -> Iterator[float]:
-    """Retry delays, doubling up to ``MAX_BACKOFF_S``, without end."""
-    delay = first_s
-    while True:
-        yield delay
-        delay = min(MAX_BACKOFF_S, delay * 2)
 
 
 def group_id(app_id: str, name: str) -> str:
@@ -101,7 +95,7 @@ def run_forever(streams: Streams, name: str, consume: Callable[[], Awaitable[Non
     """
 
     async def task() -> None:
-        for delay in backoff():
+        for delay in backoff(FIRST_BACKOFF_S, MAX_BACKOFF_S):
             try:
                 await consume()
             except asyncio.CancelledError:

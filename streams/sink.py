@@ -34,6 +34,7 @@ from topics import (
     TopicSpec,
 )
 from topics.models import RunCommanded
+from worldfeed.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ async def store_records(
             writer.add_message(msg)
         except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
-    for delay in batches.backoff():
+    for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
         try:
             return await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
