@@ -53,14 +53,16 @@ def pct(values: list[float], q: float) -> float:
 
 async def render_pass(url: str, reqs: list[Any], conc: int, cache: dict[bytes, bytes]) -> dict:
     """Render every request with ``conc`` in flight; returns figures and stats."""
+    from llm.client import TritonLLM
+    from llm.complete import CallCounts, Completer
+    from llm.gate import LLMGate
     from posts.prompt import build_prompt
+    from posts.service import PostRenderer, stats_summary
     from sim.world import load_world
-    from streams.llm import TritonLLM
-    from streams.render import LLMGate, Renderer, RenderStats
     from topics.models import LLMCalled
 
     index = load_world("town")
-    stats = RenderStats()
+    stats = CallCounts()
     calls: list[LLMCalled] = []
 
     async def ledger(c: LLMCalled) -> None:
@@ -69,7 +71,7 @@ async def render_pass(url: str, reqs: list[Any], conc: int, cache: dict[bytes, b
     latencies: list[float] = []
     sem = asyncio.Semaphore(conc)
     async with TritonLLM(url, concurrency=conc, timeout_s=300) as llm:
-        renderer = Renderer(llm, cache, LLMGate(conc), ledger, stats)
+        renderer = PostRenderer(Completer(llm, cache, LLMGate(conc), ledger, stats))
 
         async def one(req: Any) -> None:
             async with sem:
@@ -93,7 +95,7 @@ async def render_pass(url: str, reqs: list[Any], conc: int, cache: dict[bytes, b
         "latency_ms_p99": round(pct(latencies, 0.99), 1),
         "tokens_in": sorted(c.tokens_in for c in calls if c.tokens_in),
         "llm_calls": sum(1 for c in calls if not c.cache_hit),
-        "stats": stats.summary(),
+        "stats": stats_summary(stats),
     }
 
 
@@ -101,10 +103,10 @@ async def raw_pass(url: str, reqs: list[Any], conc: int) -> dict:
     """Baseline: the same prompts (first-attempt sampling) straight through tritonclient."""
     import tritonclient.grpc.aio as grpcaio
 
+    from llm.cache import sampling_for
+    from llm.client import build_inputs, parse_result
     from posts.prompt import build_prompt
     from sim.world import load_world
-    from streams.llm import build_inputs, parse_result
-    from streams.render import sampling_for
 
     index = load_world("town")
     client = grpcaio.InferenceServerClient(url)

@@ -1,23 +1,22 @@
-"""From raw model text to a schema-valid post.
+"""From raw model text to a post's fields, and what makes a post not worth publishing.
 
 A 135M-parameter model writes usable free text but poor JSON, so the model writes
 text and we build the JSON around it. When it does answer in JSON (or fenced JSON,
-or JSON with prose around it, trailing commas, a truncated object), ``json_repair``
-recovers the fields. Small models also echo the prompt ("Today at 10:00: ..."),
-open with letter salutations ("Dear Sarah,") and stop mid-sentence at ``max_tokens``;
-those parts are cut. The result is validated against the channel's JSON Schema, and
-:func:`quality_problems` names what makes a schema-valid post still not worth
-publishing (too short, an echo of the prompt), so the caller can retry.
+or JSON with prose around it, trailing commas, a truncated object),
+:func:`llm.parse.repair_json` recovers the fields. Small models also echo the prompt
+("Today at 10:00: ..."), open with letter salutations ("Dear Sarah,") and stop
+mid-sentence at ``max_tokens``; those parts are cut. The LLM loop validates the result
+against the channel's JSON Schema, and :func:`quality_problems` names what makes a
+schema-valid post still not worth publishing (too short, an echo of the prompt), so
+the loop can retry.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-import json_repair
-from jsonschema import Draft202012Validator
+from llm.parse import Parsed, repair_json
 
 _FENCE = re.compile(r"```[a-zA-Z]*\n?|```")
 _LEAD = re.compile(
@@ -48,14 +47,6 @@ MAX_SENTENCES = {"chat": 2, "feed": 3}
 MAX_CHARS = {"feed": 280, "chat": 240}
 MIN_BODY_CHARS = 15
 MAX_TITLE_WORDS = 16
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A candidate post and how it was obtained (``repaired``: JSON or text repair needed)."""
-
-    fields: dict[str, Any]
-    repaired: bool
 
 
 def _strip(text: str) -> str:
@@ -135,16 +126,6 @@ def _finish(text: str, max_sentences: int | None) -> tuple[str, bool]:
     return " ".join(parts), changed
 
 
-def _maybe_json(text: str) -> dict[str, Any] | None:
-    if "{" not in text:
-        return None
-    try:
-        obj = json_repair.loads(text[text.index("{") :])
-    except Exception:  # noqa: BLE001 - unrepairable JSON is just text
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def headline_from(summary: str, limit: int = 120) -> str:
     """A deterministic headline from an event summary (used when the model's is unusable)."""
     text = summary.strip().rstrip(".")
@@ -166,7 +147,7 @@ def parse_output(
     props = schema.get("properties", {})
     body_max = min(int(props.get("body", {}).get("maxLength", 500)), MAX_CHARS.get(channel, 10**6))
     title_max = int(props.get("title", {}).get("maxLength", 120))
-    obj = _maybe_json(raw)
+    obj = repair_json(raw)
     if obj is not None:
         fields = {k: str(v).strip() for k, v in obj.items() if k in props and v is not None}
         if "body" not in fields:
@@ -213,12 +194,3 @@ def quality_problems(fields: dict[str, Any], prompt: str | None = None) -> list[
     if title is not None and len(str(title).split()) > MAX_TITLE_WORDS:
         problems.append(f"/title: longer than {MAX_TITLE_WORDS} words")
     return problems
-
-
-def schema_errors(fields: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """Every way the fields break the channel's schema, as 'pointer: message'."""
-    validator = Draft202012Validator(schema)
-    return [
-        f"/{'/'.join(str(p) for p in err.absolute_path)}: {err.message}"
-        for err in validator.iter_errors(fields)
-    ]

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from catalog.models import Template
+from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of
 from sim.world import WorldIndex
 from topics.models import RenderRequested
 
@@ -83,8 +84,8 @@ def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> 
         target_name=index.npc(ev.target).display_name if ev.target else "",
         memories="; ".join(memories) if memories else NO_MEMORIES,
         channel=req.channel,
-        day=str(ev.sim_minute // 1440 + 1),
-        time=f"{(ev.sim_minute // 60) % 24:02d}:{ev.sim_minute % 60:02d}",
+        day=str(day_of(ev.sim_minute)),
+        time=f"{hour_of(ev.sim_minute):02d}:{ev.sim_minute % MINUTES_PER_HOUR:02d}",
     )
 
 

@@ -42,10 +42,10 @@ def path_for(seed: int) -> Path:
 def reference(seed: int) -> dict[str, Any]:
     """Day 1 in process: hashes, events, render requests and prompt hashes."""
     from posts.prompt import build_prompt
+    from posts.quota import apply_rate_limit
     from sim.local import LocalRun
     from sim.world import load_world
     from sim.impact import Story, render_requests, rescore
-    from streams.render import apply_rate_limit
 
     index = load_world("town")
     run = LocalRun(index, run_id_for(seed), seed)

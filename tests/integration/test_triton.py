@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from streams.llm import Completion, LLMError, LLMUnavailable, TritonLLM
+from llm.client import Completion, LLMError, LLMUnavailable, TritonLLM
 from tests.fixtures.triton import _free_ports
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,11 @@
-"""Model output -> schema-valid post: cleaning and JSON repair."""
+"""Model output -> schema-valid post: cleaning, JSON repair, quality checks."""
 
 from __future__ import annotations
 
 import pytest
 
-from posts.moderation import Moderator
-from posts.output import parse_output, schema_errors
+from llm.parse import schema_errors
+from posts.output import parse_output, quality_problems
 
 FEED = {
     "type": "object",
@@ -59,10 +59,16 @@ def test_long_output_is_cut_at_a_boundary() -> None:
     assert len(parsed.fields["body"]) <= 500 and parsed.fields["body"].endswith(".")
 
 
-def test_moderation_verdicts() -> None:
-    m = Moderator()
-    assert m.review("What a lovely day") == ("published", None)
-    assert m.review("you idiot")[0] == "flagged"
-    assert m.review("kys")[0] == "blocked"
-    m.classifiers.append(lambda text: ("blocked", "classifier") if "cake" in text else None)
-    assert m.review("cake") == ("blocked", "classifier")
+def test_echo_and_salutations_are_cut() -> None:
+    prompt = (
+        "Write your social media post about what happened:\nYou argued with the baker at the cafe."
+    )
+    raw = (
+        "Dear Sarah,\nYou argued with the baker at the cafe.\n"
+        "I hope this message finds you well. Bread war! More soon"
+    )
+    parsed = parse_output("feed", raw, FEED, prompt)
+    assert parsed.fields["body"] == "Bread war!" and parsed.repaired
+    assert quality_problems({"body": "ok"}) and not quality_problems(
+        {"body": "A fine post, really."}
+    )

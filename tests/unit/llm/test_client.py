@@ -1,16 +1,28 @@
-"""Pure logic of the Triton client: backoff, retry classification, tensors, parsing."""
+"""Pure logic of the Triton client: retry delays, retry classification, tensors, parsing."""
 
 from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from streams.llm import LLMError, TritonLLM, backoff_delay, build_inputs, is_retryable, parse_result
+from llm import client as client_module
+from llm.client import (
+    MAX_BACKOFF_S,
+    Completion,
+    LLMError,
+    LLMUnavailable,
+    TritonLLM,
+    build_inputs,
+    is_retryable,
+    parse_result,
+)
+from worldfeed.backoff import backoff_delay
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
@@ -22,12 +34,68 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
             assert nominal / 2 <= d <= nominal
     assert backoff_delay(30, 0.5, cap_s=10.0, rng=rng) <= 10.0
     with pytest.raises(ValueError):
-        backoff_delay(-1, 0.5)
+        backoff_delay(-1, 0.5, MAX_BACKOFF_S)
 
 
 def test_backoff_is_jittered() -> None:
     rng = random.Random(7)
-    assert len({round(backoff_delay(2, 0.5, rng=rng), 6) for _ in range(20)}) > 1
+    assert len({round(backoff_delay(2, 0.5, MAX_BACKOFF_S, rng=rng), 6) for _ in range(20)}) > 1
+
+
+def _unavailable() -> grpc.aio.AioRpcError:
+    md = grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, md, md, details="down")
+
+
+async def test_transport_failures_are_retried_with_the_shared_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    monkeypatch.setattr(client_module.asyncio, "sleep", sleep)
+    llm = TritonLLM("127.0.0.1:1", retries=7, backoff_s=0.5)
+    tries = 0
+
+    async def attempt(_inputs: Any) -> Completion:
+        nonlocal tries
+        tries += 1
+        raise _unavailable()
+
+    monkeypatch.setattr(llm, "_attempt", attempt)
+    with pytest.raises(LLMUnavailable, match="after 8 attempt"):
+        await llm.generate("hi", {"max_tokens": 1})
+    assert tries == 8 and len(slept) == 7
+    for n, delay in enumerate(slept):
+        nominal = min(MAX_BACKOFF_S, 0.5 * 2**n)
+        assert nominal / 2 <= delay <= nominal
+    assert llm.max_in_flight == 1
+
+
+async def test_a_retry_that_succeeds_returns_and_model_errors_are_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def sleep(_s: float) -> None:
+        return None
+
+    monkeypatch.setattr(client_module.asyncio, "sleep", sleep)
+    llm = TritonLLM("127.0.0.1:1", retries=3)
+    script: list[Any] = [_unavailable(), Completion("ok", 1, 1, 1.0, "llm")]
+
+    async def attempt(_inputs: Any) -> Completion:
+        item = script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    monkeypatch.setattr(llm, "_attempt", attempt)
+    assert (await llm.generate("hi", {})).text == "ok"
+    script[:] = [LLMError("bad sampling"), Completion("never", 1, 1, 1.0, "llm")]
+    with pytest.raises(LLMError, match="bad sampling"):
+        await llm.generate("hi", {})
+    assert len(script) == 1
 
 
 def test_retry_classification() -> None:

@@ -14,8 +14,8 @@ Failure handling:
 - an error response from the model (bad sampling parameters, generation failure)
   is not retried and is raised as :class:`LLMError`.
 
-Callers (the render processor) send :class:`LLMUnavailable` requests back to wait
-or to the DLQ; the simulation itself never blocks on Triton.
+Callers (the loop in :mod:`llm.complete`) wait and ask again on
+:class:`LLMUnavailable`, or give up; the simulation itself never blocks on Triton.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -35,7 +33,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-logger = logging.getLogger(__name__)
+from llm.base import Completion, LLMError, LLMFailure, LLMUnavailable
+from worldfeed.backoff import backoff_delay
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Completion",
@@ -43,7 +44,6 @@ __all__ = [
     "LLMFailure",
     "LLMUnavailable",
     "TritonLLM",
-    "backoff_delay",
     "build_inputs",
     "is_retryable",
     "parse_result",
@@ -60,59 +60,6 @@ RETRYABLE_CODES = frozenset(
 _RETRYABLE_NAMES = frozenset(str(code) for code in RETRYABLE_CODES)  # "StatusCode.UNAVAILABLE"
 #: Cap of one backoff sleep, whatever the attempt number.
 MAX_BACKOFF_S = 10.0
-
-
-class LLMFailure(Exception):
-    """Base of every failure of :meth:`TritonLLM.generate`."""
-
-
-class LLMUnavailable(LLMFailure):
-    """Triton could not be reached or did not answer in time, after all retries."""
-
-
-class LLMError(LLMFailure):
-    """Triton answered, but the model returned an error for this request."""
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """One generation result.
-
-    Attributes:
-        text: The generated text (the prompt is never included).
-        tokens_in: Prompt tokens as counted by the model (chat template included).
-        tokens_out: Generated tokens.
-        latency_ms: Wall time of the successful attempt, in milliseconds.
-        model: Name of the Triton model that answered.
-    """
-
-    text: str
-    tokens_in: int
-    tokens_out: int
-    latency_ms: float
-    model: str
-
-
-def backoff_delay(
-    attempt: int,
-    base_s: float,
-    cap_s: float = MAX_BACKOFF_S,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to sleep before retry number ``attempt`` (0 = the first retry).
-
-    Exponential backoff with "equal jitter": the nominal delay is
-    ``min(cap_s, base_s * 2**attempt)``; the result is uniform in
-    ``[nominal / 2, nominal]``, so clients that failed together do not retry together.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    nominal = min(cap_s, base_s * (2**attempt))
-    jitter = (rng or _JITTER).random()
-    return nominal / 2 + jitter * nominal / 2
-
-
-_JITTER = random.Random()  # noqa: S311 - retry jitter, not security, not simulation state
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -249,7 +196,7 @@ class TritonLLM:
                 and await client.is_model_ready(self.model, client_timeout=timeout)
             )
         except Exception as exc:  # readiness is a yes/no question
-            logger.debug("triton %s not ready: %s", self.url, exc)
+            log.debug("triton %s not ready: %s", self.url, exc)
             return False
 
     async def generate(self, prompt: str, sampling: Mapping[str, Any]) -> Completion:
@@ -276,8 +223,8 @@ class TritonLLM:
             try:
                 for attempt in range(attempts):
                     if attempt:
-                        delay = backoff_delay(attempt - 1, self.backoff_s)
-                        logger.warning(
+                        delay = backoff_delay(attempt - 1, self.backoff_s, MAX_BACKOFF_S)
+                        log.warning(
                             "triton %s attempt %d/%d failed (%s); retrying in %.2fs",
                             self.url,
                             attempt,

@@ -1,0 +1,197 @@
+"""The render service: one render request in, what to publish and what to dead-letter out.
+
+Per request: the world and template it names -> the author's daily quota (news may go
+to another journalist) -> prompt from the catalog template -> the LLM loop (the
+channel's JSON Schema plus post quality checks) -> deterministic template fallback
+(``source=template``, plus a dead letter saying why) -> moderation -> ``PostPublished``.
+The LLM is injected (an :class:`llm.complete.Completer`), so the service runs without
+Kafka or Triton; the stream processor only moves messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm.complete import Ask, CallCounts, Completer, Expect
+from llm.gate import OverBudget
+from llm.parse import Parsed
+from posts.moderation import Moderator, Verdict
+from posts.output import headline_from, parse_output, quality_problems
+from posts.prompt import Prompt, build_prompt
+from posts.quota import apply_rate_limit
+from sim.world import WorldIndex, load_world
+from topics.models import PostPublished, RenderRequested
+from worldfeed.ids import derive_id
+
+
+def stats_summary(stats: CallCounts) -> dict[str, Any]:
+    """Counts plus the shares of posts valid first time / repaired / retried / fell back."""
+    counts = stats.counts
+    posts = counts["posts"]
+    lookups = counts["cache_hits"] + counts["cache_misses"]
+    out: dict[str, Any] = dict(sorted(counts.items()))
+    for name in ("valid_first", "repaired", "retried", "fell_back"):
+        out[f"share_{name}"] = round(counts[name] / posts, 4) if posts else 0.0
+    out["cache_hit_rate"] = round(counts["cache_hits"] / lookups, 4) if lookups else 0.0
+    return out
+
+
+@dataclass
+class Rendered:
+    """The outcome of rendering one request."""
+
+    fields: dict[str, str]
+    source: str
+    attempts: int
+    repaired: bool
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    model: str | None = None
+    failure: str | None = None
+    cache_hits: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with one request: publish ``post`` (if any), dead-letter ``dead_letter``
+    (if any) first."""
+
+    post: PostPublished | None = None
+    dead_letter: str | None = None
+
+
+def template_fallback(index: WorldIndex, req: RenderRequested) -> dict[str, str]:
+    """A deterministic post written without the LLM."""
+    author = index.npc(req.author)
+    ev = req.event
+    if req.channel == "news":
+        return {
+            "title": headline_from(ev.summary),
+            "body": f"{ev.summary}. Reported by {author.display_name}.",
+        }
+    if req.channel == "chat":
+        return {"body": f"did you hear? {ev.summary}"[:500]}
+    return {"body": f"{ev.summary}."[:500]}
+
+
+def expected_post(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Expect:
+    """What a usable answer is for this request: the channel's post, schema-valid and good."""
+    schema = index.catalog.channels[req.channel].post_schema
+    title = headline_from(req.event.summary) if req.channel == "news" else None
+
+    def parse(text: str) -> Parsed:
+        return parse_output(req.channel, text, schema, prompt.text, title)
+
+    def check(fields: dict[str, Any]) -> list[str]:
+        return quality_problems(fields, prompt.text)
+
+    return Expect(schema, parse, check)
+
+
+def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublished:
+    """The post for a rendered request."""
+    return PostPublished(
+        post_id=derive_id("post", req.request_id),
+        request_id=req.request_id,
+        run_id=req.run_id,
+        event_id=req.event.event_id,
+        channel=req.channel,
+        author=req.author,
+        tick=req.event.tick,
+        sim_minute=req.event.sim_minute,
+        title=out.fields.get("title"),
+        body=out.fields["body"],
+        source=out.source,  # type: ignore[arg-type]
+        moderation=verdict[0],  # type: ignore[arg-type]
+        moderation_reason=verdict[1],
+        score=req.score,
+        model=out.model,
+        tokens_in=out.tokens_in,
+        tokens_out=out.tokens_out,
+        latency_ms=round(out.latency_ms, 3),
+    )
+
+
+@dataclass
+class PostRenderer:
+    """Turns render requests into posts with an injected LLM loop.
+
+    The stage counts into the loop's counters, so one :func:`stats_summary` covers LLM
+    calls and posts alike: ``posts`` and how each was obtained (``valid_first``,
+    ``repaired``, ``retried``, ``fell_back``), ``rate_limited``, ``over_budget`` and
+    ``moderation_<verdict>``.
+
+    Args:
+        llm: The LLM loop, with its client, cache, gate and ledger.
+        quota: Mapping of :func:`posts.quota.quota_key` -> request ids (a changelog
+            table in the worker).
+        moderator: Gives every post its verdict.
+        load: Loads the world a request names.
+    """
+
+    llm: Completer
+    quota: MutableMapping[bytes, bytes] = field(default_factory=dict)
+    moderator: Moderator = field(default_factory=Moderator)
+    load: Callable[[str], WorldIndex] = load_world
+
+    @property
+    def stats(self) -> CallCounts:
+        """The counters of the stage (shared with the LLM loop)."""
+        return self.llm.stats
+
+    async def handle(self, req: RenderRequested) -> Outcome:
+        """Quota, prompt, LLM or template, moderation: the post and/or the dead letter."""
+        try:
+            index = self.load(req.event.world)
+            template = index.catalog.templates[req.template]
+            if req.author not in index.catalog.npcs:
+                raise KeyError(f"unknown author {req.author!r}")
+        except Exception as exc:  # noqa: BLE001 - a request naming unknown things is bad input
+            return Outcome(dead_letter=f"{type(exc).__name__}: {exc}")
+        limited, reason = apply_rate_limit(index, req, self.quota)
+        if limited is None:
+            self.stats.add("rate_limited")
+            return Outcome(dead_letter=reason or "rate limited")
+        req = limited
+        prompt = build_prompt(index, req, template)
+        try:
+            out = await self.render(index, req, prompt)
+        except OverBudget as exc:
+            self.stats.add("over_budget")
+            return Outcome(dead_letter=f"dropped: {exc}")
+        verdict = self.moderator.review(" ".join(out.fields.values()))
+        self.stats.add(f"moderation_{verdict[0]}")
+        return Outcome(
+            post=to_post(req, out, verdict),
+            dead_letter=f"fell back to template: {out.failure}" if out.failure else None,
+        )
+
+    async def render(self, index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Rendered:
+        """Ask the LLM (retrying invalid output with other sampling) or fall back."""
+        ask = Ask(req.request_id, req.run_id, req.score)
+        answer = await self.llm.complete(ask, prompt, expected_post(index, req, prompt))
+        if answer.fields is not None:
+            self._count(answer.attempts, answer.repaired)
+            return Rendered(
+                answer.fields, "llm", answer.attempts, answer.repaired, answer.tokens_in,
+                answer.tokens_out, answer.latency_ms, answer.model, None, answer.cache_hits,
+            )  # fmt: skip
+        self._count(0, False)
+        return Rendered(
+            template_fallback(index, req), "template", answer.attempts, False, answer.tokens_in,
+            answer.tokens_out, answer.latency_ms, None, answer.failure, answer.cache_hits,
+        )  # fmt: skip
+
+    def _count(self, attempt: int, repaired: bool) -> None:
+        self.stats.add("posts")
+        if attempt == 0:
+            self.stats.add("fell_back")
+        elif attempt > 1:
+            self.stats.add("retried")
+        elif repaired:
+            self.stats.add("repaired")
+        else:
+            self.stats.add("valid_first")
