@@ -56,8 +56,7 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What to do with one request: publish ``post`` (if any), dead-letter ``dead_letter``
-    (if any) first."""
+    """What to do with one request: dead-letter ``dead_letter``, then publish ``post``."""
 
     post: PostPublished | None = None
     dead_letter: str | None = None
