@@ -6,7 +6,8 @@ and the API through :func:`connect`'s per-path cache.
 
 from storage.clickhouse import close_all, connect, database_of, is_embedded, run_in_thread
 from storage.migrate import applied_versions, load_migrations, migrate
-from storage.writer import TABLES, ClickHouseWriter, dedup_token, row_for, rows_for
+from storage.schema import TABLES, json_table_for
+from storage.writer import ClickHouseWriter, dedup_token, row_for, rows_for
 
 __all__ = [
     "TABLES",
@@ -17,6 +18,7 @@ __all__ = [
     "database_of",
     "dedup_token",
     "is_embedded",
+    "json_table_for",
     "load_migrations",
     "migrate",
     "row_for",

@@ -24,7 +24,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from storage.clickhouse import check_identifier
-from storage.writer import TABLES
+from storage.schema import TABLES
 
 MAX_LIMIT = 500
 
@@ -32,6 +32,7 @@ MAX_LIMIT = 500
 POST_COLUMNS = TABLES["posts"].columns
 EVENT_COLUMNS = TABLES["events"].columns
 TICK_COLUMNS = TABLES["ticks"].columns
+NPC_SNAPSHOT_COLUMNS = TABLES["npc_snapshots"].columns
 
 
 class InvalidQuery(ValueError):
@@ -380,16 +381,7 @@ def ticks(
     return _rows(client, sql, where.params)
 
 
-STAT_TABLES = (
-    "runs",
-    "ticks",
-    "events",
-    "posts",
-    "npc_snapshots",
-    "relationship_snapshots",
-    "llm_calls",
-    "dead_letters",
-)
+STAT_TABLES = tuple(TABLES)
 
 
 def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
@@ -498,8 +490,7 @@ def npc_snapshot(client: Client, database: str, run_id: str, npc_id: str) -> dic
     db = check_identifier(database)
     rows = _rows(
         client,
-        f"SELECT run_id, tick, npc_id, place, reputation, state, state_hash "  # noqa: S608 - checked identifiers, values bound
-        f"FROM {db}.npc_snapshots FINAL "
+        f"SELECT {', '.join(NPC_SNAPSHOT_COLUMNS)} FROM {db}.npc_snapshots FINAL "  # noqa: S608 - checked identifiers, values bound
         "WHERE run_id = {run_id:String} AND npc_id = {npc_id:String} ORDER BY tick DESC LIMIT 1",
         {"run_id": run_id, "npc_id": npc_id},
     )

@@ -21,40 +21,35 @@ only after ``flush`` returned.
 
 Row mapping from topic messages is :func:`rows_for` (a message may make several rows:
 an NPC snapshot is one ``npc_snapshots`` row plus one ``relationship_snapshots`` row per
-relationship) and :func:`row_for` for single-row messages; :data:`TABLES` lists every
-table's columns and id columns.
+relationship) and :func:`row_for` for single-row messages. The tables' columns and ids
+are :data:`storage.schema.TABLES`.
 
-Events are the exception, and the bulk of the rows: the engine maps them itself. The
-writer buffers each event's JSON as it was consumed (:meth:`ClickHouseWriter.add_json`)
-and inserts the lines as ``JSONEachRow`` into a landing table whose materialized view
-writes ``events`` (:data:`JSON_TABLES`, migration 0006). Parsing the JSON is C++ work in
-the engine, beside the Python caller (chDB releases the GIL), where mapping and encoding
-rows in Python cost ~10 us per event. The caller must have validated each line against
-the topic's model in strict mode, so its types are the columns' (see
-:func:`streams.codec.storable_json`).
+Tables with a :class:`~storage.schema.JsonSource` (events, the bulk of the rows) are not
+mapped here: :meth:`ClickHouseWriter.add_json` buffers each message's JSON as it was
+consumed and :meth:`ClickHouseWriter.write_json` inserts the lines as ``JSONEachRow``
+into the landing table, which the engine maps. The caller must have validated each line
+against the topic's model in strict mode, so its types are the columns'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from storage.clickhouse import check_identifier, run_in_thread
+from storage.schema import JSON_TABLES, TABLES, json_table_for
 from topics.models import (
     DeadLettered,
-    EventHappened,
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
@@ -63,127 +58,15 @@ from topics.models import (
 )
 from worldfeed.ids import derive_id
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+T = TypeVar("T", Row, bytes)
 _Taken = tuple[dict[str, list[Row]], dict[str, list[bytes]]]  # detached (rows, JSON lines)
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """Columns of one table, in insert order, and the columns that identify a row."""
-
-    columns: tuple[str, ...]
-    ids: tuple[str, ...]
-
-    @functools.cached_property
-    def column_set(self) -> frozenset[str]:
-        """The columns, for checking a row's keys."""
-        return frozenset(self.columns)
-
-
-TABLES: dict[str, TableSpec] = {
-    "runs": TableSpec(
-        ("run_id", "seed", "world", "days", "speed", "step_minutes", "created_at"), ("run_id",)
-    ),
-    "ticks": TableSpec(
-        (
-            "run_id",
-            "tick",
-            "sim_minute",
-            "state_hash",
-            "npcs",
-            "events",
-            "effects",
-            "wall_ms",
-            "last",
-        ),
-        ("run_id", "tick"),
-    ),
-    "events": TableSpec(
-        (
-            "event_id",
-            "run_id",
-            "tick",
-            "sim_minute",
-            "type",
-            "actor",
-            "target",
-            "place",
-            "witnesses",
-            "summary",
-            "source",
-            "refs",
-            "effects",
-            "impact_novelty",
-            "impact_conflict",
-            "impact_status",
-            "impact_cascade",
-            "impact_total",
-        ),
-        ("event_id",),
-    ),
-    "posts": TableSpec(
-        (
-            "post_id",
-            "request_id",
-            "run_id",
-            "event_id",
-            "channel",
-            "author",
-            "tick",
-            "sim_minute",
-            "title",
-            "body",
-            "source",
-            "moderation",
-            "moderation_reason",
-            "score",
-            "model",
-            "tokens_in",
-            "tokens_out",
-            "latency_ms",
-        ),
-        ("post_id",),
-    ),
-    "npc_snapshots": TableSpec(
-        ("run_id", "tick", "npc_id", "place", "reputation", "state", "state_hash"),
-        ("run_id", "npc_id", "tick"),
-    ),
-    "relationship_snapshots": TableSpec(
-        ("run_id", "tick", "npc_id", "other_id", "affinity", "trust", "familiarity", "tags"),
-        ("run_id", "npc_id", "other_id", "tick"),
-    ),
-    "llm_calls": TableSpec(
-        (
-            "call_id",
-            "run_id",
-            "request_id",
-            "attempt",
-            "prompt_hash",
-            "model",
-            "tokens_in",
-            "tokens_out",
-            "latency_ms",
-            "cache_hit",
-            "outcome",
-            "error",
-            "at",
-        ),
-        ("call_id",),
-    ),
-    "dead_letters": TableSpec(
-        ("dl_id", "stage", "topic", "partition", "offset", "key", "value", "reason", "at"),
-        ("dl_id",),
-    ),
-}
-
-
-# tables the engine fills from the topic message's JSON: table -> landing table (a Null
-# table whose materialized view maps the JSON's fields to the table's columns)
-JSON_TABLES: dict[str, str] = {"events": "events_in"}
 JSON_INSERT_SETTINGS: dict[str, int] = {
-    "input_format_skip_unknown_fields": 1,  # fields the table does not keep (kind, world…)
+    "input_format_skip_unknown_fields": 1,  # the fields a JsonSource skips
     "input_format_json_read_arrays_as_strings": 1,  # effects: the JSON array as text
     "deduplicate_blocks_in_dependent_materialized_views": 1,  # the dedup token reaches events
 }
@@ -199,8 +82,8 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     :class:`NpcSnapshotted` → one ``npc_snapshots`` row (``state`` = JSON of place,
     reputation, relationships, memories and goals) plus one ``relationship_snapshots``
     row per relationship (tags are static and live in the catalog, so they stay empty).
-    Everything else is one row, as :func:`row_for` maps it (events excepted: the
-    engine maps their JSON, see :data:`JSON_TABLES`).
+    Everything else is one row, as :func:`row_for` maps it (messages of a table filled
+    from JSON excepted: see :func:`storage.schema.json_table_for`).
     """
     if isinstance(message, NpcSnapshotted):
         state = message.model_dump(
@@ -255,12 +138,14 @@ def row_for(message: Any) -> tuple[str, Row]:
     the wall clock at mapping time; a redelivered start keeps one row either way).
     Anything else raises ``TypeError`` (other run commands raise ``ValueError``;
     :class:`NpcSnapshotted` makes several rows: use :func:`rows_for`;
-    :class:`EventHappened` is mapped by the engine, see :data:`JSON_TABLES`).
+    messages of a table filled from JSON, events, are mapped by the engine: see
+    :func:`storage.schema.json_table_for`).
     """
-    if isinstance(message, EventHappened):
+    json_table = json_table_for(type(message))
+    if json_table is not None:
         raise TypeError(
-            "events are mapped by the engine from their JSON: use ClickHouseWriter.add_json "
-            "or add_message"
+            f"{json_table} are mapped by the engine from their JSON: use "
+            "ClickHouseWriter.add_json or add_message"
         )
     if isinstance(message, PostPublished):
         return "posts", message.model_dump(exclude={"kind"})
@@ -409,8 +294,9 @@ class ClickHouseWriter:
         message that cannot be stored raises and leaves nothing behind. An event is
         buffered as its JSON (:meth:`add_json`).
         """
-        if isinstance(message, EventHappened):
-            return self.add_json("events", message.model_dump_json().encode())
+        json_table = json_table_for(type(message))
+        if json_table is not None:
+            return self.add_json(json_table, message.model_dump_json().encode())
         pairs = rows_for(message)  # fresh dicts, owned by the writer from here on
         for table, row in pairs:
             self._check(table, row)
@@ -438,7 +324,8 @@ class ClickHouseWriter:
         """True when a buffer is full or the oldest buffered row waited ``flush_s``."""
         if self._oldest is None:
             return False
-        if any(len(b) >= self.batch_size for b in (*self._buffers.values(), *self._lines.values())):
+        sizes = [*map(len, self._buffers.values()), *map(len, self._lines.values())]
+        if any(n >= self.batch_size for n in sizes):
             return True
         return self._clock() - self._oldest >= self.flush_s
 
@@ -482,9 +369,7 @@ class ClickHouseWriter:
             canonical = [orjson.dumps(orjson.loads(line)) for line in lines]
             if canonical == list(lines):
                 raise
-            logger.warning(
-                "%s: the engine refused the JSON (%s); inserting it re-encoded", table, exc
-            )
+            log.warning("%s: the engine refused the JSON (%s); inserting it re-encoded", table, exc)
             self._insert_json(table, canonical, token)
         self.inserts += 1
         self.rows_written += len(lines)
@@ -520,16 +405,24 @@ class ClickHouseWriter:
     def _write_all(self, taken: _Taken) -> dict[str, int]:
         """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``."""
         written: dict[str, int] = {}
-        for buffers, write in ((taken[0], self.write), (taken[1], self.write_json)):
-            for table, rows in buffers.items():
-                while rows:
-                    batch = rows[: self.batch_size]
-                    write(table, batch)
-                    del rows[: len(batch)]
-                    written[table] = written.get(table, 0) + len(batch)
+        self._write_chunks(taken[0], self.write, written)
+        self._write_chunks(taken[1], self.write_json, written)
         if written:
-            logger.debug("flushed %s", written)
+            log.debug("flushed %s", written)
         return written
+
+    def _write_chunks(
+        self,
+        buffers: dict[str, list[T]],
+        write: Callable[[str, Sequence[T]], int],
+        written: dict[str, int],
+    ) -> None:
+        for table, rows in buffers.items():
+            while rows:
+                batch = rows[: self.batch_size]
+                write(table, batch)
+                del rows[: len(batch)]
+                written[table] = written.get(table, 0) + len(batch)
 
     def flush_sync(self) -> dict[str, int]:
         """Write every buffer (blocking); returns rows written per table.
