@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "worldfeed"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -94,7 +94,7 @@ def connect(dsn: str) -> Client:
                 os.makedirs(path, exist_ok=True)
                 client = clickhouse_connect.get_client(interface="chdb", path=path)
                 _embedded[path] = client
-                logger.info("embedded ClickHouse (chDB %s) at %s", client.server_version, path)
+                log.info("embedded ClickHouse (chDB %s) at %s", client.server_version, path)
             return client
     parsed = urlparse(dsn)
     if parsed.scheme not in ("http", "https"):

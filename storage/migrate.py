@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from storage.clickhouse import check_identifier
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -103,6 +103,6 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
             [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
             column_names=["version", "name", "checksum", "applied_at"],
         )
-        logger.info("applied migration %04d_%s to %s", migration.version, migration.name, db)
+        log.info("applied migration %04d_%s to %s", migration.version, migration.name, db)
         applied.append(migration.version)
     return applied
