@@ -38,9 +38,9 @@ from catalog.generate import generate_world, write_world
 from sim.calendar import MINUTES_PER_HOUR, ticks_to_days
 from sim.local import LocalRun
 from sim.world import WorldIndex, load_world
-from streams.codec import decode, encode
 from streams.outbox import Outbox
 from topics import EVENTS, TICKS
+from topics.codec import decode, encode
 from topics.models import RunCommanded, TickCompleted
 from worldfeed.settings import ROOT, Settings
 

@@ -13,17 +13,13 @@ import logging
 from aiokafka import AIOKafkaProducer
 
 from topics import CLOCK_INBOX
+from topics.codec import encode
 from topics.models import RunCommanded
 from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 15.0
-
-
-def encode_command(command: RunCommanded) -> bytes:
-    """The command's JSON bytes, as the clock decodes them (the codec's encoding)."""
-    return command.model_dump_json(exclude_none=False).encode()
 
 
 class CommandSender:
@@ -56,7 +52,7 @@ class CommandSender:
         producer = await self._started()
         meta = await asyncio.wait_for(
             producer.send_and_wait(
-                self.topic, encode_command(command), key=command.run_id.encode(), partition=0
+                self.topic, encode(command), key=command.run_id.encode(), partition=0
             ),
             SEND_TIMEOUT_S,
         )

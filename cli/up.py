@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bus.admin import ensure_topics
 from bus.commands import send_command
 from sim.calendar import MINUTES_PER_HOUR, clock_text
-from streams.codec import DecodeError, decode
 from topics import POSTS, RENDER_REQUESTS, TICKS
+from topics.codec import DecodeError, decode
 from topics.models import RunCommanded
 from worldfeed.settings import ROOT, Settings
 

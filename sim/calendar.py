@@ -6,6 +6,7 @@ A run's clock counts simulated minutes from the start of day 1 (minute 0 = day 1
 
 from __future__ import annotations
 
+SECONDS_PER_MINUTE = 60
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = 24
 MINUTES_PER_DAY = MINUTES_PER_HOUR * HOURS_PER_DAY
@@ -43,7 +44,4 @@ def ticks_to_days(ticks: int, step_minutes: int) -> float:
 
 def clock_text(sim_minute: int) -> str:
     """``day 2 07:45``: a minute as people read it."""
-    return (
-        f"day {day_of(sim_minute)} {hour_of(sim_minute):02d}:"
-        f"{sim_minute % MINUTES_PER_HOUR:02d}"
-    )
+    return f"day {day_of(sim_minute)} {hour_of(sim_minute):02d}:{sim_minute % MINUTES_PER_HOUR:02d}"

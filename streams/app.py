@@ -18,9 +18,9 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from pydantic import BaseModel
 
-from streams.codec import DecodeError, decode, encode, printable
 from streams.outbox import Outbox
 from topics import DLQ, TOPICS, TopicSpec
+from topics.codec import DecodeError, decode, encode, printable
 from topics.models import DeadLettered
 from worldfeed.settings import Settings
 

@@ -14,8 +14,8 @@ from typing import Any
 from sim.impact import Story, render_requests, rescore
 from sim.world import WorldIndex, load_world
 from streams.app import Streams
-from streams.codec import DecodeError, decode_checked
 from topics import EVENTS, RENDER_REQUESTS, SCORED_EVENTS
+from topics.codec import DecodeError, decode_checked
 
 log = logging.getLogger(__name__)
 

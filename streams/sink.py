@@ -18,10 +18,10 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
+from storage.schema import json_table_for
 from storage.writer import ClickHouseWriter
 from streams import batches
 from streams.app import Streams
-from streams.codec import DecodeError, decode, storable_json
 from topics import (
     DLQ,
     EVENTS,
@@ -33,6 +33,7 @@ from topics import (
     TICKS,
     TopicSpec,
 )
+from topics.codec import DecodeError, decode, storable_json
 from topics.models import RunCommanded
 from worldfeed.backoff import backoff
 
@@ -48,8 +49,6 @@ STORED: tuple[TopicSpec, ...] = (
     LLM_CALLS,
     DLQ,
 )
-# topics whose messages are stored as the JSON consumed (validated strictly): name -> table
-JSON_TOPICS: dict[str, str] = {EVENTS.name: "events", SCORED_EVENTS.name: "events"}
 
 
 def group_id(app_id: str) -> str:
@@ -79,13 +78,14 @@ async def store_records(
     writer = writer_for(streams)
     for record in records:
         spec = by_topic[record.topic]
-        if spec.name in JSON_TOPICS:  # events: the engine maps the JSON (storage/writer.py)
+        table = json_table_for(spec.model)
+        if table is not None:  # the engine maps this JSON (storage.schema)
             try:
                 line = storable_json(spec, record.value)
             except DecodeError as exc:
                 await streams.dead_letter_record("sink", record, str(exc))
                 continue
-            writer.add_json(JSON_TOPICS[spec.name], line)
+            writer.add_json(table, line)
             continue
         try:
             msg = decode(spec, record.value)

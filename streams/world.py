@@ -16,8 +16,8 @@ from typing import Any
 from sim.barrier import ShardBarrier, Step, park_batch
 from sim.world import load_world
 from streams.app import Streams
-from streams.codec import encode
 from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX
+from topics.codec import encode
 from topics.models import EffectsBatched, TickStarted
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ def reference(seed: int) -> dict[str, Any]:
     """Day 1 in process: hashes, events, render requests and prompt hashes."""
     from posts.prompt import build_prompt
     from posts.quota import apply_rate_limit
+    from sim.impact import Story, render_requests, rescore
     from sim.local import LocalRun
     from sim.world import load_world
-    from sim.impact import Story, render_requests, rescore
 
     index = load_world("town")
     run = LocalRun(index, run_id_for(seed), seed)
@@ -113,7 +113,7 @@ def play_posts(seed: int) -> list[dict[str, Any]]:
 
         client = clickhouse_connect.get_client(interface="chdb", path=f"{tmp}/chdb")
         rows = client.query(
-            "SELECT request_id, channel, author, source, title, body FROM posts FINAL "
+            "SELECT request_id, channel, author, source, title, body FROM worldfeed.posts FINAL "
             "WHERE run_id = {r:String} ORDER BY request_id",
             parameters={"r": run_id_for(seed)},
         ).named_results()

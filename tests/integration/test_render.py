@@ -13,10 +13,10 @@ import pytest
 from sim.impact import Story, render_requests
 from sim.local import LocalRun
 from sim.world import load_world
-from streams.codec import encode
 from tests.fixtures.processes import Procs, produce, read_settled, read_until
 from tests.fixtures.triton import SCRIPT, _free_ports
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
+from topics.codec import encode
 from topics.models import RenderRequested
 from worldfeed.settings import Settings
 

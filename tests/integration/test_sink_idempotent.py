@@ -20,9 +20,9 @@ from pydantic import BaseModel
 
 from bus.admin import ensure_topics
 from storage import rows_for
-from streams.codec import encode
 from streams.worker import create_streams
 from topics import EVENTS, LLM_CALLS, NPC_SNAPSHOTS, POSTS, TICKS, TopicSpec
+from topics.codec import encode
 from topics.models import (
     EventHappened,
     ImpactScore,

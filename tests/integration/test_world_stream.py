@@ -14,9 +14,9 @@ import pytest
 
 from sim.local import LocalRun
 from sim.world import load_world
-from streams.codec import encode
 from tests.fixtures.processes import Procs, produce, read_settled, read_until, start_run
 from topics import CLOCK_INBOX, EVENTS, TICKS
+from topics.codec import encode
 from topics.models import EventHappened, RunCommanded, TickCompleted
 from worldfeed.settings import Settings
 

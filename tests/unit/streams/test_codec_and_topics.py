@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cli.main import SCHEMAS_DIR, export_topic_schemas
-from streams.codec import DecodeError, decode, decode_checked, encode, storable_json
 from topics import CLOCK_INBOX, EVENTS, POSTS, SHARD_INBOX, TOPICS
+from topics.codec import DecodeError, decode, decode_checked, encode, storable_json
 from topics.fastcheck import decoder_for
 from topics.models import UINT32_MAX, EventHappened, RunCommanded, TickStarted
 

@@ -1,0 +1,178 @@
+"""The clock's view of a run: which tick is in flight, who reported, what comes next.
+
+Pure state (no I/O; wall-clock time is passed in): ``streams/clock.py`` is the shell
+that reads the clock inbox, sends ticks and records completed ones.
+
+Tick t+1 starts only after every shard reported tick t done (decided, emitted, and
+applied every effect of tick t). That makes a run's result independent of partition
+count, worker count and timing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sim.calendar import MINUTES_PER_HOUR, SECONDS_PER_MINUTE, days_to_ticks, minute_of_tick
+from topics.models import InjectedEvent, RunCommanded, ShardTickDone, TickCompleted, TickStarted
+from worldfeed.ids import combine_digests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunClock:
+    """State of one run as the clock sees it (pure: no I/O)."""
+
+    run_id: str
+    seed: int
+    world: str
+    step_minutes: int
+    total_ticks: int
+    speed: float
+    n_shards: int
+    start_minute: int = 0
+    current: int = -1  # tick in flight, -1 before the first
+    paused: bool = False
+    stopped: bool = False
+    finished: bool = False
+    waiting: bool = False  # tick `current` completed, next not started (paused or timed)
+    reports: dict[int, ShardTickDone] = field(default_factory=dict)
+    injected: list[InjectedEvent] = field(default_factory=list)  # for the next tick
+    # what tick `current` carries: a re-sent copy (the watchdog) must carry the same
+    in_flight: list[InjectedEvent] = field(default_factory=list)
+    tick_started_wall: float = 0.0
+    last_sent: float = 0.0  # when tick `current` was last (re-)sent, for the watchdog
+    recent: list[int] = field(default_factory=list)  # events of the last hour's ticks
+
+    @classmethod
+    def from_command(cls, cmd: RunCommanded, n_shards: int) -> RunClock:
+        """A new run's clock from its start command."""
+        return cls(
+            run_id=cmd.run_id,
+            seed=cmd.seed,
+            world=cmd.world,
+            step_minutes=cmd.step_minutes,
+            total_ticks=days_to_ticks(cmd.days, cmd.step_minutes),
+            speed=cmd.speed,
+            n_shards=n_shards,
+            start_minute=cmd.start_minute,
+        )
+
+    def apply(self, cmd: RunCommanded) -> None:
+        """Apply pause / resume / stop / inject to the run's flags."""
+        if cmd.command == "pause":
+            self.paused = True
+        elif cmd.command == "resume":
+            self.paused = False
+        elif cmd.command == "stop":  # the tick in flight, or one more, is the last
+            self.stopped = True
+            self.paused = False
+        elif cmd.command == "inject" and cmd.event is not None:
+            self.injected.append(cmd.event)
+
+    def start_next(self, now: float) -> int:
+        """Put the next tick in flight with the injections received so far; return it."""
+        self.current += 1
+        self.waiting = False
+        self.reports = {}
+        self.tick_started_wall = now
+        self.in_flight, self.injected = self.injected, []
+        return self.current
+
+    def missing(self) -> list[int]:
+        """Shards that have not reported the tick in flight."""
+        return [s for s in range(self.n_shards) if s not in self.reports]
+
+    def tick_message(self, tick: int, shard: int) -> TickStarted:
+        """The copy of tick ``tick`` for one shard."""
+        return TickStarted(
+            run_id=self.run_id,
+            seed=self.seed,
+            world=self.world,
+            tick=tick,
+            sim_minute=minute_of_tick(self.start_minute, tick, self.step_minutes),
+            step_minutes=self.step_minutes,
+            shard=shard,
+            n_shards=self.n_shards,
+            injected=list(self.in_flight),
+            recent_events=sum(self.recent),
+        )
+
+    def record(self, done: ShardTickDone, now: float) -> TickCompleted | None:
+        """Record a shard's report; return the completed tick once every shard reported."""
+        if done.tick != self.current or done.n_shards != self.n_shards:
+            log.warning(
+                "run %s: ignoring stale report tick=%s shard=%s (current %s)",
+                self.run_id,
+                done.tick,
+                done.shard,
+                self.current,
+            )
+            return None
+        self.reports[done.shard] = done  # a redelivered report overwrites itself
+        if len(self.reports) < self.n_shards:
+            return None
+        reports = [self.reports[s] for s in sorted(self.reports)]
+        self.reports = {}
+        last = self.stopped or self.current + 1 >= self.total_ticks
+        self.recent = (self.recent + [sum(r.events for r in reports)])[-self.ticks_per_hour :]
+        self.finished = last
+        self.waiting = not last
+        return TickCompleted(
+            run_id=self.run_id,
+            tick=self.current,
+            sim_minute=minute_of_tick(self.start_minute, self.current, self.step_minutes),
+            state_hash=f"{combine_digests(r.state_digest for r in reports):016x}",
+            npcs=sum(r.npcs for r in reports),
+            events=sum(r.events for r in reports),
+            effects=sum(r.effects for r in reports),
+            wall_ms=round((now - self.tick_started_wall) * 1000, 3),
+            last=last,
+        )
+
+    @property
+    def ticks_per_hour(self) -> int:
+        """Ticks in a simulated hour (at least one): the window of ``recent``."""
+        return max(1, MINUTES_PER_HOUR // self.step_minutes)
+
+    def next_delay(self, now: float) -> float:
+        """Seconds to wait before the next tick at this run's speed (0 = as fast as possible)."""
+        if self.speed <= 0:
+            return 0.0
+        budget = self.step_minutes * SECONDS_PER_MINUTE / self.speed
+        return max(0.0, budget - (now - self.tick_started_wall))
+
+
+def recover(
+    commands: list[RunCommanded], completed: list[TickCompleted], n_shards: int
+) -> dict[str, RunClock]:
+    """Rebuild the clock's runs from the log: accepted commands and completed ticks.
+
+    A recovered run waits after its last completed tick (``waiting``), so the clock
+    resumes with the next one: no tick is skipped, none is repeated.
+    """
+    runs: dict[str, RunClock] = {}
+    for cmd in commands:
+        if cmd.command == "start":
+            runs.setdefault(cmd.run_id, RunClock.from_command(cmd, n_shards))
+        elif cmd.run_id in runs:
+            runs[cmd.run_id].apply(cmd)
+    for run in runs.values():
+        run.injected = []  # which tick took them is not in the log; they were delivered
+        run.waiting = True
+    last: dict[str, TickCompleted] = {}
+    for done in completed:
+        if done.run_id in runs and (done.run_id not in last or done.tick > last[done.run_id].tick):
+            last[done.run_id] = done
+    per_hour: dict[str, dict[int, int]] = {}
+    for done in completed:
+        per_hour.setdefault(done.run_id, {})[done.tick] = done.events
+    for run_id, done in last.items():
+        run = runs[run_id]
+        run.current = done.tick
+        run.finished = done.last
+        window = run.ticks_per_hour
+        events = per_hour[run_id]
+        run.recent = [events.get(t, 0) for t in range(done.tick - window + 1, done.tick + 1)]
+    return runs
