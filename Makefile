@@ -22,8 +22,11 @@ test-unit: ## unit tests only (no services)
 test-integration: install ## integration and end-to-end tests
 	$(PY) -m pytest tests/integration tests/e2e tests/api
 
-lint: ## ruff
+lint: install ## ruff (lint + format check), mypy --strict, import-linter layer contracts (.importlinter)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	.venv/bin/lint-imports
 
 format: ## ruff format
 	$(PY) -m ruff format .

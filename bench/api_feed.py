@@ -169,7 +169,7 @@ def load(path: str, n_posts: int) -> None:
                 cursor = page.next_cursor
                 cursors.append(cursor)
             scroll[f"{run_id}/{tab or ''}"] = cursors
-    rng = random.Random(7)  # noqa: S311 - load mix, not crypto
+    rng = random.Random(7)
     lat: dict[str, list[float]] = {}
     for _ in range(400):
         kind, params = filters(rng, max_tick, scroll)
@@ -222,7 +222,7 @@ async def fire(
     """
     import aiohttp
 
-    rng = random.Random(11)  # noqa: S311 - load mix, not crypto
+    rng = random.Random(11)
     n = int(rate * seconds)
     lat: dict[str, list[float]] = {}
     outcomes: dict[str, int] = {}
@@ -317,7 +317,7 @@ def main() -> int:
         print(f"  {loaded['posts']:,} posts in {loaded['load_s']:.1f} s", flush=True)
 
         port = _free_port()
-        log = open(Path(tmp) / "api.log", "wb")  # noqa: SIM115 - closed below
+        log = open(Path(tmp) / "api.log", "wb")
         api = subprocess.Popen(  # noqa: S603 - our own app
             [sys.executable, "-m", "bench.api_feed", "--serve", path, str(port), str(args.cache_s)],
             cwd=ROOT,

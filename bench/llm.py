@@ -174,7 +174,7 @@ async def main(args: argparse.Namespace) -> dict:
             "max": max(tin, default=0),
         }
         report["runs"].append(run)
-        print(json.dumps(run), flush=True)  # noqa: T201 - CLI output
+        print(json.dumps(run), flush=True)
     cache: dict[bytes, bytes] = {}
     await render_pass(args.url, reqs, max(args.concurrency), cache)
     again = await render_pass(args.url, reqs, max(args.concurrency), cache)
@@ -183,7 +183,7 @@ async def main(args: argparse.Namespace) -> dict:
         "llm_calls": again["llm_calls"],
         "posts_per_s": again["posts_per_s"],
     }
-    print(json.dumps(report["cache_second_pass"]), flush=True)  # noqa: T201
+    print(json.dumps(report["cache_second_pass"]), flush=True)
     if args.baseline:
         base = await raw_pass(args.url, reqs, 1)
         ours = (
@@ -195,7 +195,7 @@ async def main(args: argparse.Namespace) -> dict:
         if ours:
             calls_per_s = ours["llm_calls"] / ours["wall_s"]
             report["wrapper_vs_raw_calls_per_s"] = round(calls_per_s / base["calls_per_s"], 3)
-        print(json.dumps(base), flush=True)  # noqa: T201
+        print(json.dumps(base), flush=True)
     return report
 
 
@@ -218,7 +218,7 @@ def cli() -> None:
     finally:
         if stop:
             subprocess.run([str(SCRIPT), "stop", *stop], check=False, timeout=60)  # noqa: S603
-    print(json.dumps(report, indent=2))  # noqa: T201
+    print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     sys.exit(0)

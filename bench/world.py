@@ -49,7 +49,7 @@ EXE = str(Path(sys.executable).parent / "worldfeed")
 
 
 def out(text: str) -> None:
-    print(text, flush=True)  # noqa: T201 - a benchmark prints its figures
+    print(text, flush=True)
 
 
 def world_dir(n: int) -> Path:

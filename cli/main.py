@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="worldfeed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start everything and play a run")
-    up.add_argument("--days", type=float, default=1.0)
-    up.add_argument("--seed", type=int, default=None)
-    up.add_argument("--run-id", default=None)
-    up.add_argument(
+    up_cmd = sub.add_parser("up", help="start everything and play a run")
+    up_cmd.add_argument("--days", type=float, default=1.0)
+    up_cmd.add_argument("--seed", type=int, default=None)
+    up_cmd.add_argument("--run-id", default=None)
+    up_cmd.add_argument(
         "--exit-when-done",
         action="store_true",
         help="stop every process once the run is played and rendered",
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except Exception as exc:  # noqa: BLE001 - show configuration errors without a traceback
-        print(f"worldfeed: bad configuration: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"worldfeed: bad configuration: {exc}", file=sys.stderr)
         return 2
     # the level is ours: the libraries' own loggers stay at INFO (faust's worker logs
     # through the root logger's handlers, which take the level below)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             load_catalog(settings.catalog_dir)
         except CatalogError as exc:
-            print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)  # noqa: T201
+            print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)
             return 2
     if args.cmd == "up":
         from cli.up import up
@@ -179,18 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         from bus.admin import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
-        print(f"created {len(created)} topics")  # noqa: T201
+        print(f"created {len(created)} topics")
         return 0
     if args.cmd == "migrate":
         from storage.clickhouse import connect, database_of
         from storage.migrate import migrate
 
         applied = migrate(connect(settings.clickhouse_dsn), database_of(settings.clickhouse_dsn))
-        print(f"applied migrations: {applied or 'none (up to date)'}")  # noqa: T201
+        print(f"applied migrations: {applied or 'none (up to date)'}")
         return 0
     if args.cmd == "schemas":
         for path in export_topic_schemas():
-            print(path.relative_to(ROOT))  # noqa: T201
+            print(path.relative_to(ROOT))
         return 0
     return 2
 

@@ -35,7 +35,7 @@ LOGS = ROOT / ".local" / "logs"
 
 def say(text: str) -> None:
     """A progress line for the person at the terminal."""
-    print(text, flush=True)  # noqa: T201 - this is the CLI's output
+    print(text, flush=True)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Supervisor:
             cwd=ROOT,
             env=env,
             stdout=log,
-            stderr=subprocess.STDOUT,  # noqa: S603
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append((name, proc))

@@ -195,7 +195,7 @@ class TritonLLM:
                 await client.is_server_ready(client_timeout=timeout)
                 and await client.is_model_ready(self.model, client_timeout=timeout)
             )
-        except Exception as exc:  # readiness is a yes/no question
+        except Exception as exc:  # noqa: BLE001 - readiness is a yes/no question
             log.debug("triton %s not ready: %s", self.url, exc)
             return False
 

@@ -103,8 +103,8 @@ def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublis
         sim_minute=req.event.sim_minute,
         title=out.fields.get("title"),
         body=out.fields["body"],
-        source=out.source,  # type: ignore[arg-type]
-        moderation=verdict[0],  # type: ignore[arg-type]
+        source=out.source,
+        moderation=verdict[0],
         moderation_reason=verdict[1],
         score=req.score,
         model=out.model,

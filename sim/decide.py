@@ -193,7 +193,7 @@ def build_event(
         place=place,
         witnesses=witnesses,
         summary=text,
-        source=source,  # type: ignore[arg-type]  # validated by the model
+        source=source,
         refs=refs,
         actor_memories=[
             m[2] for m in top_memories(state, t.tick, index.catalog.world.memory_top_k)
@@ -226,10 +226,9 @@ def _effects(
         if spec.who == "witnesses":
             who = witnesses
         else:
-            who = [roles[spec.who]] if roles[spec.who] else []
+            one = roles[spec.who]
+            who = [one] if one else []
         for npc_id in who:
-            if npc_id is None:
-                continue
             if spec.field == "memory":
                 mem = _fmt(spec.memory, **names) if spec.memory else text
                 out.append(

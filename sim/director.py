@@ -70,8 +70,7 @@ def _pick_npc(
 ) -> str | None:
     if sel.npc is not None:
         return sel.npc
-    pool = index.with_occupation(sel.occupation)
-    pool = [n for n in pool if n != exclude]
+    pool = [n for n in index.with_occupation(sel.occupation) if n != exclude]
     if not pool:
         return None
     if sel.pick == "most_famous":

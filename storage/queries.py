@@ -278,7 +278,7 @@ def events(
     run_id: str | None = None,
     tick_from: int | None = None,
     tick_to: int | None = None,
-    type: str | None = None,  # noqa: A002 - mirrors the query parameter
+    type: str | None = None,
     npc: str | None = None,
     place: str | None = None,
     limit: int = 100,

@@ -50,7 +50,7 @@ def _shorten_fetch_wait() -> None:
         return consumer
 
     thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]  # noqa: SLF001
-    thread._worldfeed_fetch_wait = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]
+    thread._worldfeed_fetch_wait = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Streams:
         faust has no batch-produce API, so this reaches its aiokafka producer (started
         with the app): one connection, and :meth:`flush` covers both paths.
         """
-        producer = self.app.producer._producer  # noqa: SLF001 - see the docstring
+        producer = self.app.producer._producer  # type: ignore[attr-defined]  # noqa: SLF001 - see the docstring
         if producer is None:
             raise RuntimeError("the app's producer is not started yet")
         if self._outbox is None or self._outbox.producer is not producer:  # (re)started app

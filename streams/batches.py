@@ -100,7 +100,7 @@ def run_forever(streams: Streams, name: str, consume: Callable[[], Awaitable[Non
                 await consume()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a consumer must outlive a broker hiccup
+            except Exception:
                 log.exception("%s consumer failed; restarting in %.1fs", name, delay)
                 await asyncio.sleep(delay)
 

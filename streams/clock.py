@@ -56,7 +56,7 @@ def register(streams: Streams) -> None:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    @streams.app.on_partitions_assigned.connect
+    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def recover_runs(app: Any, assigned: Any, **kwargs: Any) -> None:
         inbox = settings.topic(CLOCK_INBOX.name)
         if not any(tp.topic == inbox for tp in assigned) or runs:
@@ -70,7 +70,7 @@ def register(streams: Streams) -> None:
                 log.info("run %s: resuming after tick %s", run.run_id, run.current)
                 await advance(run)
 
-    @streams.app.timer(interval=1.0)
+    @streams.app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust: untyped
     async def watch_ticks() -> None:
         """Re-send a tick to the shards that have not reported it in time (recovery)."""
         now = time.perf_counter()

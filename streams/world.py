@@ -36,7 +36,7 @@ def register(streams: Streams) -> None:
     machines: dict[tuple[str, int], ShardBarrier] = {}
     streams.services["shard_runs"] = machines
 
-    @streams.app.on_partitions_revoked.connect
+    @streams.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         machines.clear()
@@ -127,6 +127,6 @@ def register(streams: Streams) -> None:
                 # still in the outbox would be lost to a rebalance that commits the offset
                 # and rebuilds the table from the changelog
                 await streams.outbox.send()
-            except Exception as exc:  # noqa: BLE001 - a bad catalog/world must not kill the shard
+            except Exception as exc:
                 log.exception("world shard failed on %s", type(msg).__name__)
                 await streams.dead_letter("world", event, f"{type(exc).__name__}: {exc}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import annotated_types as at
 import msgspec
@@ -33,7 +34,7 @@ _CONSTRAINTS: dict[type, str] = {
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def decoder_for(model: Any) -> msgspec.json.Decoder:
+def decoder_for(model: Any) -> msgspec.json.Decoder[Any]:
     """A JSON decoder that refuses what ``model`` refuses in strict mode."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise TypeError(f"only model classes are derived, not {model!r}")
@@ -74,7 +75,9 @@ def struct_for(model: type[BaseModel]) -> type[msgspec.Struct]:
         if info.is_required():
             fields.append((field_name, tp))
         elif info.default_factory is not None:
-            fields.append((field_name, tp, msgspec.field(default_factory=info.default_factory)))
+            # a factory that takes the validated data has no msgspec counterpart; ours take none
+            factory = cast(Callable[[], Any], info.default_factory)
+            fields.append((field_name, tp, msgspec.field(default_factory=factory)))
         else:
             fields.append((field_name, tp, info.default))
     return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=extra == "forbid")
@@ -92,7 +95,7 @@ def _type(annotation: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         return Union[tuple(_type(a, where) for a in args)]  # noqa: UP007 - built from a tuple
     if origin is list and len(args) == 1:
-        return list[_type(args[0], where)]
+        return list[_type(args[0], where)]  # type: ignore[misc]  # a type built at run time
     if origin is dict and len(args) == 2 and args[0] is str:
-        return dict[str, _type(args[1], where)]
+        return dict[str, _type(args[1], where)]  # type: ignore[misc]  # a type built at run time
     raise TypeError(f"{where}: type {annotation!r} is not derived")

@@ -19,7 +19,7 @@ def backoff_delay(
     """Seconds to sleep before retry number ``attempt`` (0 = the first retry), jittered."""
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
-    nominal = min(cap_s, first_s * (2**attempt))
+    nominal = min(cap_s, first_s * 2.0**attempt)
     return nominal / 2 + (rng or _JITTER).random() * nominal / 2
 
 

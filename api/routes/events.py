@@ -19,7 +19,7 @@ async def read_events(
     run_id: RunId = None,
     tick_from: TickFrom = None,
     tick_to: TickTo = None,
-    type: Annotated[  # noqa: A002 - the public parameter name
+    type: Annotated[
         str | None, Query(min_length=1, max_length=64, description="Event type id.")
     ] = None,
     npc: Annotated[

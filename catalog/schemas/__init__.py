@@ -60,4 +60,7 @@ def export(directory: str | Path = SCHEMA_DIR) -> list[Path]:
 @cache
 def load(catalog_file: str) -> dict[str, Any]:
     """The checked-in schema of one catalog file."""
-    return json.loads((SCHEMA_DIR / schema_filename(catalog_file)).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(
+        (SCHEMA_DIR / schema_filename(catalog_file)).read_text(encoding="utf-8")
+    )
+    return schema

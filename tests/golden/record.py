@@ -104,7 +104,7 @@ def play_posts(seed: int) -> list[dict[str, Any]]:
         env["WORLDFEED_TOPIC_PREFIX"] = f"golden{seed}."
         env["WORLDFEED_STATE_DIR"] = f"{tmp}/faust"
         exe = str(Path(sys.executable).parent / "worldfeed")
-        subprocess.run(  # noqa: S603 - our own executable
+        subprocess.run(
             [exe, "up", "--days", "1", "--seed", str(seed), "--run-id", run_id_for(seed),
              "--exit-when-done"],
             cwd=ROOT, env=env, check=True,
@@ -132,7 +132,7 @@ def main() -> None:
         data = reference(seed)
         data["posts"] = play_posts(seed) if args.posts else old.get("posts", [])
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(path, len(data["events"]), "events", len(data["posts"]), "posts")  # noqa: T201
+        print(path, len(data["events"]), "events", len(data["posts"]), "posts")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class OwnTriton:
         self.url = f"127.0.0.1:{self.grpc}"
 
     def start(self) -> None:
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.run(
             [str(SCRIPT), "start", self.http, self.grpc, self.metrics],
             capture_output=True,
             text=True,
@@ -57,7 +57,7 @@ class OwnTriton:
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
     def stop(self) -> None:
-        subprocess.run([str(SCRIPT), "stop", self.http, self.grpc], timeout=60, check=False)  # noqa: S603
+        subprocess.run([str(SCRIPT), "stop", self.http, self.grpc], timeout=60, check=False)
 
 
 @pytest.fixture

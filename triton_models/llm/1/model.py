@@ -87,7 +87,7 @@ def _cancelled(request: Any) -> bool:
     check = getattr(request, "is_cancelled", None)
     try:
         return bool(check()) if check is not None else False
-    except Exception:  # an older stub without cancellation support
+    except Exception:  # noqa: BLE001 - an older stub without cancellation support
         return False
 
 
@@ -185,7 +185,7 @@ class TritonPythonModel:
                 responses.append(self._generate(request))
             except BadRequest as exc:
                 responses.append(self._error(str(exc), invalid_arg=True))
-            except Exception as exc:  # one bad request must not take the model down
+            except Exception as exc:  # noqa: BLE001 - one bad request must not take the model down
                 self.logger.log_error(f"llm: generation failed: {exc!r}")
                 responses.append(self._error(f"generation failed: {exc}", invalid_arg=False))
         return responses
