@@ -31,7 +31,7 @@ from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidQuery, ping
 from worldfeed.settings import ROOT, Settings
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 HealthCheck = Callable[[], Awaitable[str]]
@@ -67,7 +67,7 @@ def create_app(
         ch = client if client is not None else await run_in_thread(connect, settings.clickhouse_dsn)
         applied = await run_in_thread(migrate, ch, database)
         if applied:
-            logger.info("migrations applied to %s: %s", database, applied)
+            log.info("migrations applied to %s: %s", database, applied)
         app.state.storage = Storage(ch, database)
 
         async def check_clickhouse() -> str:
@@ -83,7 +83,7 @@ def create_app(
                 try:
                     await hook()
                 except Exception:
-                    logger.exception("shutdown hook %r failed", hook)
+                    log.exception("shutdown hook %r failed", hook)
 
     app = FastAPI(
         title="worldfeed",

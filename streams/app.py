@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -23,6 +23,9 @@ from topics import DLQ, TOPICS, TopicSpec
 from topics.codec import DecodeError, decode, encode, printable
 from topics.models import DeadLettered
 from worldfeed.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ class Streams:
     settings: Settings
     app: faust.App
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, int] = field(default_factory=dict)  # rows the sink stored, per table
+    writer: ClickHouseWriter | None = None  # the sink's, created on first use
     _outbox: Outbox | None = None
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:

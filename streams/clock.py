@@ -25,7 +25,6 @@ def register(streams: Streams) -> None:
     """Register the clock agent on the clock inbox, its recovery and its watchdog."""
     settings = streams.settings
     runs: dict[str, RunClock] = {}
-    streams.services["clock_runs"] = runs
     n_shards = settings.world_partitions
     tasks: set[asyncio.Future[None]] = set()
 

@@ -27,7 +27,6 @@ BATCH_WITHIN_S = 0.01  # or what arrived within this long
 def register(streams: Streams) -> None:
     """Register the impact agent."""
     stories: OrderedDict[str, Story] = OrderedDict()
-    streams.services["stories"] = stories
 
     def request_renders(index: WorldIndex, story: Story) -> None:
         for req in render_requests(index, story):

@@ -58,16 +58,13 @@ def group_id(app_id: str) -> str:
 
 def writer_for(streams: Streams) -> ClickHouseWriter:
     """The process's writer (created and migrated on first use)."""
-    writer = streams.services.get("writer")
-    if writer is None:
+    if streams.writer is None:
         settings = streams.settings
         client = connect(settings.clickhouse_dsn)
         database = database_of(settings.clickhouse_dsn)
         migrate(client, database)
-        writer = streams.services["writer"] = ClickHouseWriter.from_settings(
-            settings, client, database
-        )
-    return writer
+        streams.writer = ClickHouseWriter.from_settings(settings, client, database)
+    return streams.writer
 
 
 async def store_records(
@@ -121,7 +118,7 @@ async def consume(streams: Streams) -> None:
     :mod:`storage.writer`).
     """
     settings = streams.settings
-    stored: dict[str, int] = streams.services.setdefault("stored", {})
+    stored = streams.stored
     by_topic = {settings.topic(spec.name): spec for spec in STORED}
     consumer = batches.batch_consumer(streams, "sink", list(by_topic), settings.sink_batch_size)
     await consumer.start()

@@ -34,7 +34,6 @@ def register(streams: Streams) -> None:
     changelog = table.changelog_topic.get_topic_name()
     inbox_topic = streams.settings.topic(SHARD_INBOX.name)
     machines: dict[tuple[str, int], ShardBarrier] = {}
-    streams.services["shard_runs"] = machines
 
     @streams.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:

@@ -15,7 +15,7 @@ from api.deps import Channel, RunId, StorageDep
 from api.schemas import PostPublic
 from storage import queries, run_in_thread
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/stream", tags=["stream"])
 
@@ -105,7 +105,7 @@ async def stream_posts(
                 await asyncio.sleep(poll_s)
         finally:
             state.live_streams -= 1
-            logger.debug("live stream closed (run %s, channel %s)", run_id, channel)
+            log.debug("live stream closed (run %s, channel %s)", run_id, channel)
 
     return StreamingResponse(
         events(),

@@ -155,7 +155,7 @@ async def _sink_until(settings: Settings, rows: int) -> None:
     streams = create_streams(settings, ["sink"])
     await streams.app.start()
     try:
-        stored: dict[str, int] = streams.services.setdefault("stored", {})
+        stored = streams.stored
         deadline = time.monotonic() + 90
         while sum(stored.values()) < rows:
             assert time.monotonic() < deadline, f"sink wrote only {stored} of {rows} rows"
