@@ -1,7 +1,7 @@
 """Triton python-backend model ``llm``: chat generation with SmolLM2 through llama.cpp.
 
 The tensor interface is the one of Triton's vLLM backend, so the same client
-(``streams/llm.py``) talks to this CPU model locally and to the official vLLM backend
+(``llm/client.py``) talks to this CPU model locally and to the official vLLM backend
 on a GPU in production:
 
 - in:  ``text_input`` (the user message), ``sampling_parameters`` (optional JSON
