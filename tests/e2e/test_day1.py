@@ -1,5 +1,9 @@
 """Day 1, end to end: real Kafka, real Triton (SmolLM2 on CPU), worker and API processes
-with the embedded ClickHouse engine; LLM-written posts are found through the API."""
+with the embedded ClickHouse engine; LLM-written posts are found through the API.
+
+The run is the golden run of seed 1 (``tests/golden/``): its posts must be the ones
+recorded from main before the architecture change, text for text.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.processes import Procs, read_settled, read_until, start_run, wait_http
+from tests.golden.record import path_for, run_id_for
 from topics import POSTS, RENDER_REQUESTS, TICKS
 from worldfeed.settings import Settings
 
@@ -39,7 +44,9 @@ async def test_day1_posts_reach_the_feed(
     api = f"http://127.0.0.1:{settings.api_port}"
     wait_http(f"{api}/health", 90, procs)
 
-    await start_run(settings, "e2e-day1", seed=11)
+    seed = 1
+    run_id = run_id_for(seed)
+    await start_run(settings, run_id, seed=seed)
     ticks = await read_until(settings, TICKS, lambda m: any(t.last for t in m), 180)
     assert len(ticks) == 96
     requests = await read_settled(settings, RENDER_REQUESTS)
@@ -53,7 +60,7 @@ async def test_day1_posts_reach_the_feed(
 
     deadline = time.monotonic() + 60
     while True:
-        feed = get(f"{api}/feed?run_id=e2e-day1&limit=200")
+        feed = get(f"{api}/feed?run_id={run_id}&limit=200")
         if len(feed["items"]) >= len([p for p in posts if p.moderation != "blocked"]):
             break
         assert time.monotonic() < deadline, f"API shows {len(feed['items'])} of {len(posts)}"
@@ -63,11 +70,20 @@ async def test_day1_posts_reach_the_feed(
     assert all(p["body"].strip() for p in feed["items"])
     channels = {p["channel"] for p in feed["items"]}
     assert {"feed", "chat", "news"} <= channels
-    news = get(f"{api}/feed?run_id=e2e-day1&channel=news")
+    news = get(f"{api}/feed?run_id={run_id}&channel=news")
     assert news["items"] and all(p["title"] for p in news["items"])
     one = get(f"{api}/posts/{llm_posts[0]['post_id']}")
     assert one["body"] == llm_posts[0]["body"]
+    golden = json.loads(path_for(seed).read_text())["posts"]
+    mine = sorted(
+        (p.request_id, p.channel, p.author, p.source, p.title, p.body) for p in posts
+    )
+    want = [
+        (g["request_id"], g["channel"], g["author"], g["source"], g["title"], g["body"])
+        for g in golden
+    ]
+    assert mine == want, "posts differ from the golden posts recorded before the refactor"
     health = get(f"{api}/health")
     assert health["checks"]["clickhouse"] == "ok" and health["checks"]["kafka"] == "ok"
-    events = get(f"{api}/events?run_id=e2e-day1&limit=500")
+    events = get(f"{api}/events?run_id={run_id}&limit=500")
     assert len(events["items"]) == sum(t.events for t in ticks)
