@@ -89,8 +89,13 @@ def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> 
     )
 
 
-def build_prompt(index: WorldIndex, req: RenderRequested, template: Template) -> Prompt:
-    """Fill the template; memories (the actor's most salient) are trimmed to fit the budget."""
+def build_prompt(
+    index: WorldIndex, req: RenderRequested, template: Template, max_tokens: int | None = None
+) -> Prompt:
+    """Fill the template; memories (the actor's most salient) are trimmed to fit the budget.
+
+    ``max_tokens`` (``WORLDFEED_LLM_MAX_TOKENS``) caps the template's own ``max_tokens``.
+    """
     memories = (
         req.event.actor_memories[: template.max_memories] if req.author == req.event.actor else []
     )
@@ -104,6 +109,6 @@ def build_prompt(index: WorldIndex, req: RenderRequested, template: Template) ->
     return Prompt(
         system=system,
         user=user[: MAX_PROMPT_CHARS - len(system)],
-        max_tokens=template.max_tokens,
+        max_tokens=min(template.max_tokens, max_tokens or template.max_tokens),
         template=template.id,
     )

@@ -129,12 +129,15 @@ class PostRenderer:
             table in the worker).
         moderator: Gives every post its verdict.
         load: Loads the world a request names.
+        max_tokens: Cap on a template's ``max_tokens`` (``WORLDFEED_LLM_MAX_TOKENS``);
+            None = the templates decide.
     """
 
     llm: Completer
     quota: MutableMapping[bytes, bytes] = field(default_factory=dict)
     moderator: Moderator = field(default_factory=Moderator)
     load: Callable[[str], WorldIndex] = load_world
+    max_tokens: int | None = None
 
     @property
     def stats(self) -> CallCounts:
@@ -155,7 +158,7 @@ class PostRenderer:
             self.stats.add("rate_limited")
             return Outcome(dead_letter=reason or "rate limited")
         req = limited
-        prompt = build_prompt(index, req, template)
+        prompt = build_prompt(index, req, template, self.max_tokens)
         try:
             out = await self.render(index, req, prompt)
         except OverBudget as exc:

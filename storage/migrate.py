@@ -3,9 +3,10 @@
 Migrations are the files ``storage/migrations/NNNN_name.sql``; ``NNNN`` is the version.
 A file holds one or more statements separated by ``;`` at the end of a line (no ``;``
 inside string literals, please) and names tables as ``{database}.table``. Applied
-versions are recorded in ``{database}.schema_migrations``; :func:`migrate` applies only
-the missing ones, so running it twice is a no-op. Never edit an applied migration: add
-a new file.
+versions are recorded in ``{database}.schema_migrations`` with the file's checksum;
+:func:`migrate` applies only the missing ones, so running it twice is a no-op. Never
+edit an applied migration: add a new file. :func:`migrate` refuses to start when an
+applied migration's file no longer has the checksum recorded when it was applied.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
 
 
+class MigrationEdited(RuntimeError):
+    """An applied migration's file changed since it was applied."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One migration file."""
@@ -35,6 +40,11 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def filename(self) -> str:
+        """The file's name, ``NNNN_name.sql``."""
+        return f"{self.version:04d}_{self.name}.sql"
 
     @property
     def checksum(self) -> str:
@@ -65,6 +75,11 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 def applied_versions(client: Client, database: str) -> set[int]:
     """Versions recorded in ``schema_migrations`` (empty if the table does not exist yet)."""
+    return set(applied_checksums(client, database))
+
+
+def applied_checksums(client: Client, database: str) -> dict[int, str]:
+    """Version -> checksum recorded when it was applied (empty if there is no table yet)."""
     db = check_identifier(database)
     exists = client.command(
         "SELECT count() FROM system.tables WHERE database = {db:String} "
@@ -72,9 +87,24 @@ def applied_versions(client: Client, database: str) -> set[int]:
         parameters={"db": db},
     )
     if not int(exists):  # type: ignore[arg-type]  # command returns a scalar here
-        return set()
-    result = client.query(f"SELECT DISTINCT version FROM {db}.schema_migrations")  # noqa: S608 - checked identifiers, values bound
-    return {int(row[0]) for row in result.result_rows}
+        return {}
+    # the latest row of a version: racing start-ups may both have recorded it
+    result = client.query(
+        f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations "  # noqa: S608 - checked identifiers, values bound
+        "GROUP BY version"
+    )
+    return {int(version): str(checksum) for version, checksum in result.result_rows}
+
+
+def check_unchanged(migrations: list[Migration], recorded: dict[int, str]) -> None:
+    """Refuse applied migrations whose file's checksum differs from the recorded one."""
+    edited = [m.filename for m in migrations if recorded.get(m.version, m.checksum) != m.checksum]
+    if edited:
+        raise MigrationEdited(
+            f"applied migration(s) edited since they were applied: {', '.join(edited)} "
+            f"(checksum differs from schema_migrations); restore the file(s) and add the "
+            f"change as a new migration"
+        )
 
 
 def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
@@ -82,7 +112,8 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
 
     Returns the versions applied by this call (empty when already up to date).
     Idempotent; every statement is ``IF NOT EXISTS`` as well, so two processes racing
-    at start-up both succeed.
+    at start-up both succeed. Raises :class:`MigrationEdited` (naming the files) before
+    applying anything when an applied migration's file has changed.
     """
     db = check_identifier(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
@@ -91,9 +122,11 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
         "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC')) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    done = applied_versions(client, db)
+    done = applied_checksums(client, db)
+    migrations = load_migrations(directory)
+    check_unchanged(migrations, done)
     applied: list[int] = []
-    for migration in load_migrations(directory):
+    for migration in migrations:
         if migration.version in done:
             continue
         for statement in migration.statements(db):

@@ -47,7 +47,13 @@ class Settings(BaseSettings):
     llm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent LLM requests.")
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")
     llm_retries: int = Field(3, ge=0, le=20, description="Retries of a failed LLM request.")
-    llm_max_tokens: int = Field(80, ge=8, le=2048, description="Max new tokens per post.")
+    llm_max_tokens: int = Field(
+        1024,
+        ge=8,
+        le=2048,
+        description="Cap on the new tokens of one post: a template's max_tokens above it is "
+        "lowered to it (the default is above every template's, so templates decide).",
+    )
     llm_tokens_per_s: float = Field(
         0.0, ge=0, description="Global LLM budget in prompt+output tokens/s (0 = unlimited)."
     )
@@ -74,7 +80,11 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
     admin_token: SecretStr = Field(SecretStr("dev-admin-token"), description="Admin bearer token.")
-    run_seed: int = Field(1, description="Seed of the run that `worldfeed run` starts.")
+    run_seed: int = Field(
+        1,
+        description="Seed of the run that `worldfeed up` starts when --seed is not given "
+        "(`worldfeed run-command start` takes its own --seed, default 1).",
+    )
     step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible; N = N x real time.")
 

@@ -11,7 +11,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from storage import applied_versions, load_migrations, migrate
-from storage.migrate import Migration
+from storage.migrate import Migration, MigrationEdited
 from storage.schema import JSON_TABLES, TABLES
 
 _FILLED_KINDS = ("DEFAULT", "MATERIALIZED")
@@ -114,6 +114,33 @@ def test_a_new_migration_is_applied_alone_after_the_ones_before_it(
     assert migrate(ch_client, bare_database, tmp_path) == []
     names = [c[0] for c in _columns(ch_client, bare_database)["t"]]
     assert names == ["a", "b", "c", "d"]
+
+
+def test_an_edited_applied_migration_stops_start_up_naming_its_file(
+    ch_client: Client, bare_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_init.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS {database}.t (a UInt8) ENGINE = Memory;\n"
+    )
+    (tmp_path / "0002_add_b.sql").write_text(
+        "ALTER TABLE {database}.t ADD COLUMN IF NOT EXISTS b UInt8;\n"
+    )
+    assert migrate(ch_client, bare_database, tmp_path) == [1, 2]
+    (tmp_path / "0002_add_b.sql").write_text(
+        "ALTER TABLE {database}.t ADD COLUMN IF NOT EXISTS b UInt16;\n"
+    )
+    (tmp_path / "0003_add_c.sql").write_text(
+        "ALTER TABLE {database}.t ADD COLUMN IF NOT EXISTS c UInt8;\n"
+    )
+    with pytest.raises(MigrationEdited, match=r"0002_add_b\.sql") as refused:
+        migrate(ch_client, bare_database, tmp_path)
+    assert "0001_init.sql" not in str(refused.value)
+    assert applied_versions(ch_client, bare_database) == {1, 2}  # nothing applied after it
+    assert [c[0] for c in _columns(ch_client, bare_database)["t"]] == ["a", "b"]
+    (tmp_path / "0002_add_b.sql").write_text(
+        "ALTER TABLE {database}.t ADD COLUMN IF NOT EXISTS b UInt8;\n"
+    )
+    assert migrate(ch_client, bare_database, tmp_path) == [3]  # restored: starts again
 
 
 @pytest.mark.parametrize(
