@@ -49,6 +49,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "posts_last_hour": (0, math.inf),
     "mean_affinity": (-100, 100),
     "active_npcs": (0, math.inf),
+    "conflict_share": (0, 1),
 }
 
 Report = Callable[[str, Sequence[object], str, str], None]

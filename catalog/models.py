@@ -334,24 +334,40 @@ class ScheduledEvent(CatalogModel):
 
 
 class ScheduleTrigger(CatalogModel):
-    """Fire at a time on some days."""
+    """Fire at a time on some days (on the tick whose span contains the time)."""
 
     type: Literal["schedule"]
-    time: Hhmm
-    days: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="Days; null: any.")
-    weekdays: list[Weekday] | None = Field(None, description="Weekdays; null: any.")
+    time: Hhmm = Field(description="Time of day it fires (HH:MM).")
+    days: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="1-based simulated days it fires on; null: any."
+    )
+    weekdays: list[Weekday] | None = Field(
+        None, description="Weekdays it fires on (see world.start_weekday); null: any."
+    )
 
 
 class ConditionTrigger(CatalogModel):
-    """Fire when a world metric crosses a value (checked every ``check_every_ticks``)."""
+    """Fire when a tick-wide metric compares true to a value (checked every
+    ``check_every_ticks``, never on tick 0).
+
+    The metrics are inputs of the tick, summed by the clock from every shard's report,
+    so they are the same whatever the partition count.
+    """
 
     type: Literal["condition"]
-    metric: Literal["events_last_hour", "posts_last_hour", "mean_affinity", "active_npcs"]
-    op: Literal["<", "<=", ">", ">="]
-    value: float
-    check_every_ticks: int = Field(4, ge=1)
-    start_hour: int = Field(0, ge=0, le=23)
-    end_hour: int = Field(24, ge=1, le=24)
+    metric: Literal[
+        "events_last_hour", "posts_last_hour", "mean_affinity", "active_npcs", "conflict_share"
+    ] = Field(
+        description="events_last_hour: events of the last simulated hour; posts_last_hour: "
+        "render requests those events made at their base score; mean_affinity: mean affinity "
+        "of every relationship (-100..100); active_npcs: NPCs awake this hour (schedules); "
+        "conflict_share: share of NPCs with a relationship at affinity -30 or below (0..1)."
+    )
+    op: Literal["<", "<=", ">", ">="] = Field(description="How the metric compares to value.")
+    value: float = Field(description="The value the metric is compared to.")
+    check_every_ticks: int = Field(4, ge=1, description="Checked on ticks divisible by this.")
+    start_hour: int = Field(0, ge=0, le=23, description="First hour of day it is checked.")
+    end_hour: int = Field(24, ge=1, le=24, description="Hour of day checks stop (exclusive).")
 
 
 class NpcSelector(CatalogModel):
@@ -387,7 +403,9 @@ class DirectorRule(CatalogModel):
     event_type: Id
     participants: Participants
     probability: float = Field(1.0, ge=0, le=1, description="Chance it fires when due.")
-    cooldown_ticks: int = Field(0, ge=0)
+    cooldown_ticks: int = Field(
+        0, ge=0, description="Ticks after it fired during which it does not fire again."
+    )
     summary: str | None = Field(None, max_length=300, description="Overrides the type's summary.")
 
 

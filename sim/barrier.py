@@ -29,6 +29,11 @@ to re-send its batches to a shard that lost them.
 A repeated ``TickStarted`` (the clock's watchdog re-sends a tick that does not
 complete) makes a shard re-send what the others may be missing: its batches and, if
 it already finished the tick, its report. Everything it re-sends is idempotent.
+
+The report carries the shard's integer tallies for the clock's tick-wide inputs (see
+:mod:`sim.director`): the render requests its events make at their base score, the
+director rules it fired, and its relationships' affinity sum and NPCs in conflict
+after the tick (kept up to date for the NPCs each tick changes).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import orjson
 
 from sim.calendar import hour_of, minute_of_tick
 from sim.decide import decide_shard
+from sim.director import fired_on_shard, relationship_tally
+from sim.impact import Story, render_requests
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
 from sim.world import WorldIndex, shard_of
 from topics.models import (
@@ -108,6 +115,11 @@ def split_batches(
             for i, chunk in enumerate(chunks)
         )
     return batches
+
+
+def base_render_requests(index: WorldIndex, events: Iterable[EventHappened]) -> int:
+    """Render requests the impact stage makes for these events at their base score."""
+    return sum(len(render_requests(index, Story(ev))) for ev in events)
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,11 @@ class ShardBarrier:
     # only to decide that tick again)
     prev: dict[str, bytes] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
+    # tick -> (render requests of its events, director rules fired), until it finishes
+    tallies: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
+    # per NPC and in total: (affinity sum in thousandths, relationships, in conflict)
+    rel_tally: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    rel_total: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @classmethod
     def recover(
@@ -222,6 +239,7 @@ class ShardBarrier:
                     run.prev[npc_id] = orjson.dumps(rec["p"])
             run.states[npc_id] = state
             run.digests[npc_id] = digest(npc_id, state)
+            run.count_relationships(npc_id)
         nxt = run.finished + 1
         for q in range(run.n_shards):
             part, parts = 0, 1
@@ -258,6 +276,10 @@ class ShardBarrier:
         events = decide_shard(self.index, tick, self.states)
         batches = self._split(tick.tick, events)
         self.decided[tick.tick] = len(events)
+        self.tallies[tick.tick] = (
+            base_render_requests(self.index, events),
+            fired_on_shard(self.index, tick),
+        )
         self.outgoing = {tick.tick: batches}
         return Step(events=events, batches=batches)
 
@@ -290,6 +312,7 @@ class ShardBarrier:
         if tick is None:
             return Step()
         self.parts.pop(tick, None)
+        requests, fired = self.tallies.pop(tick, (0, []))
         by_npc: dict[str, list[Effect]] = defaultdict(list)
         effects = canonical_order(e for part in self.batches.pop(tick).values() for e in part)
         for eff in effects:
@@ -305,6 +328,7 @@ class ShardBarrier:
             self.prev[npc_id] = before
             if apply_effects(state, by_npc[npc_id], tick):
                 self.digests[npc_id] = digest(npc_id, state)
+                self.count_relationships(npc_id)
                 writes.append(
                     TableWrite(
                         npc_key(self.run_id, npc_id),
@@ -322,6 +346,11 @@ class ShardBarrier:
             events=self.decided.pop(tick),
             effects=len(effects),
             state_digest=combine_digests(self.digests.values()),
+            render_requests=requests,
+            affinity_milli=self.rel_total[0],
+            relationships=self.rel_total[1],
+            in_conflict=self.rel_total[2],
+            director_fired=fired,
         )
         self.finished, self.last_done = tick, done
         meta = {"finished": tick, "done": done.model_dump(mode="json")}
@@ -330,6 +359,14 @@ class ShardBarrier:
         every = self.snapshot_every
         snapshots = self._snapshot(tick) if every and (tick + 1) % every == 0 else []
         return Step(writes=writes, snapshots=snapshots, report=done)
+
+    def count_relationships(self, npc_id: str) -> None:
+        """Bring an NPC's part of the relationship tallies up to date with its state."""
+        new = relationship_tally(self.states[npc_id])
+        old = self.rel_tally.get(npc_id, (0, 0, 0))
+        self.rel_tally[npc_id] = new
+        for i in range(3):
+            self.rel_total[i] += new[i] - old[i]
 
     def _split(self, tick: int, events: list[EventHappened]) -> list[EffectsBatched]:
         return split_batches(self.run_id, tick, self.shard, self.n_shards, events, self.max_effects)

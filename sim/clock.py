@@ -6,6 +6,12 @@ that reads the clock inbox, sends ticks and records completed ones.
 Tick t+1 starts only after every shard reported tick t done (decided, emitted, and
 applied every effect of tick t). That makes a run's result independent of partition
 count, worker count and timing.
+
+The clock also makes the tick-wide inputs of the next tick from the shards' integer
+tallies (see :mod:`sim.director`): events and render requests of the last simulated
+hour, mean affinity, share of NPCs in conflict, and when each director rule last
+fired. ``TickCompleted`` carries the tallies, so :func:`recover` rebuilds them from the
+ticks log.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ import logging
 from dataclasses import dataclass, field
 
 from sim.calendar import MINUTES_PER_HOUR, SECONDS_PER_MINUTE, days_to_ticks, minute_of_tick
-from topics.models import InjectedEvent, RunCommanded, ShardTickDone, TickCompleted, TickStarted
+from topics.models import (
+    AFFINITY_SCALE,
+    InjectedEvent,
+    RunCommanded,
+    ShardTickDone,
+    TickCompleted,
+    TickStarted,
+)
 from worldfeed.ids import combine_digests
 
 log = logging.getLogger(__name__)
@@ -44,6 +57,12 @@ class RunClock:
     tick_started_wall: float = 0.0
     last_sent: float = 0.0  # when tick `current` was last (re-)sent, for the watchdog
     recent: list[int] = field(default_factory=list)  # events of the last hour's ticks
+    recent_posts: list[int] = field(default_factory=list)  # render requests, same ticks
+    # after the last completed tick: (affinity sum in thousandths, relationships) and
+    # (NPCs in conflict, NPCs); None before the first
+    affinity: tuple[int, int] | None = None
+    conflict: tuple[int, int] | None = None
+    director_last: dict[str, int] = field(default_factory=dict)  # rule id -> last tick fired
 
     @classmethod
     def from_command(cls, cmd: RunCommanded, n_shards: int) -> RunClock:
@@ -60,7 +79,7 @@ class RunClock:
         )
 
     def apply(self, cmd: RunCommanded) -> None:
-        """Apply pause / resume / stop / inject to the run's flags."""
+        """Apply pause / resume / stop / inject / speed to the run's flags."""
         if cmd.command == "pause":
             self.paused = True
         elif cmd.command == "resume":
@@ -70,6 +89,8 @@ class RunClock:
             self.paused = False
         elif cmd.command == "inject" and cmd.event is not None:
             self.injected.append(cmd.event)
+        elif cmd.command == "speed":  # from the next tick's delay on
+            self.speed = cmd.speed
 
     def start_next(self, now: float) -> int:
         """Put the next tick in flight with the injections received so far; return it."""
@@ -97,7 +118,36 @@ class RunClock:
             n_shards=self.n_shards,
             injected=list(self.in_flight),
             recent_events=sum(self.recent),
+            posts_last_hour=sum(self.recent_posts),
+            mean_affinity=self.mean_affinity,
+            conflict_share=self.conflict_share,
+            director_last=dict(sorted(self.director_last.items())),
         )
+
+    @property
+    def mean_affinity(self) -> float | None:
+        """Mean affinity of every relationship after the last completed tick."""
+        if self.affinity is None or self.affinity[1] == 0:
+            return None
+        milli, count = self.affinity
+        return round(milli / (count * AFFINITY_SCALE), 4)
+
+    @property
+    def conflict_share(self) -> float | None:
+        """Share of NPCs in conflict after the last completed tick."""
+        if self.conflict is None or self.conflict[1] == 0:
+            return None
+        return round(self.conflict[0] / self.conflict[1], 4)
+
+    def tally(self, done: TickCompleted) -> None:
+        """Take a completed tick's tallies into the next tick's inputs."""
+        per_hour = self.ticks_per_hour
+        self.recent = (self.recent + [done.events])[-per_hour:]
+        self.recent_posts = (self.recent_posts + [done.render_requests])[-per_hour:]
+        self.affinity = (done.affinity_milli, done.relationships)
+        self.conflict = (done.in_conflict, done.npcs)
+        for rule in done.director_fired:
+            self.director_last[rule] = done.tick
 
     def record(self, done: ShardTickDone, now: float) -> TickCompleted | None:
         """Record a shard's report; return the completed tick once every shard reported."""
@@ -116,10 +166,9 @@ class RunClock:
         reports = [self.reports[s] for s in sorted(self.reports)]
         self.reports = {}
         last = self.stopped or self.current + 1 >= self.total_ticks
-        self.recent = (self.recent + [sum(r.events for r in reports)])[-self.ticks_per_hour :]
         self.finished = last
         self.waiting = not last
-        return TickCompleted(
+        completed = TickCompleted(
             run_id=self.run_id,
             tick=self.current,
             sim_minute=minute_of_tick(self.start_minute, self.current, self.step_minutes),
@@ -129,7 +178,14 @@ class RunClock:
             effects=sum(r.effects for r in reports),
             wall_ms=round((now - self.tick_started_wall) * 1000, 3),
             last=last,
+            render_requests=sum(r.render_requests for r in reports),
+            affinity_milli=sum(r.affinity_milli for r in reports),
+            relationships=sum(r.relationships for r in reports),
+            in_conflict=sum(r.in_conflict for r in reports),
+            director_fired=sorted({rule for r in reports for rule in r.director_fired}),
         )
+        self.tally(completed)
+        return completed
 
     @property
     def ticks_per_hour(self) -> int:
@@ -161,18 +217,19 @@ def recover(
     for run in runs.values():
         run.injected = []  # which tick took them is not in the log; they were delivered
         run.waiting = True
-    last: dict[str, TickCompleted] = {}
-    for done in completed:
-        if done.run_id in runs and (done.run_id not in last or done.tick > last[done.run_id].tick):
-            last[done.run_id] = done
-    per_hour: dict[str, dict[int, int]] = {}
-    for done in completed:
-        per_hour.setdefault(done.run_id, {})[done.tick] = done.events
-    for run_id, done in last.items():
+    ticks: dict[str, dict[int, TickCompleted]] = {}
+    for done in completed:  # a tick logged twice (a redelivery) is the same tick
+        if done.run_id in runs:
+            ticks.setdefault(done.run_id, {})[done.tick] = done
+    for run_id, by_tick in ticks.items():
         run = runs[run_id]
-        run.current = done.tick
-        run.finished = done.last
+        for tick in sorted(by_tick):  # replay the tallies in tick order, as record did
+            run.tally(by_tick[tick])
+        last = by_tick[max(by_tick)]
+        run.current = last.tick
+        run.finished = last.last
         window = run.ticks_per_hour
-        events = per_hour[run_id]
-        run.recent = [events.get(t, 0) for t in range(done.tick - window + 1, done.tick + 1)]
+        hour = [t for t in range(last.tick - window + 1, last.tick + 1) if t >= 0]
+        run.recent = [by_tick[t].events if t in by_tick else 0 for t in hour]
+        run.recent_posts = [by_tick[t].render_requests if t in by_tick else 0 for t in hour]
     return runs

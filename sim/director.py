@@ -1,19 +1,48 @@
 """The director: scheduled and conditional world events from the catalog.
 
-Every shard evaluates the same rules on the same static inputs (tick, seed,
-catalog, the clock's activity count) and emits only the events whose actor it owns,
-so each director event happens exactly once, whatever the partition count.
+Every shard evaluates the same rules on the same inputs (tick, seed, catalog and the
+tick-wide values the clock puts in ``TickStarted``) and emits only the events whose
+actor it owns, so each director event happens exactly once, whatever the partition
+count.
+
+Tick-wide values are the tick's inputs, never a shard's live view: each shard reports
+integer tallies in ``ShardTickDone`` (:func:`relationship_tally`, the render requests
+its events make, the rules it fired) and the clock sums them into the next tick:
+
+* ``events_last_hour`` / ``posts_last_hour``: events and base-score render requests
+  of the last simulated hour's ticks;
+* ``mean_affinity``: the mean of every relationship's affinity (summed in thousandths);
+* ``conflict_share``: the share of NPCs with a relationship at or below
+  :data:`CONFLICT_AFFINITY`;
+* ``active_npcs``: derived from the static schedules (the hour's occupancy).
+
+A rule with ``cooldown_ticks`` does not fire again until that many ticks after it
+last fired: the clock records which rules fired (from the shards' reports, kept in
+``TickCompleted`` so recovery rebuilds it) and sends ``director_last`` with every tick.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from catalog.models import WEEKDAYS, ConditionTrigger, DirectorRule, NpcSelector, PlaceSelector
 from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of, minute_of_day
-from sim.world import WorldIndex
-from topics.models import TickStarted
+from sim.world import WorldIndex, shard_of
+from topics.models import AFFINITY_SCALE, TickStarted
 from worldfeed.ids import rng_for, stable_hash64
 
 TWO64 = float(1 << 64)
+CONFLICT_AFFINITY = -30.0  # an NPC with a relationship at or below this is in conflict
+
+
+def relationship_tally(state: Mapping[str, Any]) -> tuple[int, int, int]:
+    """An NPC's share of the tick-wide values: (affinity sum in thousandths, relationships,
+    1 if in conflict else 0). Integers, so shard sums add up the same in any grouping."""
+    rels = state["rel"].values()
+    milli = sum(round(r[0] * AFFINITY_SCALE) for r in rels)
+    conflict = any(r[0] <= CONFLICT_AFFINITY for r in rels)
+    return milli, len(rels), int(conflict)
 
 
 def weekday(index: WorldIndex, day: int) -> str:
@@ -31,9 +60,21 @@ def _metric(index: WorldIndex, tick: TickStarted, trigger: ConditionTrigger) -> 
     hour = hour_of(tick.sim_minute)
     if trigger.metric == "events_last_hour":
         return float(tick.recent_events)
+    if trigger.metric == "posts_last_hour":
+        return float(tick.posts_last_hour)
+    if trigger.metric == "mean_affinity":
+        return tick.mean_affinity  # None before the first tick completed: not checked
+    if trigger.metric == "conflict_share":
+        return tick.conflict_share
     if trigger.metric == "active_npcs":
         return float(sum(len(v) for v in index.occupancy[hour].values()))
-    return None  # posts_last_hour / mean_affinity are not visible to the shards (see note)
+    return None
+
+
+def cooling(rule: DirectorRule, tick: TickStarted) -> bool:
+    """True while the rule's cooldown since it last fired has not run out."""
+    last = tick.director_last.get(rule.id)
+    return last is not None and tick.tick - last < rule.cooldown_ticks
 
 
 def _is_due(index: WorldIndex, rule: DirectorRule, tick: TickStarted) -> bool:
@@ -96,7 +137,7 @@ def due_director_events(
     """Director rules that fire on this tick, with their actor, target and place."""
     out = []
     for rule in index.catalog.director:
-        if not _is_due(index, rule, tick):
+        if cooling(rule, tick) or not _is_due(index, rule, tick):
             continue
         if stable_hash64(tick.seed, tick.tick, rule.id, "fire") / TWO64 >= rule.probability:
             continue
@@ -109,3 +150,14 @@ def due_director_events(
         place = _pick_place(index, rule.participants.place, actor, tick, f"{rule.id}:place")
         out.append((rule, actor, target, place))
     return out
+
+
+def fired_on_shard(index: WorldIndex, tick: TickStarted) -> list[str]:
+    """Ids of the director rules whose event this tick's shard emits (its actor's shard)."""
+    return sorted(
+        {
+            rule.id
+            for rule, actor, _, _ in due_director_events(index, tick)
+            if shard_of(actor, tick.n_shards) == tick.shard
+        }
+    )

@@ -2,7 +2,9 @@
 
 The shards are the streamed run's own machines (:class:`~sim.barrier.ShardBarrier`),
 each with an in-memory table, their effect batches routed between them in process,
-so the reference cannot drift from what the shards do. Used by unit tests as the
+and the clock is the streamed run's own :class:`~sim.clock.RunClock` (the tick-wide
+inputs summed from the shards' reports), so the reference cannot drift from what the
+shards and the clock do. Used by unit tests as the
 reference the streamed run must match, and by benchmarks as the compute-only baseline.
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sim.barrier import ShardBarrier, Step
+from sim.clock import RunClock
 from sim.state import State
 from sim.world import WorldIndex, shard_of
-from topics.models import EffectsBatched, EventHappened, ShardTickDone, TickStarted
-from worldfeed.ids import combine_digests
+from topics.models import EffectsBatched, EventHappened, TickCompleted, TickStarted
+
+ENDLESS = 1 << 62  # the reference plays as many ticks as it is stepped
 
 
 @dataclass
@@ -29,11 +33,22 @@ class LocalRun:
     start_minute: int = 0
     hashes: list[str] = field(default_factory=list)
     events: list[EventHappened] = field(default_factory=list)
-    recent: list[int] = field(default_factory=list)  # events per tick
+    completed: list[TickCompleted] = field(default_factory=list)  # the ticks log
+    clock: RunClock = field(init=False)
     tables: list[dict[bytes, bytes]] = field(init=False)  # per shard: its table
     shards: list[ShardBarrier] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.clock = RunClock(
+            run_id=self.run_id,
+            seed=self.seed,
+            world=self.index.catalog.name,
+            step_minutes=self.step_minutes,
+            total_ticks=ENDLESS,
+            speed=0.0,
+            n_shards=self.n_shards,
+            start_minute=self.start_minute,
+        )
         self.tables = [{} for _ in range(self.n_shards)]
         self.shards = [
             ShardBarrier.recover(self.index, self.tick_message(0, q), self.tables[q].get)
@@ -50,24 +65,19 @@ class LocalRun:
         """Every NPC's current state hash, by NPC id."""
         return {n: self.shards[self.owner(n)].digests[n] for n in self.index.npc_ids}
 
+    @property
+    def recent(self) -> list[int]:
+        """Events per completed tick."""
+        return [done.events for done in self.completed]
+
     def tick_message(self, tick: int, shard: int) -> TickStarted:
-        """The copy of tick ``tick`` for one shard, as the clock would send it."""
-        per_hour = max(1, 60 // self.step_minutes)
-        return TickStarted(
-            run_id=self.run_id,
-            seed=self.seed,
-            world=self.index.catalog.name,
-            tick=tick,
-            sim_minute=self.start_minute + tick * self.step_minutes,
-            step_minutes=self.step_minutes,
-            shard=shard,
-            n_shards=self.n_shards,
-            recent_events=sum(self.recent[-per_hour:]),
-        )
+        """The copy of tick ``tick`` for one shard, as the clock sends it (the next tick's
+        inputs: ``tick`` is the tick after the last completed one)."""
+        return self.clock.tick_message(tick, shard)
 
     def step(self) -> list[EventHappened]:
         """Play one tick; returns its events (shard by shard, each sorted by event id)."""
-        tick = len(self.hashes)
+        tick = self.clock.start_next(0.0)
         events: list[EventHappened] = []
         sent: list[EffectsBatched] = []
         for q, shard in enumerate(self.shards):
@@ -77,14 +87,16 @@ class LocalRun:
         for batch in sent:
             raw = batch.model_dump_json().encode()
             self._carry_out(batch.shard, self.shards[batch.shard].on_batch(batch, raw))
-        reports: list[ShardTickDone] = []
+        completed = None
         for q, shard in enumerate(self.shards):
             report = self._carry_out(q, shard.finish()).report
             if report is None or report.tick != tick:
                 raise RuntimeError(f"shard {q} did not complete tick {tick}")
-            reports.append(report)
-        self.hashes.append(f"{combine_digests(r.state_digest for r in reports):016x}")
-        self.recent.append(sum(r.events for r in reports))
+            completed = self.clock.record(report, 0.0)
+        if completed is None:
+            raise RuntimeError(f"the clock did not complete tick {tick}")
+        self.completed.append(completed)
+        self.hashes.append(completed.state_hash)
         self.events.extend(events)
         return events
 

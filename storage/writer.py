@@ -128,6 +128,15 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     return [row_for(message)]
 
 
+TICK_TALLIES = (
+    "render_requests",
+    "affinity_milli",
+    "relationships",
+    "in_conflict",
+    "director_fired",
+)
+
+
 def row_for(message: Any) -> tuple[str, Row]:
     """Map a topic message to ``(table, row)``.
 
@@ -150,7 +159,9 @@ def row_for(message: Any) -> tuple[str, Row]:
     if isinstance(message, PostPublished):
         return "posts", message.model_dump(exclude={"kind"})
     if isinstance(message, TickCompleted):
-        return "ticks", message.model_dump(exclude={"kind"})
+        # the tick-wide tallies live in the ticks log (the clock recovers from it); the
+        # table keeps its columns until a migration adds them
+        return "ticks", message.model_dump(exclude={"kind", *TICK_TALLIES})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 UINT32_MAX = 2**32 - 1  # stored columns that are UInt32 (the engine would wrap a larger value)
+MAX_START_MINUTE = 3650 * 1440  # a run can start on any day of its first ten years
+AFFINITY_SCALE = 1000  # affinities are summed as integers in thousandths (fixed point)
 
 
 class Message(BaseModel):
@@ -26,17 +28,25 @@ class RunCommanded(Message):
     """An admin or the CLI asked the clock to do something with a run."""
 
     kind: Literal["run_commanded"] = "run_commanded"
-    command: Literal["start", "pause", "resume", "stop", "inject"] = Field(
+    command: Literal["start", "pause", "resume", "stop", "inject", "speed"] = Field(
         description="What to do."
     )
     run_id: str = Field(description="Run the command is for.", min_length=1, max_length=64)
     seed: int = Field(0, description="Run seed (start only).")
     world: str = Field("town", description="Catalog world name (start only).")
     days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play (start only).")
-    speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N x real time.")
+    speed: float = Field(
+        0.0,
+        ge=0,
+        description="0 = as fast as possible, N = N x real time (start, and speed: the new one).",
+    )
     step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
     start_minute: int = Field(
-        0, ge=0, le=1439, description="Simulated minute of day 1 the run starts at (0 = 00:00)."
+        0,
+        ge=0,
+        le=MAX_START_MINUTE,
+        description="Simulated minute the run starts at, counted from day 1 00:00 "
+        "(1440 = day 2 00:00; start only).",
     )
     event: InjectedEvent | None = Field(None, description="The event to inject (inject only).")
 
@@ -73,6 +83,30 @@ class TickStarted(Message):
     )
     recent_events: int = Field(
         0, ge=0, description="Events in the last simulated hour (for director conditions)."
+    )
+    posts_last_hour: int = Field(
+        0,
+        ge=0,
+        description="Render requests the last simulated hour's events made at their base "
+        "score (for director conditions).",
+    )
+    mean_affinity: float | None = Field(
+        None,
+        ge=-100,
+        le=100,
+        description="Mean affinity of every relationship at the start of the tick; "
+        "None before the first tick completed.",
+    )
+    conflict_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of NPCs in conflict (a relationship at or below the conflict "
+        "affinity) at the start of the tick; None before the first tick completed.",
+    )
+    director_last: dict[str, int] = Field(
+        default_factory=dict,
+        description="Director rule id -> last tick it fired (for cooldown_ticks).",
     )
 
 
@@ -124,6 +158,17 @@ class ShardTickDone(Message):
     events: int = Field(ge=0, description="Events the shard emitted this tick.")
     effects: int = Field(ge=0, description="Effects the shard applied this tick.")
     state_digest: int = Field(ge=0, description="Sum mod 2**64 of the shard's NPC state hashes.")
+    render_requests: int = Field(
+        0, ge=0, description="Render requests its events make at their base score."
+    )
+    affinity_milli: int = Field(
+        0, description="Sum of every relationship's affinity, in thousandths, after the tick."
+    )
+    relationships: int = Field(0, ge=0, description="Relationships summed in affinity_milli.")
+    in_conflict: int = Field(0, ge=0, description="NPCs in conflict after the tick.")
+    director_fired: list[str] = Field(
+        default_factory=list, description="Director rules that fired this tick (sorted ids)."
+    )
 
 
 # ---- world log ---------------------------------------------------------------------------------
@@ -179,6 +224,17 @@ class TickCompleted(Message):
     effects: int = Field(ge=0)
     wall_ms: float = Field(ge=0, description="Wall time of the tick, barrier included.")
     last: bool = Field(False, description="True on the run's final tick.")
+    render_requests: int = Field(
+        0, ge=0, description="Render requests the tick's events make at their base score."
+    )
+    affinity_milli: int = Field(
+        0, description="Sum of every relationship's affinity, in thousandths, after the tick."
+    )
+    relationships: int = Field(0, ge=0, description="Relationships summed in affinity_milli.")
+    in_conflict: int = Field(0, ge=0, description="NPCs in conflict after the tick.")
+    director_fired: list[str] = Field(
+        default_factory=list, description="Director rules that fired on the tick (sorted ids)."
+    )
 
 
 # ---- rendering -------------------------------------------------------------------------------
