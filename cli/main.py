@@ -3,7 +3,8 @@
 worldfeed up            start Kafka, Triton, workers and the API; play Day 1; print the feed
 worldfeed worker        a stream worker (roles: clock, world, impact, render, sink)
 worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
-worldfeed run-command   start / pause / resume / stop a run
+worldfeed run-command   start / pause / resume / stop a run, or change its speed
+                        (run-command speed RUN 4: four times real time; 0: as fast as possible)
 worldfeed topics        create the topics (idempotent)
 worldfeed migrate       apply ClickHouse migrations
 worldfeed schemas       export topic JSON Schemas to topics/schemas/
@@ -88,6 +89,25 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     return 0
 
 
+def start_minute_arg(day: int, time: str) -> int:
+    """``--start-day`` / ``--start-time`` as the run's start minute (argparse exits if bad)."""
+    from sim.calendar import minute_at
+    from topics.models import MAX_START_MINUTE
+
+    try:
+        minute = minute_at(day, time)
+    except ValueError as exc:
+        raise SystemExit(f"worldfeed: bad start: {exc}") from exc
+    if minute > MAX_START_MINUTE:
+        raise SystemExit(f"worldfeed: bad start: day {day} is too late")
+    return minute
+
+
+def _add_start(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start-day", type=int, default=1, help="simulated day to start on (1..)")
+    parser.add_argument("--start-time", default="00:00", help="time of day to start at (HH:MM)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(
@@ -103,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop every process once the run is played and rendered",
     )
+    _add_start(up_cmd)
     w = sub.add_parser("worker", help="run a stream worker")
     w.add_argument(
         "--roles",
@@ -112,16 +133,27 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("api", help="serve the API")
     a.add_argument("--no-sink", action="store_true", help="do not run the embedded sink")
     rc = sub.add_parser("run-command", help="send a command to the clock")
-    rc.add_argument("command", choices=["start", "pause", "resume", "stop"])
+    rc.add_argument("command", choices=["start", "pause", "resume", "stop", "speed"])
     rc.add_argument("run_id")
+    rc.add_argument(
+        "value", nargs="?", type=float, default=None, help="speed: the new speed (0 = fastest)"
+    )
     rc.add_argument("--seed", type=int, default=1)
     rc.add_argument("--days", type=float, default=1.0)
     rc.add_argument("--world", default="town")
     rc.add_argument("--speed", type=float, default=0.0)
+    _add_start(rc)
     sub.add_parser("topics", help="create topics")
     sub.add_parser("migrate", help="apply ClickHouse migrations")
     sub.add_parser("schemas", help="export topic JSON Schemas")
     args = parser.parse_args(argv)
+    start_minute = 0
+    if args.cmd in ("up", "run-command"):
+        start_minute = start_minute_arg(args.start_day, args.start_time)
+    if args.cmd == "run-command" and args.command == "speed":
+        if args.value is None or args.value < 0:
+            parser.error("run-command speed RUN X needs a speed X >= 0")
+        args.speed = args.value
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -155,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             run_id=args.run_id,
             exit_when_done=args.exit_when_done,
+            start_minute=start_minute,
         )
     if args.cmd == "worker":
         return cmd_worker(settings, roles)
@@ -172,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             world=args.world,
             speed=args.speed,
             step_minutes=settings.step_minutes,
+            start_minute=start_minute,
         )
         asyncio.run(send_command(settings, command))
         return 0

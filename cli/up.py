@@ -211,7 +211,12 @@ def world_name(settings: Settings) -> str:
 
 
 def up(
-    settings: Settings, days: float, seed: int | None, run_id: str | None, exit_when_done: bool
+    settings: Settings,
+    days: float,
+    seed: int | None,
+    run_id: str | None,
+    exit_when_done: bool,
+    start_minute: int = 0,
 ) -> int:
     """Run the whole product; return the process exit code."""
     t0 = time.monotonic()
@@ -246,6 +251,7 @@ def up(
                     speed=settings.speed,
                     step_minutes=settings.step_minutes,
                     world=world_name(settings),
+                    start_minute=start_minute,
                 ),
             )
         )

@@ -45,3 +45,14 @@ def ticks_to_days(ticks: int, step_minutes: int) -> float:
 def clock_text(sim_minute: int) -> str:
     """``day 2 07:45``: a minute as people read it."""
     return f"day {day_of(sim_minute)} {hour_of(sim_minute):02d}:{sim_minute % MINUTES_PER_HOUR:02d}"
+
+
+def minute_at(day: int, hhmm: str = "00:00") -> int:
+    """The simulated minute of ``HH:MM`` on a 1-based day (``minute_at(2, "07:45")`` = 1905)."""
+    if day < 1:
+        raise ValueError(f"days count from 1, not {day}")
+    hours, _, minutes = hhmm.partition(":")
+    hour, minute = int(hours), int(minutes)
+    if not (0 <= hour < HOURS_PER_DAY and 0 <= minute < MINUTES_PER_HOUR):
+        raise ValueError(f"not a time of day: {hhmm!r}")
+    return (day - 1) * MINUTES_PER_DAY + hour * MINUTES_PER_HOUR + minute

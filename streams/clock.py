@@ -27,6 +27,7 @@ def register(streams: Streams) -> None:
     runs: dict[str, RunClock] = {}
     n_shards = settings.world_partitions
     tasks: set[asyncio.Future[None]] = set()
+    timers: dict[str, int] = {}  # run id -> its latest timer: only that one starts a tick
 
     async def send_tick(run: RunClock, shards: list[int] | None = None) -> None:
         run.last_sent = time.perf_counter()
@@ -37,10 +38,11 @@ def register(streams: Streams) -> None:
         run.start_next(time.perf_counter())
         await send_tick(run)
 
-    async def start_after(run: RunClock, delay: float) -> None:
+    async def start_after(run: RunClock, delay: float, timer: int) -> None:
         try:
             await asyncio.sleep(delay)
-            if run.waiting and not run.paused and not run.finished:
+            stale = timers.get(run.run_id) != timer  # a newer timer (resume, speed) replaced it
+            if not stale and run.waiting and not run.paused and not run.finished:
                 await start_tick(run)
         except Exception:
             log.exception("run %s: could not start tick %s", run.run_id, run.current + 1)
@@ -48,10 +50,11 @@ def register(streams: Streams) -> None:
 
     async def advance(run: RunClock) -> None:
         delay = run.next_delay(time.perf_counter())
+        timers[run.run_id] = timer = timers.get(run.run_id, 0) + 1
         if delay <= 0:
             await start_tick(run)
         else:
-            task = asyncio.ensure_future(start_after(run, delay))
+            task = asyncio.ensure_future(start_after(run, delay, timer))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
@@ -109,7 +112,8 @@ def register(streams: Streams) -> None:
             log.warning("%s for unknown run %s ignored", cmd.command, cmd.run_id)
             return
         await streams.send(RUNS, cmd.run_id, cmd)
-        was_waiting = run.waiting and (run.paused or cmd.command == "stop")
+        # waiting for the next tick: a resume or stop starts it now, a new speed re-times it
+        was_waiting = run.waiting and (run.paused or cmd.command in ("stop", "speed"))
         run.apply(cmd)
         log.info(
             "run %s: %s (tick %s, paused=%s, waiting=%s, finished=%s)",

@@ -1,4 +1,5 @@
-"""Admin: start, pause, resume and stop runs, inject events, seed synthetic worlds.
+"""Admin: start, pause, resume and stop runs, change their speed, inject events, seed
+synthetic worlds.
 
 Every route needs ``Authorization: Bearer <WORLDFEED_ADMIN_TOKEN>`` (401 without, 403
 wrong); the app also checks it before reading any ``/admin`` request body. Commands go
@@ -20,14 +21,16 @@ from api.schemas import CommandAcceptedPublic, WorldCreatedPublic
 from api.worlds import UnknownWorld, catalog_of, world_path
 from catalog.event_refs import event_problems
 from catalog.generate import generate_world, write_world
-from sim.calendar import MINUTES_PER_DAY
+from sim.calendar import MINUTES_PER_DAY, minute_at
 from storage import queries, run_in_thread
-from topics.models import InjectedEvent, RunCommanded
+from topics.models import MAX_START_MINUTE, InjectedEvent, RunCommanded
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NPC_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+MAX_SPEED = 100_000
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No admin token"},
     403: {"description": "Wrong admin token"},
@@ -43,10 +46,27 @@ class RunStart(BaseModel):
     seed: int = Field(1, ge=0, le=2**63 - 1, description="Run seed.")
     world: str = Field("town", min_length=1, max_length=500, description="World name or directory.")
     days: float = Field(1.0, gt=0, le=3650, description="Simulated days to play.")
-    speed: float = Field(0.0, ge=0, le=100_000, description="0 = as fast as possible.")
+    speed: float = Field(0.0, ge=0, le=MAX_SPEED, description="0 = as fast as possible.")
     step_minutes: int = Field(
         15, ge=1, le=MINUTES_PER_DAY, description="Simulated minutes per tick."
     )
+    start_day: int = Field(
+        1,
+        ge=1,
+        le=MAX_START_MINUTE // MINUTES_PER_DAY,
+        description="Simulated day (1-based) the run starts on.",
+    )
+    start_time: str = Field(
+        "00:00", pattern=HHMM, description="Time of day (HH:MM) the run starts at."
+    )
+
+
+class RunSpeed(BaseModel):
+    """A run's new speed, from its next tick on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speed: float = Field(ge=0, le=MAX_SPEED, description="0 = as fast as possible, N = N x real.")
 
 
 class Inject(BaseModel):
@@ -127,6 +147,7 @@ async def start_run(
         days=body.days,
         speed=body.speed,
         step_minutes=body.step_minutes,
+        start_minute=minute_at(body.start_day, body.start_time),
     )
     return await _send(commands, command)
 
@@ -151,6 +172,23 @@ for _name in ("pause", "resume", "stop"):
         responses={**ACCEPTED, 404: {"description": "Unknown run"}},
         name=f"{_name}_run",
     )(_control(_name))
+
+
+@router.post(
+    "/runs/{run_id}/speed",
+    status_code=202,
+    response_model=CommandAcceptedPublic,
+    responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+)
+async def set_speed(
+    run_id: Annotated[str, Path(pattern=RUN_ID)],
+    body: RunSpeed,
+    storage: StorageDep,
+    commands: CommandsDep,
+) -> CommandAcceptedPublic:
+    """Change a run's speed (0 = as fast as possible) from its next tick on; 404 if unknown."""
+    await _known_run(storage, run_id)
+    return await _send(commands, RunCommanded(command="speed", run_id=run_id, speed=body.speed))
 
 
 @router.post(

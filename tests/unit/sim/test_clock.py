@@ -109,3 +109,79 @@ def test_recover_keeps_a_paused_or_finished_run_where_it_was() -> None:
     done_run = recover([command("start")], [completed(0, 1), completed(1, 1, last=True)], 1)
     assert done_run["r"].finished
     assert recover([command("pause")], [], 1) == {}  # no start: nothing to resume
+
+
+def tallied(tick: int, shard: int, n_shards: int, **kw: object) -> ShardTickDone:
+    """A shard's report with tick-wide tallies."""
+    return done(tick, shard, 1).model_copy(update={"n_shards": n_shards, **kw})
+
+
+def test_tick_wide_inputs_are_summed_from_the_shards_reports() -> None:
+    clock = RunClock.from_command(command("start"), n_shards=2)
+    first = clock.tick_message(0, 0)
+    assert first.mean_affinity is None and first.conflict_share is None  # nothing reported yet
+    for tick in range(5):
+        clock.start_next(0.0)
+        clock.record(
+            tallied(tick, 0, 2, render_requests=tick, affinity_milli=10_500, relationships=3,
+                    in_conflict=1, director_fired=["b"] if tick == 1 else []),
+            0.0,
+        )  # fmt: skip
+        completed_tick = clock.record(
+            tallied(tick, 1, 2, render_requests=1, affinity_milli=-500, relationships=1,
+                    in_conflict=0, director_fired=["a"] if tick in (1, 3) else []),
+            0.0,
+        )  # fmt: skip
+        assert completed_tick is not None
+        assert completed_tick.render_requests == tick + 1
+        assert completed_tick.affinity_milli == 10_000 and completed_tick.relationships == 4
+        assert completed_tick.in_conflict == 1 and completed_tick.npcs == 20
+        assert completed_tick.director_fired == {1: ["a", "b"], 3: ["a"]}.get(tick, [])
+    msg = clock.tick_message(5, 1)
+    assert msg.posts_last_hour == 2 + 3 + 4 + 5  # the last hour's ticks (1..4)
+    assert msg.mean_affinity == 2.5  # 10.000 over 4 relationships
+    assert msg.conflict_share == 0.05  # 1 NPC of 20
+    assert msg.director_last == {"a": 3, "b": 1}
+    assert clock.tick_message(5, 0).model_dump(exclude={"shard"}) == msg.model_dump(
+        exclude={"shard"}
+    )  # every shard gets the same inputs
+
+
+def test_recover_rebuilds_the_tick_wide_inputs_from_the_ticks_log() -> None:
+    live = RunClock.from_command(command("start"), n_shards=1)
+    log: list[TickCompleted] = []
+    for tick in range(7):
+        live.start_next(0.0)
+        got = live.record(
+            tallied(tick, 0, 1, render_requests=tick % 3, affinity_milli=1000 * tick,
+                    relationships=2, in_conflict=tick % 2,
+                    director_fired=["drama"] if tick in (2, 5) else []),
+            0.0,
+        )  # fmt: skip
+        assert got is not None
+        log.append(got)
+    redelivered = [*log, log[3]][::-1]  # out of order, one tick twice
+    run = recover([command("start")], redelivered, n_shards=1)["r"]
+    assert run.tick_message(7, 0) == live.tick_message(7, 0)
+    assert run.director_last == {"drama": 5}
+
+
+def test_speed_command_changes_the_delay_and_survives_recovery() -> None:
+    clock = RunClock.from_command(command("start", speed=900), n_shards=1)
+    clock.tick_started_wall = 100.0
+    assert clock.next_delay(100.0) == 1.0
+    clock.apply(command("speed", speed=1800))
+    assert clock.next_delay(100.0) == 0.5
+    clock.apply(command("speed", speed=0))
+    assert clock.next_delay(100.0) == 0.0  # as fast as possible
+    runs = recover([command("start", speed=900), command("speed", speed=450)], [], 1)
+    assert runs["r"].speed == 450
+
+
+def test_a_run_can_start_on_any_day_and_time() -> None:
+    start = 2 * 1440 + 7 * 60 + 45  # day 3, 07:45
+    clock = RunClock.from_command(command("start", start_minute=start), n_shards=1)
+    assert clock.tick_message(0, 0).sim_minute == start
+    assert clock.tick_message(20, 0).sim_minute == start + 20 * 15  # day 3, 12:45
+    late = RunCommanded(command="start", run_id="r", start_minute=3649 * 1440 + 1439)
+    assert late.start_minute > 1439
