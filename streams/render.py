@@ -71,7 +71,7 @@ def _service(streams: Streams) -> PostRenderer:
         budget_wait_s=settings.llm_budget_wait_s,
     )
     quota = _raw_table(streams, "render-quota", "Request ids per author/channel/day")
-    return PostRenderer(completer, quota)
+    return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens)
 
 
 def register(streams: Streams) -> None:
