@@ -43,6 +43,7 @@ ADMIN_CALLS = [
     ("post", "/admin/runs/r1/pause", None),
     ("post", "/admin/runs/r1/resume", None),
     ("post", "/admin/runs/r1/stop", None),
+    ("post", "/admin/runs/r1/speed", {"speed": 2}),
     ("post", "/admin/runs/r1/inject", {"type": "x", "actor": "y"}),
     ("post", "/admin/worlds", {"name": "w"}),
     ("post", "/admin/runs", "not json"),
@@ -66,7 +67,7 @@ def test_no_admin_route_without_the_token(admin_api: TestClient) -> None:
         )
     spec = admin_api.get("/openapi.json").json()
     admin_ops = [p for p in spec["paths"] if p.startswith("/admin")]
-    assert len(admin_ops) == 6
+    assert len(admin_ops) == 7
 
 
 async def test_run_commands_land_on_the_clock_inbox(
@@ -111,6 +112,34 @@ async def test_run_commands_land_on_the_clock_inbox(
     assert msgs[0].seed == 7 and msgs[0].days == 0.5 and msgs[0].speed == 2
     assert msgs[4].event is not None and msgs[4].event.actor == "eleanor_hart"
     assert admin_api.post("/admin/runs/nope/pause", headers=AUTH).status_code == 404
+
+
+async def test_speed_and_a_start_on_any_day_land_on_the_clock_inbox(
+    admin_api: TestClient, admin_settings: Settings, writer: ClickHouseWriter
+) -> None:
+    await ensure_topics(admin_settings)
+    started = admin_api.post(
+        "/admin/runs",
+        headers=AUTH,
+        json={"run_id": "adm3", "start_day": 3, "start_time": "07:45"},
+    )
+    assert started.status_code == 202, started.text
+    for bad in ({"start_day": 0}, {"start_time": "24:00"}, {"start_time": "7:45"}):
+        resp = admin_api.post("/admin/runs", headers=AUTH, json=bad)
+        assert resp.status_code == 422, (bad, resp.text)
+    writer.write_messages([RunCommanded(command="start", run_id="adm3", world="town")])
+    resp = admin_api.post("/admin/runs/adm3/speed", headers=AUTH, json={"speed": 4})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["command"] == "speed"
+    for bad_speed in ({"speed": -1}, {}, {"speed": 1, "pace": 2}):
+        resp = admin_api.post("/admin/runs/adm3/speed", headers=AUTH, json=bad_speed)
+        assert resp.status_code == 422, (bad_speed, resp.text)
+    unknown = admin_api.post("/admin/runs/nope/speed", headers=AUTH, json={"speed": 1})
+    assert unknown.status_code == 404
+    msgs = await read_until(admin_settings, CLOCK_INBOX, lambda m: len(m) >= 2, 60)
+    assert [(m.command, m.run_id) for m in msgs] == [("start", "adm3"), ("speed", "adm3")]
+    assert msgs[0].start_minute == 2 * 1440 + 7 * 60 + 45  # day 3, 07:45
+    assert msgs[1].speed == 4
 
 
 def test_inject_is_validated_against_the_catalog(
