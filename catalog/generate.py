@@ -282,10 +282,10 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
     by_kind: dict[str, list[str]] = {}
     for p in places:
         by_kind.setdefault(p.kind, []).append(p.id)
-    first = {k: v[0] for k, v in by_kind.items()}
-    schedules = _schedules(
-        first["park"], first["cafe"], first["school"], first["bar"], first["market"]
-    )
+    leisure = ("park", "cafe", "school", "bar", "market")
+    # neighbors by id share their park, cafe, school, bar and market (as they share homes),
+    # so each place draws a neighborhood, not the whole world (capacity turns the rest away)
+    schedule_sets: dict[tuple[str, ...], dict[str, list[ScheduleBlock]]] = {}
 
     width = len(str(n_npcs - 1))
     n_reporters = max(1, n_npcs // JOURNALIST_EVERY)
@@ -296,6 +296,10 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
         occupation = fixed[i] if i < len(fixed) else choice(COMMON_OCCUPATIONS)
         work_kind, sched_key, channels = OCCUPATIONS[occupation]
         home = homes[i * len(homes) // n_npcs]  # neighbors by id share homes: local communities
+        near = tuple(by_kind[k][i * len(by_kind[k]) // n_npcs] for k in leisure)
+        if near not in schedule_sets:
+            schedule_sets[near] = _schedules(*near)
+        schedules = schedule_sets[near]
         npc_id = f"npc_{i:0{width}d}"
         npcs.append(
             _build(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from catalog.event_refs import event_problems
 from catalog.models import EventType
 from sim.calendar import day_of, hour_of
+from sim.goals import GoalReading, read_goals
 from sim.state import State, memory_weight, top_memories
 from sim.world import WorldIndex, shard_of
 from topics.models import Effect, EventHappened, ImpactScore, InjectedEvent, TickStarted
@@ -24,6 +25,8 @@ BASE_ACT_RATE = 0.05  # chance per awake tick that an average NPC does something
 MAX_TARGET_SAMPLE = 12
 MAX_WITNESSES = 3
 NOVELTY_WINDOW_TICKS = 96
+HOSTILITY_CONFLICT = 0.5  # conflict x1.5 at affinity -100 (see conflict_scale)
+RIVAL_CONFLICT = 0.3  # and +0.3 between catalog rivals
 WEIGHTS = {"novelty": 0.35, "conflict": 0.35, "status": 0.3}  # cascade multiplies (see score)
 TWO64 = float(1 << 64)
 
@@ -55,12 +58,20 @@ def decide_shard(
     hour, location, traits = ctx.hour, index.location, index.traits
     # the hot loop: most NPCs are asleep or do nothing this tick. The act draw is
     # stable_hash64(seed, tick, npc, "act") / 2**64 with the common prefix hashed once.
+    # An NPC at a goal's target place acts more often (sim.goals): read only for the few
+    # NPCs with such a goal whose draw missed the plain chance.
     prefix = hash_prefix(tick.seed, tick.tick)
+    place_goals = index.goal_place_npcs
     for npc_id in index.shard_npcs(tick.shard, tick.n_shards):
-        if location[npc_id][hour] is None:
+        place = location[npc_id][hour]
+        if place is None:
             continue
         chance = BASE_ACT_RATE * (0.5 + traits[npc_id]["extraversion"])
-        if hash_text(f"{prefix}{npc_id}\x1fact\x1f") / TWO64 >= chance:
+        draw = hash_text(f"{prefix}{npc_id}\x1fact\x1f") / TWO64
+        if draw >= chance and (
+            npc_id not in place_goals
+            or draw >= chance * read_goals(index, npc_id, states[npc_id]).place_weight(place)
+        ):
             continue
         ev = _decide_npc(ctx, npc_id, states[npc_id])
         if ev is not None:
@@ -88,12 +99,17 @@ def _decide_npc(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
     traits = index.traits[npc_id]
     rng = rng_for(t.seed, t.tick, npc_id, "choose")
     kind = index.catalog.places[place].kind
+    goals = read_goals(index, npc_id, state)
+    wanted = goals.targets_here(ctx.hour, place) if goals.goals else []
     candidates = []
     for etype in index.types_by_kind.get((ctx.hour, kind), ()):
         last = state["cool"].get(etype.id)
         if last is not None and t.tick - last < etype.cooldown_ticks:
             continue
         w = _trait_weight(etype, traits)
+        if goals.goals:
+            aimable = [o for o in wanted if can_target(index, npc_id, state, etype, o)]
+            w *= goals.type_weight(etype, aimable if etype.needs_target else ())
         if w > 0:
             candidates.append((etype, w))
     for _ in range(3):
@@ -102,7 +118,7 @@ def _decide_npc(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
         etype = rng.choices([c[0] for c in candidates], [c[1] for c in candidates])[0]
         target = None
         if etype.needs_target:
-            target = _pick_target(ctx, rng, npc_id, state, place, etype)
+            target = _pick_target(ctx, rng, npc_id, state, place, etype, goals)
             if target is None:
                 candidates = [c for c in candidates if c[0] is not etype]
                 continue
@@ -111,33 +127,50 @@ def _decide_npc(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
 
 
 def _pick_target(
-    ctx: Ctx, rng: random.Random, npc_id: str, state: State, place: str, etype: EventType
+    ctx: Ctx,
+    rng: random.Random,
+    npc_id: str,
+    state: State,
+    place: str,
+    etype: EventType,
+    goals: GoalReading,
 ) -> str | None:
+    """A target at the same place: a sample of who is here (plus any goal target here),
+    filtered by the type's rules, drawn with goal targets weighted by their pull."""
     here = ctx.index.occupancy[ctx.hour].get(place, [])
     if len(here) <= 1:
         return None
     sample = here if len(here) <= MAX_TARGET_SAMPLE else rng.sample(here, MAX_TARGET_SAMPLE)
+    wanted = goals.targets_here(ctx.hour, place) if goals.goals else []
+    if wanted:
+        sample = list(sample) + [w for w in wanted if w not in sample]
+    ok = [o for o in sample if can_target(ctx.index, npc_id, state, etype, o)]
+    if not ok:
+        return None
+    if wanted and any(w in ok for w in wanted):
+        return rng.choices(ok, [goals.target_weight(o) for o in ok])[0]
+    return rng.choice(ok)
+
+
+def can_target(index: WorldIndex, npc_id: str, state: State, etype: EventType, other: str) -> bool:
+    """Whether ``npc_id`` may aim an event of ``etype`` at ``other``: the type's target filter
+    and affinity preconditions, read from the actor's state at the start of the tick."""
+    if other == npc_id:
+        return False
+    rel = state["rel"].get(other)
+    f = etype.target_filter
+    if f == "known" and rel is None:
+        return False
+    if f == "stranger" and rel is not None:
+        return False
+    if f in ("friend", "rival", "family", "coworker", "romantic"):
+        if f not in index.tags.get((npc_id, other), frozenset()):
+            return False
     pre = etype.preconditions
-    ok = []
-    for other in sample:
-        if other == npc_id:
-            continue
-        rel = state["rel"].get(other)
-        tags = ctx.index.tags.get((npc_id, other), frozenset())
-        f = etype.target_filter
-        if f == "known" and rel is None:
-            continue
-        if f == "stranger" and rel is not None:
-            continue
-        if f in ("friend", "rival", "family", "coworker", "romantic") and f not in tags:
-            continue
-        affinity = rel[0] if rel else 0.0
-        if pre.min_affinity is not None and affinity < pre.min_affinity:
-            continue
-        if pre.max_affinity is not None and affinity > pre.max_affinity:
-            continue
-        ok.append(other)
-    return rng.choice(ok) if ok else None
+    affinity = rel[0] if rel else 0.0
+    if pre.min_affinity is not None and affinity < pre.min_affinity:
+        return False
+    return pre.max_affinity is None or affinity <= pre.max_affinity
 
 
 def _witnesses(ctx: Ctx, rng: random.Random, place: str | None, exclude: set[str]) -> list[str]:
@@ -279,14 +312,50 @@ def base_impact(
     tick: int,
     has_refs: bool,
 ) -> ImpactScore:
-    """Impact at creation: the type's components, adjusted for fame, repetition and references."""
-    fame = max(index.npc(actor).fame, index.npc(target).fame if target else 0.0) / 100
+    """Impact at creation, from the type's components and the actor's state at the start
+    of the tick (``state``; the target's live state is another shard's, so the target
+    counts by the catalog):
+
+    * novelty: halved when the actor did this type within :data:`NOVELTY_WINDOW_TICKS`;
+    * conflict: scaled by the actor's relationship to the target (:func:`conflict_scale`):
+      a quarrel between rivals is bigger news than one between strangers;
+    * status: half the type's, half the standing of the better known of the two: the
+      actor's live reputation (:func:`standing`), the target's catalog fame;
+    * cascade: the type's, 0.6 of it when the event refers back to an earlier one, else 0.3.
+    """
+    who = max(standing(state["rep"]), index.npc(target).fame if target else 0.0) / 100
     last = state["cool"].get(etype.id)
     repeated = last is not None and tick - last < NOVELTY_WINDOW_TICKS
     novelty = etype.impact.novelty * (0.5 if repeated else 1.0)
-    status = min(1.0, 0.5 * etype.impact.status + 0.5 * fame)
+    conflict = etype.impact.conflict * conflict_scale(index, actor, target, state)
+    status = min(1.0, 0.5 * etype.impact.status + 0.5 * who)
     cascade = etype.impact.cascade * (0.6 if has_refs else 0.3)
-    return score(novelty, etype.impact.conflict, status, cascade)
+    return score(novelty, conflict, status, cascade)
+
+
+def standing(reputation: float) -> float:
+    """How well known an NPC is, 0..100, from its live reputation (0..100).
+
+    Reputation starts at ``50 + fame / 4`` (:func:`sim.state.seed_state`), so at the
+    start this is the catalog fame; renown and notoriety both count (a disgraced mayor
+    is still news).
+    """
+    return min(100.0, 4 * abs(float(reputation) - 50))
+
+
+def conflict_scale(index: WorldIndex, actor: str, target: str | None, state: State) -> float:
+    """Multiplier on an event's conflict component from the actor->target relationship at
+    the start of the tick: ``1 + HOSTILITY_CONFLICT * max(0, -affinity) / 100``, plus
+    :data:`RIVAL_CONFLICT` when the catalog tags the pair as rivals. Strangers and
+    friends: 1."""
+    if target is None:
+        return 1.0
+    rel = state["rel"].get(target)
+    affinity = float(rel[0]) if rel else 0.0
+    scale = 1.0 + HOSTILITY_CONFLICT * max(0.0, -affinity) / 100
+    if "rival" in index.tags.get((actor, target), frozenset()):
+        scale += RIVAL_CONFLICT
+    return scale
 
 
 def score(novelty: float, conflict: float, status: float, cascade: float) -> ImpactScore:

@@ -59,8 +59,41 @@ def choose_author(index: WorldIndex, event: EventHappened, who: str) -> str | No
     return None
 
 
+PROPENSITY_CHANNELS = frozenset({"feed", "chat"})  # news is a journalist's job, not a whim
+TWO64 = float(1 << 64)
+
+
+def willing(index: WorldIndex, event: EventHappened, channel: str, author: str) -> bool:
+    """Whether ``author`` writes this event up on ``channel``: on feed and chat, with
+    chance ``posting_propensity`` (0 never, 1 always); news always.
+
+    The draw is a stable hash of the event's content (tick, type, actor, target, place,
+    not the run id), the author and the channel: the same on replay, on a branch and on
+    every re-score of the story.
+    """
+    if channel not in PROPENSITY_CHANNELS:
+        return True
+    npc = index.catalog.npcs.get(author)
+    if npc is None:
+        return True
+    if npc.posting_propensity >= 1.0:
+        return True
+    draw = stable_hash64(
+        "post",
+        event.tick,
+        event.type,
+        event.actor,
+        event.target or "",
+        event.place or "",
+        author,
+        channel,
+    )
+    return draw / TWO64 < npc.posting_propensity
+
+
 def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
-    """Requests for every channel whose threshold the event's score passes, not yet requested."""
+    """Requests for every channel whose threshold the event's score passes, not yet requested,
+    whose author is willing (:func:`willing`)."""
     event = story.event
     assert event.impact is not None  # noqa: S101 - shards always set it
     etype = index.catalog.event_types.get(event.type)
@@ -71,7 +104,7 @@ def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
         if channel in story.requested or event.impact.total < rule.threshold:
             continue
         author = choose_author(index, event, rule.author)
-        if author is None:
+        if author is None or not willing(index, event, channel, author):
             continue
         story.requested.add(channel)
         out.append(

@@ -3,6 +3,18 @@
 Everything here is static for a run: where each NPC is at each hour (from their
 schedule), who is where, which event types fit a place and hour. Decisions about
 other NPCs' whereabouts read this index, never another shard's live state.
+
+Places constrain whereabouts here, once, for every shard alike (:func:`admit`):
+
+* opening hours: an NPC scheduled at a place while it is closed (``open_hour`` ..
+  ``close_hour``, a close below the open meaning after midnight) goes home instead,
+  so a closed place hosts nobody and no NPC event;
+* capacity: when more NPCs are scheduled at a place in an hour than it holds, it
+  admits them by a seeded ranking (its staff first, then by a stable hash of place
+  and NPC, never by arrival order) and the rest go home.
+
+An NPC's own home always takes them in, whatever its hours or capacity: it is where
+the turned-away go.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import load_catalog
-from catalog.models import Catalog, EventType, Npc
+from catalog.models import Catalog, EventType, Goal, Npc, Place
 from worldfeed.ids import stable_hash64
 from worldfeed.settings import ROOT
 
@@ -48,6 +60,10 @@ class WorldIndex:
     relationships: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # initial
     goals: dict[str, dict[str, float]] = field(default_factory=dict)  # initial progress
     traits: dict[str, dict[str, float]] = field(default_factory=dict)  # npc -> trait -> value
+    turned_away: list[dict[str, list[str]]] = field(default_factory=list)  # hour -> place -> npcs
+    goals_of: dict[str, tuple[Goal, ...]] = field(default_factory=dict)  # npc -> goals, by priority
+    goal_place_npcs: frozenset[str] = frozenset()  # NPCs with a goal about a place
+    advances: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> actor goal kinds
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _occupations: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 
@@ -56,15 +72,10 @@ class WorldIndex:
         """Index a catalog (linear in NPC count)."""
         idx = cls(catalog=catalog)
         idx.npc_ids = sorted(catalog.npcs)
-        occ: list[defaultdict[str, list[str]]] = [defaultdict(list) for _ in range(HOURS)]
         for npc_id in idx.npc_ids:
             idx.traits[npc_id] = catalog.npcs[npc_id].traits.model_dump()
-            hours = _hourly_places(catalog.npcs[npc_id])
-            idx.location[npc_id] = hours
-            for h, place in enumerate(hours):
-                if place is not None:
-                    occ[h][place].append(npc_id)
-        idx.occupancy = [dict(o) for o in occ]
+            idx.location[npc_id] = _hourly_places(catalog.npcs[npc_id])
+        idx.occupancy, idx.turned_away = admit(catalog, idx.npc_ids, idx.location)
         kinds = {p.kind for p in catalog.places.values()}
         for h in range(HOURS):
             for kind in kinds:
@@ -81,8 +92,25 @@ class WorldIndex:
                 float(rel.trust),
                 float(rel.familiarity),
             ]
+        goals_of: dict[str, list[Goal]] = {}
         for goal in catalog.goals:
             idx.goals.setdefault(goal.npc, {})[goal.kind] = float(goal.progress)
+            goals_of.setdefault(goal.npc, []).append(goal)
+        idx.goals_of = {
+            npc: tuple(sorted(gs, key=lambda g: (-g.priority, g.kind, g.target or "")))
+            for npc, gs in sorted(goals_of.items())
+        }
+        idx.goal_place_npcs = frozenset(
+            npc for npc, gs in idx.goals_of.items() if any(g.target in catalog.places for g in gs)
+        )
+        idx.advances = {
+            t.id: frozenset(
+                e.goal_kind
+                for e in t.effects
+                if e.who == "actor" and e.field == "goal_progress" and e.goal_kind and e.delta > 0
+            )
+            for t in catalog.event_types.values()
+        }
         idx.journalists = [n for n in idx.npc_ids if "news" in catalog.npcs[n].channels]
         return idx
 
@@ -111,6 +139,80 @@ class WorldIndex:
         if place_id is None or place_id not in self.catalog.places:
             return "somewhere"
         return self.catalog.places[place_id].name
+
+
+def is_open(place: Place, hour: int) -> bool:
+    """Whether a place is open at an hour: ``open_hour <= hour < close_hour``, or, when it
+    closes after midnight (``close_hour < open_hour``), from ``open_hour`` to midnight and
+    from midnight to ``close_hour``. Equal hours: never open (0..24 is all day)."""
+    if place.open_hour <= place.close_hour:
+        return place.open_hour <= hour < place.close_hour
+    return hour >= place.open_hour or hour < place.close_hour
+
+
+def admission_rank(place: Place, npc: Npc) -> tuple[int, int]:
+    """Who a full place admits first (lowest): its staff, then a stable hash of (place, NPC).
+
+    The same on every shard and every run of the catalog; never arrival order.
+    """
+    return (0 if npc.work == place.id else 1, stable_hash64("admit", place.id, npc.id))
+
+
+def admit(
+    catalog: Catalog, npc_ids: list[str], location: dict[str, list[str | None]]
+) -> tuple[list[dict[str, list[str]]], list[dict[str, list[str]]]]:
+    """Apply opening hours and capacity to the scheduled whereabouts, in place.
+
+    Returns (occupancy, turned away): hour -> place -> sorted NPC ids. An NPC sent away
+    (place closed or full) is at home that hour instead (see the module docstring).
+    """
+    places, npcs = catalog.places, catalog.npcs
+    ranks: dict[tuple[str, str], tuple[int, int]] = {}  # the same crowd, hour after hour
+
+    def rank(place: Place, npc_id: str) -> tuple[int, int]:
+        key = (place.id, npc_id)
+        if key not in ranks:
+            ranks[key] = admission_rank(place, npcs[npc_id])
+        return ranks[key]
+
+    occupancy: list[dict[str, list[str]]] = []
+    turned: list[dict[str, list[str]]] = []
+    for h in range(HOURS):
+        wanted: defaultdict[str, list[str]] = defaultdict(list)
+        for npc_id in npc_ids:
+            place = location[npc_id][h]
+            if place is not None:
+                wanted[place].append(npc_id)
+        here: defaultdict[str, list[str]] = defaultdict(list)
+        away: defaultdict[str, list[str]] = defaultdict(list)
+        for place_id in sorted(wanted):
+            who = wanted[place_id]
+            spot = places.get(place_id)
+            if spot is None:  # not a catalog place (the checks report it): unconstrained
+                here[place_id].extend(who)
+                continue
+            residents = [n for n in who if npcs[n].home == place_id]
+            visitors = [n for n in who if npcs[n].home != place_id]
+            if residents:
+                here[place_id].extend(residents)
+            if not is_open(spot, h):
+                away[place_id].extend(visitors)
+                continue
+            room = max(0, spot.capacity - len(residents))
+            if len(visitors) > room:
+                visitors.sort(key=functools.partial(rank, spot))
+                away[place_id].extend(visitors[room:])
+                visitors = visitors[:room]
+            if visitors:
+                here[place_id].extend(visitors)
+        for sent in away.values():
+            for npc_id in sent:
+                home = npcs[npc_id].home
+                location[npc_id][h] = home
+                here[home].append(npc_id)
+        occupancy.append({p: sorted(ns) for p, ns in sorted(here.items())})
+        turned.append({p: sorted(ns) for p, ns in sorted(away.items())})
+    return occupancy, turned
 
 
 def _hourly_places(npc: Npc) -> list[str | None]:

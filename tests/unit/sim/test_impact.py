@@ -5,6 +5,7 @@ from __future__ import annotations
 from sim.decide import score
 from sim.impact import Story, choose_author, render_requests, rescore
 from sim.world import load_world
+from tests.unit.sim.catalog_edit import with_npcs
 from topics.models import EventHappened
 
 
@@ -24,7 +25,7 @@ def event(type_: str, total_parts: tuple[float, float, float, float], **kw) -> E
 
 
 def test_threshold_decides_channels() -> None:
-    index = load_world("town")
+    index = with_npcs(load_world("town").catalog, posting_propensity=1.0)  # always willing
     actor = index.npc_ids[0]
     low = Story(event("argument", (0, 0, 0, 0), actor=actor))
     assert render_requests(index, low) == []
@@ -41,7 +42,7 @@ def test_cascade_rescoring_crosses_news_threshold() -> None:
     story = Story(
         event("argument", (0.6, 0.7, 0.5, 0.0), actor=index.npc_ids[0], target=index.npc_ids[1])
     )
-    first = {r.channel for r in render_requests(index, story)}
+    first = {r.channel for r in render_requests(index, story)}  # news: no propensity draw
     assert "news" not in first and story.event.impact.total < news
     for _ in range(4):
         rescore(story)

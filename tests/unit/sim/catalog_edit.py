@@ -1,0 +1,40 @@
+"""Edit a loaded catalog in memory and index the result (for tests of catalog fields)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.models import Catalog
+from sim.world import WorldIndex
+
+
+def rebuild(cat: Catalog, **parts: list[Any]) -> WorldIndex:
+    """A new index of ``cat`` with some of its collections replaced (by Catalog's names)."""
+    args: dict[str, Any] = {
+        "world": cat.world,
+        "places": list(cat.places.values()),
+        "npcs": list(cat.npcs.values()),
+        "relationships": list(cat.relationships),
+        "goals": list(cat.goals),
+        "event_types": list(cat.event_types.values()),
+        "channels": list(cat.channels.values()),
+        "templates": list(cat.templates.values()),
+        "scheduled": list(cat.scheduled),
+        "director": list(cat.director),
+    }
+    args.update(parts)
+    return WorldIndex.build(Catalog(**args))
+
+
+def with_place(cat: Catalog, place_id: str, **update: Any) -> WorldIndex:
+    """The catalog with one place's fields changed."""
+    places = [p.model_copy(update=update) if p.id == place_id else p for p in cat.places.values()]
+    return rebuild(cat, places=places)
+
+
+def with_npcs(cat: Catalog, ids: set[str] | None = None, **update: Any) -> WorldIndex:
+    """The catalog with fields of some NPCs (None: all) changed."""
+    npcs = [
+        n.model_copy(update=update) if ids is None or n.id in ids else n for n in cat.npcs.values()
+    ]
+    return rebuild(cat, npcs=npcs)
