@@ -135,10 +135,23 @@ class Place(CatalogModel):
     id: Id
     name: str = Field(min_length=1, max_length=80)
     kind: PlaceKind
-    capacity: int = Field(ge=1, le=100_000, description="NPCs it holds at once.")
-    open_hour: int = Field(ge=0, le=24, description="Opens at this hour (0..24).")
+    capacity: int = Field(
+        ge=1,
+        le=100_000,
+        description="NPCs it holds at once; more scheduled there in an hour are admitted staff "
+        "first, then by a seeded ranking, and the rest go home (its own residents always fit).",
+    )
+    open_hour: int = Field(
+        ge=0,
+        le=24,
+        description="Opens at this hour (0..24); before it, NPCs scheduled there go home and "
+        "nothing happens there.",
+    )
     close_hour: int = Field(
-        ge=0, le=24, description="Closes at this hour; below open_hour means after midnight."
+        ge=0,
+        le=24,
+        description="Closes at this hour; below open_hour means after midnight; equal to "
+        "open_hour: never open. While closed, NPCs scheduled there go home.",
     )
 
 
@@ -185,7 +198,12 @@ class Npc(CatalogModel):
         json_schema_extra={"uniqueItems": True},
         description="Where they post.",
     )
-    posting_propensity: float = Field(ge=0, le=1)
+    posting_propensity: float = Field(
+        ge=0,
+        le=1,
+        description="Chance they write up an event on feed or chat when a channel rule names "
+        "them author (a stable draw per event, author and channel); news is unaffected.",
+    )
     schedule: list[ScheduleBlock] = Field(default_factory=list)
 
 
@@ -210,9 +228,19 @@ class Goal(CatalogModel):
 
     npc: Id
     kind: GoalKind
-    target: str | None = Field(None, description="NPC or place id the goal is about, or null.")
+    target: str | None = Field(
+        None,
+        description="NPC or place id the goal is about, or null. An NPC target draws the "
+        "NPC's actions toward them when both are at one place; a place target makes them act "
+        "more often there.",
+    )
     progress: float = Field(0.0, ge=0, le=1)
-    priority: int = Field(ge=1, le=5, description="5 is most important.")
+    priority: int = Field(
+        ge=1,
+        le=5,
+        description="5 is most important: how strongly an unfinished goal pulls choices "
+        "(weight x(1 + priority/5) on actions that advance it or aim at its target).",
+    )
 
 
 # ---- event_types.json ------------------------------------------------------------------------
@@ -245,10 +273,26 @@ class EffectSpec(CatalogModel):
 class Impact(CatalogModel):
     """Impact components of an event type, each 0..1."""
 
-    novelty: float = Field(ge=0, le=1)
-    conflict: float = Field(ge=0, le=1)
-    status: float = Field(ge=0, le=1)
-    cascade: float = Field(ge=0, le=1)
+    novelty: float = Field(
+        ge=0, le=1, description="Halved when the actor did this type in the last 96 ticks."
+    )
+    conflict: float = Field(
+        ge=0,
+        le=1,
+        description="Scaled up by the actor's hostility to the target (negative affinity) "
+        "and a rival tag: a quarrel between rivals is bigger news than between strangers.",
+    )
+    status: float = Field(
+        ge=0,
+        le=1,
+        description="Half of the status score; the other half is the standing of the better "
+        "known of actor (live reputation) and target (fame).",
+    )
+    cascade: float = Field(
+        ge=0,
+        le=1,
+        description="Grows each time a later event refers to this one (re-scored: breaking).",
+    )
 
 
 class ChannelRule(CatalogModel):
