@@ -1,7 +1,9 @@
 """The world on a real broker: worker subprocesses, ticks through Kafka, the tick barrier.
 
 The streamed run must match the in-process reference (sim.local.LocalRun) event for
-event and hash for hash, whatever the partition and worker count.
+event and hash for hash, whatever the partition and worker count, and its ticks log
+must carry the same tick-wide tallies (render requests, affinity, conflict, director
+rules fired) that the reference's clock summed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from worldfeed.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TICKS_PER_DAY = 96
+
+
+def tallies(ticks: list[TickCompleted]) -> list[dict[str, object]]:
+    """What a tick log decides the next ticks with (all but the wall time)."""
+    return [t.model_dump(exclude={"wall_ms", "last"}) for t in ticks]
 
 
 def reference(run_id: str, seed: int, ticks: int) -> LocalRun:
@@ -70,8 +77,9 @@ async def test_streamed_run_matches_reference(
     ticks, events = await play(settings, procs, workers, "det-run", seed=42)
     ref = reference("det-run", 42, TICKS_PER_DAY)
     assert [t.state_hash for t in ticks] == ref.hashes
+    assert tallies(ticks) == tallies(ref.completed)
     assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
-    assert {e.source for e in events} >= {"npc", "scheduled"}
+    assert {e.source for e in events} >= {"npc", "scheduled", "director"}
     assert ticks[-1].last and ticks[-1].npcs == len(ref.index.npc_ids)
 
 
@@ -103,6 +111,7 @@ async def test_killed_worker_is_replaced_and_the_run_is_exact(
     ticks, events = await collect(settings, procs, "crash-run", TICKS_PER_DAY, 300)
     ref = reference("crash-run", 9, TICKS_PER_DAY)
     assert [t.state_hash for t in ticks] == ref.hashes
+    assert tallies(ticks) == tallies(ref.completed)  # the recovered clock's inputs too
     assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
 
 
@@ -118,16 +127,22 @@ async def test_pause_resume_and_stop(
     before = len(await read_settled(settings, TICKS, settle_s=1.5))
     await asyncio.sleep(2)
     assert len(await read_settled(settings, TICKS, settle_s=0.5)) == before, "ticked while paused"
+    await command(settings, "speed", "paused-run", speed=600.0)  # 1.5 s per tick
     await command(settings, "resume", "paused-run")
-    await read_until(settings, TICKS, lambda m: len(m) >= before + 4, 60)
+    await read_until(settings, TICKS, lambda m: len(m) >= before + 1, 60)
+    await asyncio.sleep(1.0)
+    slow = len(await read_settled(settings, TICKS, settle_s=0.2))
+    assert slow <= before + 3, "the new speed was not kept"
+    await command(settings, "speed", "paused-run", speed=0.0)  # as fast as possible
+    await read_until(settings, TICKS, lambda m: len(m) >= slow + 8, 60)
     await command(settings, "stop", "paused-run")
     ticks = await read_until(settings, TICKS, lambda m: any(t.last for t in m), 60)
-    assert before + 4 <= len(ticks) < 2 * TICKS_PER_DAY
+    assert slow + 8 <= len(ticks) < 2 * TICKS_PER_DAY
     assert [t.tick for t in ticks] == list(range(len(ticks)))
     ref = reference("paused-run", 2, len(ticks))
     assert [t.state_hash for t in ticks] == ref.hashes
 
 
-async def command(settings: Settings, what: str, run_id: str) -> None:
-    cmd = RunCommanded(command=what, run_id=run_id)
+async def command(settings: Settings, what: str, run_id: str, speed: float = 0.0) -> None:
+    cmd = RunCommanded(command=what, run_id=run_id, speed=speed)
     await produce(settings, CLOCK_INBOX, run_id.encode(), encode(cmd), 0)
