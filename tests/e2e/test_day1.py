@@ -75,9 +75,7 @@ async def test_day1_posts_reach_the_feed(
     one = get(f"{api}/posts/{llm_posts[0]['post_id']}")
     assert one["body"] == llm_posts[0]["body"]
     golden = json.loads(path_for(seed).read_text())["posts"]
-    mine = sorted(
-        (p.request_id, p.channel, p.author, p.source, p.title, p.body) for p in posts
-    )
+    mine = sorted((p.request_id, p.channel, p.author, p.source, p.title, p.body) for p in posts)
     want = [
         (g["request_id"], g["channel"], g["author"], g["source"], g["title"], g["body"])
         for g in golden
