@@ -377,7 +377,6 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
         title=f"Synthetic world ({n_npcs} NPCs, seed {seed})",
         description="A generated world for scale tests.",
         start_weekday=town.world.start_weekday,
-        default_step_minutes=town.world.default_step_minutes,
         memory_top_k=town.world.memory_top_k,
     )
     return Catalog(

@@ -122,7 +122,6 @@ class World(CatalogModel):
     start_date: str | None = Field(
         None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Calendar date of day 1 (ISO)."
     )
-    default_step_minutes: int = Field(15, ge=1, le=1440, description="Suggested tick length.")
     memory_top_k: int = Field(3, ge=0, le=20, description="Memories that go into one prompt.")
 
 
@@ -332,7 +331,6 @@ class Channel(CatalogModel):
 
     id: ChannelId
     name: str = Field(min_length=1, max_length=40)
-    default_threshold: float = Field(ge=0, le=1, description="Impact threshold when unset.")
     rate_limit_per_day: int = Field(ge=1, le=1000, description="Posts per author per sim day.")
     post_schema: dict[str, Any] = Field(description="JSON Schema of a finished post.")
 

@@ -479,7 +479,6 @@ def _channel(limit: int) -> Channel:
     return Channel(
         id="feed",
         name="Feed",
-        default_threshold=0.5,
         rate_limit_per_day=limit,
         post_schema={"type": "object"},
     )
