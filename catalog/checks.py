@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from catalog.errors import CatalogIssue, json_pointer
-from catalog.event_refs import event_problems
+from catalog.event_refs import closed_problem, event_problems, open_for
 from catalog.models import (
     Catalog,
     ConditionTrigger,
@@ -23,6 +23,7 @@ from catalog.models import (
     Npc,
     NpcSelector,
     ScheduledEvent,
+    ScheduleTrigger,
     Template,
 )
 
@@ -291,6 +292,9 @@ def _check_scheduled(
     for i, s in enumerate(events):
         for problem in event_problems(catalog, s.type, s.actor, s.target, s.place):
             report([i, problem.field], problem.message, problem.rule)
+        closed = closed_problem(catalog, s.actor, s.place, int(s.time[:2]), s.time)
+        if closed is not None:
+            report([i, closed.field], closed.message, closed.rule)
         e = catalog.event_types.get(s.type)
         place = catalog.places.get(s.place)
         if e is None:
@@ -312,6 +316,14 @@ def _selector_issues(catalog: Catalog, sel: NpcSelector) -> list[tuple[list[obje
     ):
         return [(["occupation"], f"no npc has occupation {sel.occupation!r}")]
     return []
+
+
+def _rule_hours(trigger: ScheduleTrigger | ConditionTrigger) -> range:
+    """The hours a director rule can be due at (its time's, or its condition's window)."""
+    if isinstance(trigger, ConditionTrigger):
+        return range(max(0, trigger.start_hour), min(24, trigger.end_hour))
+    hour = int(trigger.time[:2])
+    return range(hour, hour + 1)
 
 
 def _check_director(
@@ -392,6 +404,12 @@ def _check_director(
                     never + f"{e.id if e else ''!r} cannot happen at a {place.kind}",
                     "can-fire",
                 )
+            elif not any(open_for(catalog, ps.place, p.actor.npc or "", h) for h in _rule_hours(t)):
+                report(
+                    [i, "participants", "place", "place"],
+                    never + f"{ps.place!r} is closed at every hour the rule is due",
+                    "can-fire",
+                )
         elif ps.kind is not None:
             if not any(pl.kind == ps.kind for pl in catalog.places.values()):
                 report(
@@ -403,5 +421,16 @@ def _check_director(
                 report(
                     [i, "participants", "place", "kind"],
                     never + f"{e.id if e else ''!r} cannot happen at a {ps.kind}",
+                    "can-fire",
+                )
+            elif not any(
+                open_for(catalog, pl.id, p.actor.npc or "", h)
+                for pl in catalog.places.values()
+                if pl.kind == ps.kind
+                for h in _rule_hours(t)
+            ):
+                report(
+                    [i, "participants", "place", "kind"],
+                    never + f"every {ps.kind} is closed at every hour the rule is due",
                     "can-fire",
                 )

@@ -4,13 +4,17 @@ The one rule for an event named by id: a scheduled event of the catalog, an even
 admin injects (checked by the API before it is sent, and by the shards before it
 happens). Each problem names the field, so the API answers 422 on it and the catalog
 loader reports it at its JSON pointer.
+
+A closed place hosts no event (:func:`closed_problem`): the catalog loader checks a
+scheduled event at its time, the director picks only open places, and the shards skip an
+injected event at a place closed at the tick's hour (the API cannot know that hour).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog.models import Catalog
+from catalog.models import Catalog, Place
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,43 @@ def event_problems(
             )
         )
     return out
+
+
+def is_open(place: Place, hour: int) -> bool:
+    """Whether a place is open at an hour: ``open_hour <= hour < close_hour``, or, when it
+    closes after midnight (``close_hour < open_hour``), from ``open_hour`` to midnight and
+    from midnight to ``close_hour``. Equal hours: never open (0..24 is all day).
+
+    The same rule as ``sim.world.is_open`` (which admits NPCs by it); a unit test holds
+    the two equal."""
+    if place.open_hour <= place.close_hour:
+        return place.open_hour <= hour < place.close_hour
+    return hour >= place.open_hour or hour < place.close_hour
+
+
+def open_for(catalog: Catalog, place_id: str, actor: str, hour: int) -> bool:
+    """Whether an event of ``actor`` can happen at a place at an hour: it is open then, or
+    it is the actor's home (a home always takes its residents in, as admission does).
+    An unknown place or NPC is :func:`event_problems`' to report: open here."""
+    place = catalog.places.get(place_id)
+    if place is None or is_open(place, hour):
+        return True
+    npc = catalog.npcs.get(actor)
+    return npc is not None and npc.home == place_id
+
+
+def closed_problem(
+    catalog: Catalog, actor: str, place: str | None, hour: int, when: str
+) -> EventProblem | None:
+    """The problem of an event at ``place`` while it is closed at ``hour``; ``when`` says
+    the time in the message. None when the place is open (or None: the actor's location,
+    which admission already keeps open)."""
+    if place is None or open_for(catalog, place, actor, hour):
+        return None
+    spot = catalog.places[place]
+    return EventProblem(
+        "place",
+        f"{place!r} is closed at {when} (open {spot.open_hour}..{spot.close_hour})",
+        "place-open",
+        place,
+    )

@@ -12,7 +12,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from catalog.event_refs import event_problems
+from catalog.event_refs import closed_problem, event_problems
 from catalog.models import EventType
 from sim.calendar import day_of, hour_of
 from sim.goals import GoalReading, read_goals
@@ -424,7 +424,7 @@ def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
     out = []
     t, index = ctx.tick, ctx.index
     for i, inj in enumerate(t.injected):
-        if not _valid_injection(index, inj) or shard_of(inj.actor, t.n_shards) != t.shard:
+        if not _valid_injection(index, inj, ctx.hour) or shard_of(inj.actor, t.n_shards) != t.shard:
             continue
         etype = index.catalog.event_types[inj.type]
         place = inj.place or index.location[inj.actor][ctx.hour] or index.npc(inj.actor).home
@@ -445,6 +445,12 @@ def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
     return out
 
 
-def _valid_injection(index: WorldIndex, inj: InjectedEvent) -> bool:
-    """The API refuses what the catalog rule refuses; a message from elsewhere is skipped."""
-    return not event_problems(index.catalog, inj.type, inj.actor, inj.target, inj.place)
+def _valid_injection(index: WorldIndex, inj: InjectedEvent, hour: int) -> bool:
+    """The API refuses what the catalog rule refuses; a message from elsewhere is skipped.
+
+    So is an event at a place closed at the tick's hour: only the shard knows the hour
+    (the actor's own location, ``place`` None, is open: admission keeps it so)."""
+    cat = index.catalog
+    if event_problems(cat, inj.type, inj.actor, inj.target, inj.place):
+        return False
+    return closed_problem(cat, inj.actor, inj.place, hour, f"{hour:02d}:00") is None

@@ -16,6 +16,10 @@ its events make, the rules it fired) and the clock sums them into the next tick:
   :data:`CONFLICT_AFFINITY`;
 * ``active_npcs``: derived from the static schedules (the hour's occupancy).
 
+A closed place hosts no event: a rule picks its place only among those open at the
+tick's hour (``open_for``: open, or the actor's home); when none is, it does not fire on
+that tick (and its cooldown does not start).
+
 A rule with ``cooldown_ticks`` does not fire again until that many ticks after it
 last fired: the clock records which rules fired (from the shards' reports, kept in
 ``TickCompleted`` so recovery rebuilds it) and sends ``director_last`` with every tick.
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from catalog.event_refs import open_for
 from catalog.models import WEEKDAYS, ConditionTrigger, DirectorRule, NpcSelector, PlaceSelector
 from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of, minute_of_day
 from sim.world import WorldIndex, shard_of
@@ -121,14 +126,22 @@ def _pick_npc(
 
 def _pick_place(
     index: WorldIndex, sel: PlaceSelector, actor: str, tick: TickStarted, salt: str
-) -> str:
+) -> str | None:
+    """The rule's place, open at the tick's hour (or the actor's home); None: none is."""
+    hour = hour_of(tick.sim_minute)
     if sel.place is not None:
-        return sel.place
+        return sel.place if open_for(index.catalog, sel.place, actor, hour) else None
     if sel.kind is not None:
-        pool = sorted(p.id for p in index.catalog.places.values() if p.kind == sel.kind)
-        if pool:
-            return rng_for(tick.seed, tick.tick, salt, "director-place").choice(pool)
-    return index.location[actor][hour_of(tick.sim_minute)] or index.npc(actor).home
+        pool = sorted(
+            p.id
+            for p in index.catalog.places.values()
+            if p.kind == sel.kind and open_for(index.catalog, p.id, actor, hour)
+        )
+        if not pool:
+            return None
+        return rng_for(tick.seed, tick.tick, salt, "director-place").choice(pool)
+    # where the actor is: admission already sent them home from a closed place
+    return index.location[actor][hour] or index.npc(actor).home
 
 
 def due_director_events(
@@ -148,6 +161,8 @@ def due_director_events(
         if rule.participants.target is not None:
             target = _pick_npc(index, rule.participants.target, tick, f"{rule.id}:target", actor)
         place = _pick_place(index, rule.participants.place, actor, tick, f"{rule.id}:place")
+        if place is None:  # no place for it is open at this hour: it does not fire
+            continue
         out.append((rule, actor, target, place))
     return out
 

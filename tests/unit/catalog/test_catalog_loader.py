@@ -186,6 +186,57 @@ def test_scheduled_event_references(world_factory: Any) -> None:
     } <= got
 
 
+def test_scheduled_event_at_a_closed_place(world_factory: Any) -> None:
+    """A closed place hosts no event: the loader names file, pointer and rule."""
+
+    def edit(d: Any) -> Any:
+        i = _index(d, id="d1_first_loaf")  # vogel_bakery opens 5..15
+        d[i]["time"] = "04:30"
+        return d
+
+    err = _refused(world_factory(scheduled=edit))
+    i = _index(json.loads((STARTER_WORLD / "scheduled.json").read_text()), id="d1_first_loaf")
+    issue = next(x for x in err.issues if x.rule == "place-open")
+    assert (issue.file.endswith("scheduled.json"), issue.pointer) == (True, f"/{i}/place")
+    assert issue.message == "'vogel_bakery' is closed at 04:30 (open 5..15)"
+    assert f"/{i}/place" in str(err) and "place-open" in str(err)
+
+
+def test_scheduled_event_past_midnight_and_at_the_actors_home(world_factory: Any) -> None:
+    """rusty_anchor is open 16..2: 01:30 is fine, 02:00 is not; a home closed by its hours
+    still hosts its own residents."""
+
+    def edit(d: Any) -> Any:
+        i = _index(d, id="d1_karaoke")
+        d[i]["time"] = "01:30"
+        j = _index(d, id="d1_pastry_truce")
+        d[j]["time"] = "02:00"
+        return d
+
+    err = _refused(world_factory(scheduled=edit))
+    sched = json.loads((STARTER_WORLD / "scheduled.json").read_text())
+    closed = [x.pointer for x in err.issues if x.rule == "place-open"]
+    assert closed == [f"/{_index(sched, id='d1_pastry_truce')}/place"]
+
+
+def test_director_rule_whose_place_is_never_open_when_due(world_factory: Any) -> None:
+    def edit(d: Any) -> Any:
+        i = _index(d, id="saturday_market")  # market_square opens 6..18
+        d[i]["trigger"]["time"] = "05:00"
+        j = _index(d, id="slow_news_scandal")  # the_bugle opens 7..22
+        d[j]["trigger"]["start_hour"], d[j]["trigger"]["end_hour"] = 22, 24
+        d[j]["participants"]["place"] = {"place": "the_bugle"}
+        return d
+
+    err = _refused(world_factory(director=edit))
+    director = json.loads((STARTER_WORLD / "director.json").read_text())
+    got = {(x.pointer, x.rule) for x in err.issues if "closed" in x.message}
+    assert got == {
+        (f"/{_index(director, id='saturday_market')}/participants/place/kind", "can-fire"),
+        (f"/{_index(director, id='slow_news_scandal')}/participants/place/place", "can-fire"),
+    }
+
+
 def test_template_rules(world_factory: Any) -> None:
     def edit(d: Any) -> Any:
         d[0]["prompt"] += " {author_shoe_size}"

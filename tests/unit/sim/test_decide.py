@@ -138,3 +138,32 @@ def test_cascade_doubles_with_references(town: Catalog) -> None:
     plain = base_impact(index, etype, "rosa_marchetti", None, state, 40, False).cascade
     referring = base_impact(index, etype, "rosa_marchetti", None, state, 40, True).cascade
     assert referring == pytest.approx(2 * plain)
+
+
+def test_an_injected_event_at_a_closed_place_is_skipped_by_the_shard() -> None:
+    """The API cannot know the tick's hour: the shard skips an injection at a place closed
+    then (vogel_bakery opens 5..15), as it skips any other invalid one; the actor's own
+    location (place None) is always open."""
+    from sim.decide import decide_shard
+    from topics.models import InjectedEvent, TickStarted
+
+    index = load_world("town")
+    states = {n: seed_state(index, n) for n in index.npc_ids}
+    quake = {"type": "book_club", "actor": "eleanor_hart", "summary": "probe"}
+
+    def admin_places(hour: int, **inj: object) -> list[str | None]:
+        msg = TickStarted.model_validate(
+            {
+                "run_id": "r", "seed": 1, "world": "town", "tick": hour * 4,
+                "sim_minute": hour * 60, "step_minutes": 15, "shard": 0, "n_shards": 1,
+                "injected": [InjectedEvent.model_validate({**quake, **inj})],
+            }
+        )  # fmt: skip
+        return [e.place for e in decide_shard(index, msg, states) if e.source == "admin"]
+
+    assert admin_places(10, place="vogel_bakery") == ["vogel_bakery"]
+    assert admin_places(16, place="vogel_bakery") == []
+    assert admin_places(3, place="rusty_anchor") == []  # open 16..2, past midnight
+    assert admin_places(1, place="rusty_anchor") == ["rusty_anchor"]
+    assert admin_places(16) == [index.location["eleanor_hart"][16]]
+    assert admin_places(16, place="ghost_town") == []  # as before: unknown place

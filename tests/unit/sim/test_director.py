@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from catalog.models import DirectorRule
 from sim.director import (
     CONFLICT_AFFINITY,
     cooling,
@@ -131,3 +132,72 @@ def test_director_and_tick_inputs_do_not_depend_on_partition_count(n_shards: int
     assert one.tick_message(TICKS, 0) == many.tick_message(TICKS, 0).model_copy(
         update={"n_shards": 1}
     )
+
+
+def _probe(place: dict[str, str], time: str = "10:00") -> DirectorRule:
+    return DirectorRule.model_validate(
+        {
+            "id": "probe", "kind": "drama", "description": "x", "event_type": "market_day",
+            "trigger": {"type": "schedule", "time": time},
+            "participants": {"actor": {"pick": "random"}, "place": place},
+        }
+    )  # fmt: skip
+
+
+def _at(hour: int, **kw: object) -> TickStarted:
+    return tick(tick=hour * 4, sim_minute=hour * 60, **kw)
+
+
+def _probe_places(
+    index: WorldIndex, rule: DirectorRule, hour: int, seeds: range
+) -> set[str | None]:
+    index.catalog.director.append(rule)
+    try:
+        got: set[str | None] = set()
+        for seed in seeds:
+            due = [x for x in due_director_events(index, _at(hour, seed=seed)) if x[0] is rule]
+            got |= {place for *_, place in due} or {None}
+        return got
+    finally:
+        index.catalog.director.remove(rule)
+
+
+def test_a_rule_at_a_closed_fixed_place_does_not_fire(town: WorldIndex) -> None:
+    """vogel_bakery opens 5..15: a rule there fires at 06:00, not at 16:00."""
+    bakery = town.catalog.places["vogel_bakery"]
+    assert (bakery.open_hour, bakery.close_hour) == (5, 15)
+    assert _probe_places(town, _probe({"place": "vogel_bakery"}, "06:00"), 6, range(1)) == {
+        "vogel_bakery"
+    }
+    assert _probe_places(town, _probe({"place": "vogel_bakery"}, "16:00"), 16, range(1)) == {None}
+
+
+def test_a_rule_by_kind_fires_only_while_a_place_of_it_is_open(town: WorldIndex) -> None:
+    """The one bar (rusty_anchor, open 16..2): no bar event at 10:00, one at 01:00."""
+    assert _probe_places(town, _probe({"kind": "bar"}, "10:00"), 10, range(1)) == {None}
+    assert _probe_places(town, _probe({"kind": "bar"}, "01:00"), 1, range(1)) == {"rusty_anchor"}
+
+
+def test_a_rule_by_kind_picks_among_the_open_places_only(town: WorldIndex) -> None:
+    """riverside_flats made to open at 12: at 10 a home event goes to the other homes, or to
+    riverside_flats only when the actor lives there (a home always takes its residents)."""
+    from tests.unit.sim.catalog_edit import with_place
+
+    index = with_place(town.catalog, "riverside_flats", open_hour=12, close_hour=24)
+    rule = _probe({"kind": "home"}, "10:00")
+    index.catalog.director.append(rule)
+    try:
+        picks = [
+            (actor, place)
+            for seed in range(200)
+            for r, actor, _, place in due_director_events(index, _at(10, seed=seed))
+            if r is rule
+        ]
+    finally:
+        index.catalog.director.remove(rule)
+    assert {"maple_row", "hilltop_cottages"} <= {place for _, place in picks}
+    for actor, place in picks:
+        assert place != "riverside_flats" or index.npc(actor).home == "riverside_flats"
+    assert any(place == "riverside_flats" for _, place in picks)  # a resident's own home
+    noon = _probe_places(index, _probe({"kind": "home"}, "12:00"), 12, range(200))
+    assert noon == {"maple_row", "hilltop_cottages", "riverside_flats"}
