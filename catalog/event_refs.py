@@ -64,10 +64,8 @@ def event_problems(
 def is_open(place: Place, hour: int) -> bool:
     """Whether a place is open at an hour: ``open_hour <= hour < close_hour``, or, when it
     closes after midnight (``close_hour < open_hour``), from ``open_hour`` to midnight and
-    from midnight to ``close_hour``. Equal hours: never open (0..24 is all day).
-
-    The same rule as ``sim.world.is_open`` (which admits NPCs by it); a unit test holds
-    the two equal."""
+    from midnight to ``close_hour``. Equal hours: never open (0..24 is all day). NPC
+    admission (``sim.world``), the director and the catalog checks all ask here."""
     if place.open_hour <= place.close_hour:
         return place.open_hour <= hour < place.close_hour
     return hour >= place.open_hour or hour < place.close_hour

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import load_catalog
+from catalog.event_refs import is_open
 from catalog.models import Catalog, EventType, Goal, Npc, Place
 from worldfeed.ids import stable_hash64
 from worldfeed.settings import ROOT
@@ -139,15 +140,6 @@ class WorldIndex:
         if place_id is None or place_id not in self.catalog.places:
             return "somewhere"
         return self.catalog.places[place_id].name
-
-
-def is_open(place: Place, hour: int) -> bool:
-    """Whether a place is open at an hour: ``open_hour <= hour < close_hour``, or, when it
-    closes after midnight (``close_hour < open_hour``), from ``open_hour`` to midnight and
-    from midnight to ``close_hour``. Equal hours: never open (0..24 is all day)."""
-    if place.open_hour <= place.close_hour:
-        return place.open_hour <= hour < place.close_hour
-    return hour >= place.open_hour or hour < place.close_hour
 
 
 def admission_rank(place: Place, npc: Npc) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from catalog import load_catalog
-from catalog.event_refs import closed_problem, event_problems, is_open, open_for
+from catalog.event_refs import closed_problem, event_problems, open_for
 from catalog.generate import STARTER_WORLD
 
 GOOD = {"type_": "gossip", "actor": "eleanor_hart", "target": "sam_okafor", "place": None}
@@ -40,16 +40,6 @@ def test_each_problem_names_its_field_and_value() -> None:
         problems = event_problems(cat, **{**GOOD, **change})
         assert [(p.field, p.message, p.rule) for p in problems] == [(field, message, rule)], change
         assert problems[0].value == {**GOOD, **change}[field if field != "type" else "type_"]
-
-
-def test_is_open_is_the_rule_admission_uses() -> None:
-    from sim.world import is_open as admits
-
-    cat = load_catalog(STARTER_WORLD)
-    for place in cat.places.values():
-        for hours in ((place.open_hour, place.close_hour), (22, 3), (0, 24), (9, 17), (5, 5)):
-            spot = place.model_copy(update={"open_hour": hours[0], "close_hour": hours[1]})
-            assert [is_open(spot, h) for h in range(24)] == [admits(spot, h) for h in range(24)]
 
 
 def test_a_closed_place_is_a_problem_except_at_the_actors_home() -> None:
