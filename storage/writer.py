@@ -55,6 +55,7 @@ from topics.models import (
     PostPublished,
     RunCommanded,
     TickCompleted,
+    TickTallies,
 )
 from worldfeed.ids import derive_id
 
@@ -128,13 +129,8 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     return [row_for(message)]
 
 
-TICK_TALLIES = (
-    "render_requests",
-    "affinity_milli",
-    "relationships",
-    "in_conflict",
-    "director_fired",
-)
+# the clock's tick-wide tallies live in the ticks log (recovery reads them), not in the table
+TICK_TALLIES = tuple(TickTallies.model_fields)
 
 
 def row_for(message: Any) -> tuple[str, Row]:

@@ -146,7 +146,24 @@ class EffectsBatched(Message):
 ShardInbox = Annotated[TickStarted | EffectsBatched, Field(discriminator="kind")]
 
 
-class ShardTickDone(Message):
+class TickTallies(Message):
+    """What a tick did to the world as a whole, in integers: a shard reports its part, the
+    clock sums them (the same for any partition count) into the next tick's inputs."""
+
+    render_requests: int = Field(
+        0, ge=0, description="Render requests the tick's events make at their base score."
+    )
+    affinity_milli: int = Field(
+        0, description="Sum of every relationship's affinity, in thousandths, after the tick."
+    )
+    relationships: int = Field(0, ge=0, description="Relationships summed in affinity_milli.")
+    in_conflict: int = Field(0, ge=0, description="NPCs in conflict after the tick.")
+    director_fired: list[str] = Field(
+        default_factory=list, description="Director rules that fired on the tick (sorted ids)."
+    )
+
+
+class ShardTickDone(TickTallies):
     """A shard finished tick ``tick``: decided, emitted, and applied every effect."""
 
     kind: Literal["shard_tick_done"] = "shard_tick_done"
@@ -158,17 +175,6 @@ class ShardTickDone(Message):
     events: int = Field(ge=0, description="Events the shard emitted this tick.")
     effects: int = Field(ge=0, description="Effects the shard applied this tick.")
     state_digest: int = Field(ge=0, description="Sum mod 2**64 of the shard's NPC state hashes.")
-    render_requests: int = Field(
-        0, ge=0, description="Render requests its events make at their base score."
-    )
-    affinity_milli: int = Field(
-        0, description="Sum of every relationship's affinity, in thousandths, after the tick."
-    )
-    relationships: int = Field(0, ge=0, description="Relationships summed in affinity_milli.")
-    in_conflict: int = Field(0, ge=0, description="NPCs in conflict after the tick.")
-    director_fired: list[str] = Field(
-        default_factory=list, description="Director rules that fired this tick (sorted ids)."
-    )
 
 
 # ---- world log ---------------------------------------------------------------------------------
@@ -211,7 +217,7 @@ class EventHappened(Message):
 ClockInbox = Annotated[RunCommanded | ShardTickDone, Field(discriminator="kind")]
 
 
-class TickCompleted(Message):
+class TickCompleted(TickTallies):
     """Every shard finished a tick; written by the clock, stored in ClickHouse."""
 
     kind: Literal["tick_completed"] = "tick_completed"
@@ -224,17 +230,6 @@ class TickCompleted(Message):
     effects: int = Field(ge=0)
     wall_ms: float = Field(ge=0, description="Wall time of the tick, barrier included.")
     last: bool = Field(False, description="True on the run's final tick.")
-    render_requests: int = Field(
-        0, ge=0, description="Render requests the tick's events make at their base score."
-    )
-    affinity_milli: int = Field(
-        0, description="Sum of every relationship's affinity, in thousandths, after the tick."
-    )
-    relationships: int = Field(0, ge=0, description="Relationships summed in affinity_milli.")
-    in_conflict: int = Field(0, ge=0, description="NPCs in conflict after the tick.")
-    director_fired: list[str] = Field(
-        default_factory=list, description="Director rules that fired on the tick (sorted ids)."
-    )
 
 
 # ---- rendering -------------------------------------------------------------------------------
