@@ -119,9 +119,6 @@ class World(CatalogModel):
     title: str = Field(min_length=1, max_length=120, description="Human-readable name.")
     description: str = Field(min_length=1, max_length=2000, description="What this world is.")
     start_weekday: Weekday = Field(description="Weekday of day 1.")
-    start_date: str | None = Field(
-        None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Calendar date of day 1 (ISO)."
-    )
     memory_top_k: int = Field(3, ge=0, le=20, description="Memories that go into one prompt.")
 
 

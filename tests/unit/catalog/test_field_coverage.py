@@ -28,7 +28,6 @@ DESCRIPTIVE: dict[tuple[str, str], str] = {
     ("World", "name"): "world id: the run's world and the catalog's directory name",
     ("World", "title"): "display text of the world; read by no simulation code",
     ("World", "description"): "display text of the world; read by no simulation code",
-    ("World", "start_date"): "calendar date of day 1, descriptive; read by no code",
     ("Place", "id"): "id that schedules, scheduled events and director rules refer to",
     ("Place", "name"): "display name in event summaries and prompts (tests/unit/posts)",
     ("Npc", "id"): "id every other file refers to; decides the NPC's shard (sim/world.py)",
