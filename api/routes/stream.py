@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -23,13 +24,21 @@ router = APIRouter(prefix="/stream", tags=["stream"])
 # poll looks this far behind the newest post it sent and drops the ids it already sent.
 OVERLAP_MS = 5000
 KEEPALIVE_S = 15.0
+# The largest resume point (epoch ms) accepted, from ``since_ms`` or ``Last-Event-ID``: far
+# beyond any real clock and well inside the Int64 the query binds it to.
+MAX_SINCE_MS = 2**62
+_EVENT_ID_HEAD = re.compile(r"[0-9]{1,19}")
 
 
 def _since(last_event_id: str | None, since_ms: int | None) -> int | None:
-    """Resume point: the ``Last-Event-ID`` a browser sends back on reconnect, else ``since_ms``."""
+    """Resume point: the ``Last-Event-ID`` a browser sends back on reconnect, else ``since_ms``.
+
+    An id this stream did not issue (not ASCII digits, or beyond :data:`MAX_SINCE_MS`) is
+    treated as absent, as SSE clients expect, rather than failing the request.
+    """
     if last_event_id:
         head = last_event_id.split(":", 1)[0]
-        if head.isdigit():
+        if _EVENT_ID_HEAD.fullmatch(head) and int(head) <= MAX_SINCE_MS:
             return int(head)
     return since_ms
 
@@ -52,7 +61,7 @@ async def stream_posts(
     channel: Channel = None,
     since_ms: Annotated[
         int | None,
-        Query(ge=0, le=2**62, description="Also send posts stored since this epoch ms."),
+        Query(ge=0, le=MAX_SINCE_MS, description="Also send posts stored since this epoch ms."),
     ] = None,
     poll_s: Annotated[float, Query(ge=0.1, le=10, description="Poll interval.")] = 1.0,
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,

@@ -17,8 +17,10 @@ import pytest
 import uvicorn
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.routes.stream import MAX_SINCE_MS, _since
 from storage import ClickHouseWriter
 from tests.fixtures.kafka import free_port
 from worldfeed.settings import Settings
@@ -100,3 +102,24 @@ async def test_stream_pushes_new_posts_and_ends_when_the_client_leaves(
         # invalid parameters are a 4xx before any streaming starts
         bad = await client.get("/stream/posts", params={"channel": "radio"})
         assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["²", "١٢٣", "²:p1", "9" * 30, f"{2**63}:p1", f"{MAX_SINCE_MS + 1}", "-5", "+5", " 5", "5 "],
+)
+def test_stream_treats_an_invalid_last_event_id_as_absent(header: str) -> None:
+    assert _since(header, None) is None
+    assert _since(header, 1234) == 1234
+
+
+def test_stream_resumes_from_a_valid_last_event_id() -> None:
+    assert _since("1700000000000:p1", 5) == 1700000000000
+    assert _since(str(MAX_SINCE_MS), None) == MAX_SINCE_MS
+
+
+@pytest.mark.parametrize("since_ms", [-1, MAX_SINCE_MS + 1, 2**64])
+def test_stream_refuses_since_ms_out_of_range(api: TestClient, since_ms: int) -> None:
+    resp = api.get("/stream/posts", params={"since_ms": since_ms})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["query", "since_ms"]
