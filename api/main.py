@@ -28,7 +28,7 @@ from api.deps import Storage, check_admin_token
 from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
-from storage.queries import InvalidQuery, ping
+from storage.queries import InvalidCursor, InvalidQuery, ping
 from worldfeed.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,13 @@ def create_app(
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
-        # valid types but an unanswerable combination: bad cursor, tick_from > tick_to
+        # valid types but an unanswerable combination: tick_from > tick_to
         return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        # a cursor this API did not issue (or for another listing): an invalid parameter
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, ui):
         app.include_router(module.router)

@@ -57,14 +57,27 @@ def encode_cursor(kind: str, tick: int, key: str) -> str:
 
 
 def decode_cursor(kind: str, cursor: str) -> tuple[int, str]:
-    """``(tick, key)`` of a cursor from :func:`encode_cursor`; raises :class:`InvalidCursor`."""
+    """``(tick, key)`` of a cursor from :func:`encode_cursor`; raises :class:`InvalidCursor`.
+
+    Strict: a JSON array of exactly ``[kind, tick, key]`` with ``tick`` an integer (not a
+    bool) in ``0..2**32-1`` (the UInt32 tick columns) and ``key`` a string; the error names
+    the part that is wrong.
+    """
+    max_tick = 2**32 - 1
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        got_kind, tick, key = orjson.loads(raw)
+        value = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidCursor("invalid cursor") from exc
-    if got_kind != kind or not isinstance(tick, int) or tick < 0 or not isinstance(key, str):
-        raise InvalidCursor(f"invalid cursor for {kind}")
+        raise InvalidCursor("invalid cursor: not a cursor this API issued") from exc
+    if not isinstance(value, list) or len(value) != 3:
+        raise InvalidCursor("invalid cursor: not a cursor this API issued")
+    got_kind, tick, key = value
+    if got_kind != kind:
+        raise InvalidCursor(f"invalid cursor for {kind}: it belongs to another listing")
+    if type(tick) is not int or not 0 <= tick <= max_tick:
+        raise InvalidCursor(f"invalid cursor for {kind}: tick must be an integer 0..{max_tick}")
+    if not isinstance(key, str):
+        raise InvalidCursor(f"invalid cursor for {kind}: key must be a string")
     return tick, key
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
+import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from storage import ClickHouseWriter
@@ -113,13 +116,13 @@ def test_invalid_params(api: TestClient) -> None:
     assert api.get("/feed", params={"limit": 501}).status_code == 422
     assert api.get("/feed", params={"tick_from": -1}).status_code == 422
     response = api.get("/feed", params={"cursor": "garbage!"})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "cursor" in response.json()["detail"]
     response = api.get("/feed", params={"tick_from": 5, "tick_to": 2})
     assert response.status_code == 400
     assert response.json()["detail"] == "tick_from must not be greater than tick_to"
     # a cursor of another listing is refused
-    assert api.get("/posts", params={"cursor": "WyJmZWVkIiwzLCJwMyJd"}).status_code == 400
+    assert api.get("/posts", params={"cursor": "WyJmZWVkIiwzLCJwMyJd"}).status_code == 422
 
 
 def _walk(api: TestClient, limit: int, **params: object) -> list[str]:
@@ -182,5 +185,38 @@ def test_feed_pages_are_cached_for_a_second(
     # other filters, limits and cursors are other pages
     assert api.get("/feed", params={"run_id": "run1", "limit": 1}).headers["X-Cache"] == "miss"
     # errors are not cached
-    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 400
-    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 400
+    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 422
+    assert api.get("/feed", params={"cursor": "garbage!"}).status_code == 422
+
+
+def _crafted(value: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("path", ["/feed", "/posts", "/events"])
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ([None, True, "x"], "tick"),
+        ([None, 1.5, "x"], "tick"),
+        ([None, "3", "x"], "tick"),
+        ([None, -1, "x"], "tick"),
+        ([None, 2**32, "x"], "tick"),
+        ([None, 3, 5], "key"),
+        ([None, 3, None], "key"),
+        ([None, 3], "cursor"),
+        ([None, 3, "x", "y"], "cursor"),
+        ("abc", "cursor"),
+        ({"a": 1, "b": 2, "c": 3}, "cursor"),
+    ],
+)
+def test_crafted_cursor_is_a_422_naming_the_problem(
+    api: TestClient, path: str, payload: object, problem: str
+) -> None:
+    kind = path.strip("/")
+    if isinstance(payload, list) and payload and payload[0] is None:
+        payload = [kind, *payload[1:]]
+    response = api.get(path, params={"cursor": _crafted(payload)})
+    assert response.status_code == 422, response.text
+    assert "cursor" in response.json()["detail"]
+    assert problem in response.json()["detail"]
