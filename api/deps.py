@@ -43,8 +43,10 @@ Cursor = Annotated[
     str | None,
     Query(max_length=512, description="`next_cursor` of the previous page; omit for the first."),
 ]
-TickFrom = Annotated[int | None, Query(ge=0, description="First tick, inclusive.")]
-TickTo = Annotated[int | None, Query(ge=0, description="Last tick, inclusive.")]
+# Ticks are UInt32 columns: a bound beyond them would wrap in the query, so it is a 422.
+MAX_TICK = 2**32 - 1
+TickFrom = Annotated[int | None, Query(ge=0, le=MAX_TICK, description="First tick, inclusive.")]
+TickTo = Annotated[int | None, Query(ge=0, le=MAX_TICK, description="Last tick, inclusive.")]
 RunId = Annotated[str | None, Query(min_length=1, max_length=64, description="Run id.")]
 Channel = Annotated[
     str | None, Query(pattern="^(feed|chat|news)$", description="feed, chat or news.")
