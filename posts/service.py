@@ -14,7 +14,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm.complete import Ask, CallCounts, Completer, Expect
+from llm.complete import Answer, Ask, CallCounts, Completer, Expect
 from llm.gate import OverBudget
 from llm.parse import Parsed
 from posts.moderation import Moderator, Verdict
@@ -38,20 +38,29 @@ def stats_summary(stats: CallCounts) -> dict[str, Any]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rendered:
-    """The outcome of rendering one request."""
+    """The outcome of rendering one request: the LLM loop's answer and the post's fields
+    (the answer's, or the template's when it has none)."""
 
+    answer: Answer
     fields: dict[str, str]
-    source: str
-    attempts: int
-    repaired: bool
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: float = 0.0
-    model: str | None = None
-    failure: str | None = None
-    cache_hits: int = 0
+    source: str  # "llm" or "template"
+
+    @property
+    def attempts(self) -> int:
+        """LLM attempts made."""
+        return self.answer.attempts
+
+    @property
+    def failure(self) -> str | None:
+        """Why the LLM's answer was not used (None when it was)."""
+        return self.answer.failure
+
+    @property
+    def model(self) -> str | None:
+        """The model that wrote the post (None for the template)."""
+        return self.answer.model
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,9 @@ def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublis
         moderation_reason=verdict[1],
         score=req.score,
         model=out.model,
-        tokens_in=out.tokens_in,
-        tokens_out=out.tokens_out,
-        latency_ms=round(out.latency_ms, 3),
+        tokens_in=out.answer.tokens_in,
+        tokens_out=out.answer.tokens_out,
+        latency_ms=round(out.answer.latency_ms, 3),
     )
 
 
@@ -177,15 +186,9 @@ class PostRenderer:
         answer = await self.llm.complete(ask, prompt, expected_post(index, req, prompt))
         if answer.fields is not None:
             self._count(answer.attempts, answer.repaired)
-            return Rendered(
-                answer.fields, "llm", answer.attempts, answer.repaired, answer.tokens_in,
-                answer.tokens_out, answer.latency_ms, answer.model, None, answer.cache_hits,
-            )  # fmt: skip
+            return Rendered(answer, answer.fields, "llm")
         self._count(0, False)
-        return Rendered(
-            template_fallback(index, req), "template", answer.attempts, False, answer.tokens_in,
-            answer.tokens_out, answer.latency_ms, None, answer.failure, answer.cache_hits,
-        )  # fmt: skip
+        return Rendered(answer, template_fallback(index, req), "template")
 
     def _count(self, attempt: int, repaired: bool) -> None:
         self.stats.add("posts")
