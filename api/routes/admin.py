@@ -35,6 +35,12 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
     401: {"description": "No admin token"},
     403: {"description": "Wrong admin token"},
 }
+# a command for a run that exists: accepted (202) once the clock's inbox has it
+RUN_COMMAND: dict[str, Any] = {
+    "status_code": 202,
+    "response_model": CommandAcceptedPublic,
+    "responses": {**ACCEPTED, 404: {"description": "Unknown run"}},
+}
 
 
 class RunStart(BaseModel):
@@ -167,18 +173,14 @@ def _control(name: str) -> Any:
 for _name in ("pause", "resume", "stop"):
     router.post(
         f"/runs/{{run_id}}/{_name}",
-        status_code=202,
-        response_model=CommandAcceptedPublic,
-        responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+        **RUN_COMMAND,
         name=f"{_name}_run",
     )(_control(_name))
 
 
 @router.post(
     "/runs/{run_id}/speed",
-    status_code=202,
-    response_model=CommandAcceptedPublic,
-    responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+    **RUN_COMMAND,
 )
 async def set_speed(
     run_id: Annotated[str, Path(pattern=RUN_ID)],
@@ -193,9 +195,7 @@ async def set_speed(
 
 @router.post(
     "/runs/{run_id}/inject",
-    status_code=202,
-    response_model=CommandAcceptedPublic,
-    responses={**ACCEPTED, 404: {"description": "Unknown run"}},
+    **RUN_COMMAND,
 )
 async def inject_event(
     run_id: Annotated[str, Path(pattern=RUN_ID)],
