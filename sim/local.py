@@ -16,6 +16,7 @@ from sim.barrier import ShardBarrier, Step
 from sim.clock import RunClock
 from sim.state import State
 from sim.world import WorldIndex, shard_of
+from topics.codec import encode
 from topics.models import EffectsBatched, EventHappened, TickCompleted, TickStarted
 
 ENDLESS = 1 << 62  # the reference plays as many ticks as it is stepped
@@ -85,8 +86,7 @@ class LocalRun:
             events.extend(step.events)
             sent.extend(step.batches)
         for batch in sent:
-            raw = batch.model_dump_json().encode()
-            self._carry_out(batch.shard, self.shards[batch.shard].on_batch(batch, raw))
+            self._carry_out(batch.shard, self.shards[batch.shard].on_batch(batch, encode(batch)))
         completed = None
         for q, shard in enumerate(self.shards):
             report = self._carry_out(q, shard.finish()).report

@@ -48,6 +48,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from storage.clickhouse import check_identifier, run_in_thread
 from storage.schema import JSON_TABLES, TABLES, json_table_for
+from topics.codec import encode
 from topics.models import (
     DeadLettered,
     LLMCalled,
@@ -303,7 +304,7 @@ class ClickHouseWriter:
         """
         json_table = json_table_for(type(message))
         if json_table is not None:
-            return self.add_json(json_table, message.model_dump_json().encode())
+            return self.add_json(json_table, encode(message))
         pairs = rows_for(message)  # fresh dicts, owned by the writer from here on
         for table, row in pairs:
             self._check(table, row)
