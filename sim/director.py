@@ -32,7 +32,7 @@ from typing import Any
 
 from catalog.event_refs import open_for
 from catalog.models import WEEKDAYS, ConditionTrigger, DirectorRule, NpcSelector, PlaceSelector
-from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of, minute_of_day
+from sim.calendar import day_of, hour_of, minute_at, minute_of_day
 from sim.world import WorldIndex, shard_of
 from topics.models import AFFINITY_SCALE, TickStarted
 from worldfeed.ids import rng_for, stable_hash64
@@ -54,11 +54,6 @@ def weekday(index: WorldIndex, day: int) -> str:
     """Weekday name of a 1-based day."""
     start = WEEKDAYS.index(index.catalog.world.start_weekday)
     return WEEKDAYS[(start + day - 1) % 7]
-
-
-def _minute(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    return int(h) * MINUTES_PER_HOUR + int(m)
 
 
 def _metric(index: WorldIndex, tick: TickStarted, trigger: ConditionTrigger) -> float | None:
@@ -87,7 +82,7 @@ def _is_due(index: WorldIndex, rule: DirectorRule, tick: TickStarted) -> bool:
     now = minute_of_day(tick.sim_minute)
     trig = rule.trigger
     if trig.type == "schedule":
-        at = _minute(trig.time)
+        at = minute_at(1, trig.time)  # its minute of the day
         if not (now <= at < now + tick.step_minutes):
             return False
         if trig.days is not None and day not in trig.days:
