@@ -50,6 +50,7 @@ from sim.calendar import hour_of, minute_of_tick
 from sim.decide import decide_shard
 from sim.director import fired_on_shard, relationship_tally
 from sim.impact import Story, render_requests
+from sim.snapshot import shard_parts
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
 from sim.world import WorldIndex, shard_of
 from topics.models import (
@@ -58,6 +59,8 @@ from topics.models import (
     EventHappened,
     NpcSnapshotted,
     ShardTickDone,
+    SnapshotPart,
+    StateRestored,
     TickStarted,
 )
 from worldfeed.ids import combine_digests
@@ -78,6 +81,11 @@ def npc_key(run_id: str, npc_id: str) -> bytes:
 def meta_key(run_id: str, shard: int) -> bytes:
     """Table key of a shard's progress."""
     return f"{run_id}/~meta/{shard}".encode()
+
+
+def restore_key(run_id: str, shard: int) -> bytes:
+    """Table key of the restore parts a branch's shard received so far."""
+    return f"{run_id}/~restore/{shard}".encode()
 
 
 def in_key(run_id: str, shard: int, from_shard: int, part: int) -> bytes:
@@ -136,7 +144,7 @@ class Step:
     """What the shell does after one input, in field order.
 
     ``events``, ``batches`` and ``writes`` go to the producer before the input message
-    is acknowledged; ``snapshots`` after the writes. ``report`` goes last, and only
+    is acknowledged; ``snapshots`` and ``parts`` after the writes. ``report`` goes last, and only
     after everything else is flushed (acknowledged by the broker): the clock starts the
     next tick on it, so this tick's events and states must be durable first.
     """
@@ -145,6 +153,7 @@ class Step:
     batches: list[EffectsBatched] = field(default_factory=list)
     writes: list[TableWrite] = field(default_factory=list)
     snapshots: list[NpcSnapshotted] = field(default_factory=list)
+    parts: list[SnapshotPart] = field(default_factory=list)  # of a full-world snapshot
     report: ShardTickDone | None = None
 
 
@@ -202,6 +211,8 @@ class ShardBarrier:
     # per NPC and in total: (affinity sum in thousandths, relationships, in conflict)
     rel_tally: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     rel_total: list[int] = field(default_factory=lambda: [0, 0, 0])
+    full_snapshots: set[int] = field(default_factory=set)  # ticks that write a snapshot
+    restored: set[int] = field(default_factory=set)  # restore parts received (a branch)
 
     @classmethod
     def recover(
@@ -226,7 +237,11 @@ class ShardBarrier:
         meta = _load(read(meta_key(run.run_id, run.shard)))
         if meta is not None:
             run.finished = meta["finished"]
-            run.last_done = ShardTickDone.model_validate(meta["done"])
+            if meta["done"] is not None:  # None: the tick a branch was restored at
+                run.last_done = ShardTickDone.model_validate(meta["done"])
+        receipt = _load(read(restore_key(run.run_id, run.shard)))
+        if receipt is not None and run.finished < receipt["tick"]:
+            run.restored = set(receipt["got"])
         for npc_id in index.shard_npcs(run.shard, run.n_shards):
             rec = _load(read(npc_key(run.run_id, npc_id)))
             if rec is None:  # never changed: the seed state, derived from the catalog
@@ -267,6 +282,8 @@ class ShardBarrier:
         if tick.tick < self.finished:
             return Step()
         if tick.tick == self.finished:  # the clock is missing reports or batches: re-send
+            if self.last_done is None:
+                return Step()  # the tick this branch was restored at: never played here
             # the shard's state at the start of the tick
             start = {**self.states, **{n: orjson.loads(p) for n, p in self.prev.items()}}
             again = decide_shard(self.index, tick, start)
@@ -276,6 +293,8 @@ class ShardBarrier:
         events = decide_shard(self.index, tick, self.states)
         batches = self._split(tick.tick, events)
         self.decided[tick.tick] = len(events)
+        if tick.snapshot:
+            self.full_snapshots.add(tick.tick)
         self.tallies[tick.tick] = (
             base_render_requests(self.index, events),
             fired_on_shard(self.index, tick),
@@ -358,7 +377,44 @@ class ShardBarrier:
         writes.append(TableWrite(meta_key(self.run_id, self.shard), orjson.dumps(meta), self.shard))
         every = self.snapshot_every
         snapshots = self._snapshot(tick) if every and (tick + 1) % every == 0 else []
-        return Step(writes=writes, snapshots=snapshots, report=done)
+        parts = []
+        if tick in self.full_snapshots:
+            self.full_snapshots.discard(tick)
+            parts = shard_parts(self.run_id, tick, self.shard, self.n_shards, self.states)
+        return Step(writes=writes, snapshots=snapshots, parts=parts, report=done)
+
+    def on_restore(self, msg: StateRestored) -> Step:
+        """Take one part of the states a branch's shard starts from (before its first tick).
+
+        Once every part is in, the shard has finished ``msg.tick`` (the branch tick) as
+        far as the protocol goes: the branch's first tick is the next one.
+        """
+        if self.finished >= msg.tick or self.decided:
+            return Step()  # restored already (a redelivery), or playing
+        writes = []
+        for npc_id in sorted(msg.states):
+            if npc_id not in self.states:
+                log.warning("restored NPC %s not owned by shard %s", npc_id, self.shard)
+                continue
+            body = orjson.dumps(msg.states[npc_id])
+            state = self.states[npc_id] = orjson.loads(body)  # the shard's own copy
+            self.digests[npc_id] = digest(npc_id, state)
+            self.count_relationships(npc_id)
+            self.dirty.add(npc_id)
+            record = b'{"t":%d,"s":%b,"p":%b}' % (msg.tick, body, body)
+            writes.append(TableWrite(npc_key(self.run_id, npc_id), record, self.shard))
+        self.restored.add(msg.part)
+        receipt = {"tick": msg.tick, "got": sorted(self.restored)}
+        writes.append(
+            TableWrite(restore_key(self.run_id, self.shard), orjson.dumps(receipt), self.shard)
+        )
+        if len(self.restored) == msg.parts:
+            self.finished = msg.tick
+            meta = {"finished": msg.tick, "done": None}
+            writes.append(
+                TableWrite(meta_key(self.run_id, self.shard), orjson.dumps(meta), self.shard)
+            )
+        return Step(writes=writes)
 
     def count_relationships(self, npc_id: str) -> None:
         """Bring an NPC's part of the relationship tallies up to date with its state."""

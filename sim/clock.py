@@ -19,9 +19,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sim.calendar import MINUTES_PER_HOUR, SECONDS_PER_MINUTE, days_to_ticks, minute_of_tick
+from sim.calendar import (
+    MINUTES_PER_DAY,
+    MINUTES_PER_HOUR,
+    SECONDS_PER_MINUTE,
+    days_to_ticks,
+    minute_of_tick,
+)
 from topics.models import (
     AFFINITY_SCALE,
+    ClockState,
     InjectedEvent,
     RunCommanded,
     ShardTickDone,
@@ -63,19 +70,64 @@ class RunClock:
     affinity: tuple[int, int] | None = None
     conflict: tuple[int, int] | None = None
     director_last: dict[str, int] = field(default_factory=dict)  # rule id -> last tick fired
+    # full-world snapshots: every N ticks (0: none), and after the next tick on demand
+    snapshot_every: int = 0
+    snapshot_asked: bool = False
+    snapshotting: bool = False  # tick `current` writes one
+    start: RunCommanded | None = None  # the run's start command: its manifest
 
     @classmethod
-    def from_command(cls, cmd: RunCommanded, n_shards: int) -> RunClock:
-        """A new run's clock from its start command."""
-        return cls(
+    def from_command(
+        cls, cmd: RunCommanded, n_shards: int, snapshot_every: int | None = None
+    ) -> RunClock:
+        """A run's clock from its start command; a branch's continues from its base.
+
+        ``snapshot_every``: ticks between full-world snapshots (None: once per sim day,
+        0: never). Snapshots never change what a run computes.
+        """
+        ticks = days_to_ticks(cmd.days, cmd.step_minutes)
+        if snapshot_every is None:
+            snapshot_every = max(1, MINUTES_PER_DAY // cmd.step_minutes)
+        run = cls(
             run_id=cmd.run_id,
             seed=cmd.seed,
             world=cmd.world,
             step_minutes=cmd.step_minutes,
-            total_ticks=days_to_ticks(cmd.days, cmd.step_minutes),
+            total_ticks=ticks if cmd.base is None else cmd.base.tick + 1 + ticks,
             speed=cmd.speed,
             n_shards=n_shards,
             start_minute=cmd.start_minute,
+            snapshot_every=snapshot_every,
+            start=cmd,
+        )
+        if cmd.base is not None:
+            run.restore(cmd.base)
+        run.injected = list(cmd.injected)
+        return run
+
+    def restore(self, base: ClockState) -> None:
+        """Continue after ``base.tick`` with the clock's inputs as they were then."""
+        self.current = base.tick
+        self.waiting = True
+        self.recent = list(base.recent_events)
+        self.recent_posts = list(base.recent_posts)
+        self.affinity = (base.affinity_milli, base.relationships)
+        self.conflict = (base.in_conflict, base.npcs)
+        self.director_last = dict(base.director_last)
+
+    def state(self) -> ClockState:
+        """The clock's inputs after the last completed tick (for snapshots and branches)."""
+        affinity = self.affinity or (0, 0)
+        conflict = self.conflict or (0, 0)
+        return ClockState(
+            tick=self.current,
+            recent_events=list(self.recent),
+            recent_posts=list(self.recent_posts),
+            affinity_milli=affinity[0],
+            relationships=affinity[1],
+            in_conflict=conflict[0],
+            npcs=conflict[1],
+            director_last=dict(sorted(self.director_last.items())),
         )
 
     def apply(self, cmd: RunCommanded) -> None:
@@ -91,6 +143,8 @@ class RunClock:
             self.injected.append(cmd.event)
         elif cmd.command == "speed":  # from the next tick's delay on
             self.speed = cmd.speed
+        elif cmd.command == "snapshot":
+            self.snapshot_asked = True
 
     def start_next(self, now: float) -> int:
         """Put the next tick in flight with the injections received so far; return it."""
@@ -99,6 +153,9 @@ class RunClock:
         self.reports = {}
         self.tick_started_wall = now
         self.in_flight, self.injected = self.injected, []
+        every = self.snapshot_every
+        self.snapshotting = self.snapshot_asked or bool(every and (self.current + 1) % every == 0)
+        self.snapshot_asked = False
         return self.current
 
     def missing(self) -> list[int]:
@@ -122,6 +179,7 @@ class RunClock:
             mean_affinity=self.mean_affinity,
             conflict_share=self.conflict_share,
             director_last=dict(sorted(self.director_last.items())),
+            snapshot=self.snapshotting,
         )
 
     @property
@@ -183,6 +241,7 @@ class RunClock:
             relationships=sum(r.relationships for r in reports),
             in_conflict=sum(r.in_conflict for r in reports),
             director_fired=sorted({rule for r in reports for rule in r.director_fired}),
+            injected=list(self.in_flight),
         )
         self.tally(completed)
         return completed
@@ -201,28 +260,40 @@ class RunClock:
 
 
 def recover(
-    commands: list[RunCommanded], completed: list[TickCompleted], n_shards: int
+    commands: list[RunCommanded],
+    completed: list[TickCompleted],
+    n_shards: int,
+    snapshot_every: int | None = None,
 ) -> dict[str, RunClock]:
     """Rebuild the clock's runs from the log: accepted commands and completed ticks.
 
     A recovered run waits after its last completed tick (``waiting``), so the clock
-    resumes with the next one: no tick is skipped, none is repeated.
+    resumes with the next one: no tick is skipped, none is repeated. Injections are
+    taken in the order they were accepted, and each completed tick logs the ones it
+    took: those beyond what the completed ticks took are still pending, and go with the
+    next tick (an injection is never lost to a restart).
     """
     runs: dict[str, RunClock] = {}
     for cmd in commands:
         if cmd.command == "start":
-            runs.setdefault(cmd.run_id, RunClock.from_command(cmd, n_shards))
+            runs.setdefault(cmd.run_id, RunClock.from_command(cmd, n_shards, snapshot_every))
         elif cmd.run_id in runs:
             runs[cmd.run_id].apply(cmd)
     for run in runs.values():
-        run.injected = []  # which tick took them is not in the log; they were delivered
         run.waiting = True
+        run.snapshot_asked = False
     ticks: dict[str, dict[int, TickCompleted]] = {}
     for done in completed:  # a tick logged twice (a redelivery) is the same tick
         if done.run_id in runs:
             ticks.setdefault(done.run_id, {})[done.tick] = done
     for run_id, by_tick in ticks.items():
         run = runs[run_id]
+        if run.start is not None and run.start.base is not None:  # a branch: from its base
+            by_tick = {t: d for t, d in by_tick.items() if t > run.start.base.tick}
+            if not by_tick:
+                continue
+        taken = sum(len(done.injected) for done in by_tick.values())
+        run.injected = run.injected[taken:]
         for tick in sorted(by_tick):  # replay the tallies in tick order, as record did
             run.tally(by_tick[tick])
         last = by_tick[max(by_tick)]
@@ -230,6 +301,14 @@ def recover(
         run.finished = last.last
         window = run.ticks_per_hour
         hour = [t for t in range(last.tick - window + 1, last.tick + 1) if t >= 0]
-        run.recent = [by_tick[t].events if t in by_tick else 0 for t in hour]
-        run.recent_posts = [by_tick[t].render_requests if t in by_tick else 0 for t in hour]
+        base = run.start.base if run.start is not None else None
+        events, posts = {}, {}
+        if base is not None:  # a branch's hour may begin in its parent
+            first = base.tick - len(base.recent_events) + 1
+            events = {first + i: n for i, n in enumerate(base.recent_events)}
+            posts = {first + i: n for i, n in enumerate(base.recent_posts)}
+        for t, done in by_tick.items():
+            events[t], posts[t] = done.events, done.render_requests
+        run.recent = [events.get(t, 0) for t in hour]
+        run.recent_posts = [posts.get(t, 0) for t in hour]
     return runs

@@ -203,7 +203,8 @@ def build_event(
 ) -> EventHappened:
     """An event with derived id, witnesses, effects and base impact."""
     index, t = ctx.index, ctx.tick
-    event_id = derive_id("ev", t.run_id, t.tick, etype.id, actor, target or "", place or "")
+    # the content id: the same event in two runs (a replay, a branch) has the same id
+    event_id = derive_id("ev", t.tick, etype.id, actor, target or "", place or "")
     witnesses = _witnesses(ctx, rng, place, {actor, target or actor})
     names = {
         "actor": index.npc(actor).display_name,

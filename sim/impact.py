@@ -10,6 +10,8 @@ Pure: the impact agent (:mod:`streams.impact`) feeds it events and sends what it
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import msgspec
 
 from sim.decide import score
 from sim.world import WorldIndex
-from topics.models import EventHappened, RenderRequested
+from topics.models import EventHappened, RenderRequested, StoryState
 from worldfeed.ids import derive_id, stable_hash64
 
 CASCADE_PER_REFERENCE = 0.25  # cascade added to a story each time a later event refers to it
@@ -109,7 +111,7 @@ def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
         story.requested.add(channel)
         out.append(
             RenderRequested(
-                request_id=derive_id("rq", event.event_id, channel, author),
+                request_id=derive_id("rq", event.run_id, event.event_id, channel, author),
                 run_id=event.run_id,
                 channel=channel,
                 author=author,
@@ -128,3 +130,73 @@ def rescore(story: Story) -> None:
     imp = event.impact
     assert imp is not None  # noqa: S101
     event.impact = score(imp.novelty, imp.conflict, imp.status, imp.cascade + CASCADE_PER_REFERENCE)
+
+
+MAX_STORIES = 200_000  # stories kept for re-scoring, oldest forgotten first
+
+
+@dataclass
+class Scored:
+    """What one event yields: render requests, and the stories it re-scored (to publish)."""
+
+    requests: list[RenderRequested] = field(default_factory=list)
+    rescored: list[EventHappened] = field(default_factory=list)
+
+
+@dataclass
+class StoryBook:
+    """The impact stage's memory: every run's stories, by (run, event id), for re-scoring.
+
+    Pure: :mod:`streams.impact` feeds it the event stream; a branch derives the parent's
+    book as of its branch tick from the parent's events (:func:`book_of`), and sends the
+    stories still open to the branch's impact stage (:meth:`restore`).
+    """
+
+    max_stories: int = MAX_STORIES
+    stories: OrderedDict[tuple[str, str], Story] = field(default_factory=OrderedDict)
+
+    def add(self, index: WorldIndex, event: Any) -> Scored | None:
+        """Take one event (model or checked struct); None if it was seen (a redelivery)."""
+        key = (event.run_id, event.event_id)
+        if key in self.stories:
+            return None
+        story = self._keep(key, Story(event))
+        out = Scored(render_requests(index, story))
+        for ref in event.refs:
+            earlier = self.stories.get((event.run_id, ref))
+            if earlier is None:
+                continue
+            rescore(earlier)
+            out.rescored.append(earlier.model())
+            out.requests.extend(render_requests(index, earlier))
+        return out
+
+    def restore(self, event: EventHappened) -> None:
+        """Remember a story copied from a parent run (``event.restored`` is its state)."""
+        state = event.restored or StoryState()
+        plain = event.model_copy(update={"restored": None})
+        story = Story(plain, state.references, set(state.requested))
+        self._keep((event.run_id, event.event_id), story)
+
+    def state_of(self, run_id: str, event_id: str) -> tuple[EventHappened, StoryState] | None:
+        """A story's event (current impact) and state, if remembered."""
+        story = self.stories.get((run_id, event_id))
+        if story is None:
+            return None
+        return story.model(), StoryState(
+            references=story.references, requested=sorted(story.requested)
+        )
+
+    def _keep(self, key: tuple[str, str], story: Story) -> Story:
+        self.stories[key] = story
+        if len(self.stories) > self.max_stories:
+            self.stories.popitem(last=False)
+        return story
+
+
+def book_of(index: WorldIndex, events: Iterable[EventHappened]) -> StoryBook:
+    """The story book after these events (in tick order), as the impact stage built it."""
+    book = StoryBook()
+    for ev in sorted(events, key=lambda e: e.tick):  # stable: within a tick, log order
+        book.add(index, ev)
+    return book

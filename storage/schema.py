@@ -90,7 +90,7 @@ _EVENT_JSON = JsonSource(
             "status Nullable(Float64), cascade Nullable(Float64), total Nullable(Float64))",
         ),
     ),
-    skipped=frozenset({"kind", "world", "actor_memories"}),
+    skipped=frozenset({"kind", "world", "actor_memories", "restored"}),
 )
 
 TABLES: dict[str, TableSpec] = {
@@ -103,8 +103,27 @@ TABLES: dict[str, TableSpec] = {
             ("speed", "Float64"),
             ("step_minutes", "UInt32"),
             ("created_at", "DateTime64(3, 'UTC')"),
+            ("start_minute", "UInt32"),
+            ("catalog_digest", "String"),
+            ("parent_run", "Nullable(String)"),
+            ("branch_tick", "Nullable(UInt32)"),
         ),
         ("run_id",),
+    ),
+    "snapshots": TableSpec(
+        (
+            ("run_id", "String"),
+            ("tick", "UInt32"),
+            ("source", "LowCardinality(String)"),
+            ("shard", "UInt32"),
+            ("part", "UInt32"),
+            ("parts", "UInt32"),
+            ("npcs", "UInt32"),
+            ("bytes", "UInt64"),
+            ("sha256", "String"),
+        ),
+        ("run_id", "tick", "source", "shard", "part"),
+        filled=(("stored_at", "DateTime64(3, 'UTC')"),),
     ),
     "ticks": TableSpec(
         (

@@ -55,6 +55,7 @@ from topics.models import (
     NpcSnapshotted,
     PostPublished,
     RunCommanded,
+    SnapshotPart,
     TickCompleted,
     TickTallies,
 )
@@ -158,7 +159,7 @@ def row_for(message: Any) -> tuple[str, Row]:
     if isinstance(message, TickCompleted):
         # the tick-wide tallies live in the ticks log (the clock recovers from it); the
         # table keeps its columns until a migration adds them
-        return "ticks", message.model_dump(exclude={"kind", *TICK_TALLIES})
+        return "ticks", message.model_dump(exclude={"kind", "injected", *TICK_TALLIES})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)
@@ -189,6 +190,22 @@ def row_for(message: Any) -> tuple[str, Row]:
             "speed": message.speed,
             "step_minutes": message.step_minutes,
             "created_at": datetime.now(UTC),
+            "start_minute": message.start_minute,
+            "catalog_digest": message.catalog_digest or "",
+            "parent_run": message.parent_run,
+            "branch_tick": message.branch_tick,
+        }
+    if isinstance(message, SnapshotPart):
+        return "snapshots", {
+            "run_id": message.run_id,
+            "tick": message.tick,
+            "source": message.source,
+            "shard": message.shard,
+            "part": message.part,
+            "parts": message.parts,
+            "npcs": len(message.states),
+            "bytes": len(orjson.dumps(message.states)),
+            "sha256": message.sha256,
         }
     if isinstance(message, NpcSnapshotted):
         raise TypeError("NpcSnapshotted makes several rows: use rows_for")

@@ -14,8 +14,9 @@ from typing import Any
 
 from bus.log import read_log
 from sim.clock import RunClock, recover
+from sim.snapshot import clock_part
 from streams.app import Streams
-from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, TICKS
+from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, SNAPSHOTS, TICKS
 from topics.models import RunCommanded
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def register(streams: Streams) -> None:
     settings = streams.settings
     runs: dict[str, RunClock] = {}
     n_shards = settings.world_partitions
+    every = settings.world_snapshot_every_ticks
     tasks: set[asyncio.Future[None]] = set()
     timers: dict[str, int] = {}  # run id -> its latest timer: only that one starts a tick
 
@@ -64,7 +66,7 @@ def register(streams: Streams) -> None:
         if not any(tp.topic == inbox for tp in assigned) or runs:
             return
         recovered = recover(
-            await read_log(settings, RUNS), await read_log(settings, TICKS), n_shards
+            await read_log(settings, RUNS), await read_log(settings, TICKS), n_shards, every
         )
         runs.update(recovered)
         for run in recovered.values():
@@ -96,7 +98,7 @@ def register(streams: Streams) -> None:
             if run is not None:
                 log.info("run %s already started; start ignored", cmd.run_id)
                 return
-            run = runs[cmd.run_id] = RunClock.from_command(cmd, n_shards)
+            run = runs[cmd.run_id] = RunClock.from_command(cmd, n_shards, every)
             await streams.send(RUNS, cmd.run_id, cmd)
             log.info(
                 "run %s started: seed=%s world=%s ticks=%s shards=%s",
@@ -147,5 +149,8 @@ def register(streams: Streams) -> None:
             if completed is None:
                 continue
             await streams.send(TICKS, run.run_id, completed)
+            if run.snapshotting:  # the shards sent their parts before their reports
+                part = clock_part(run.run_id, run.current, n_shards, run.start, run.state())
+                await streams.send(SNAPSHOTS, run.run_id, part)
             if not run.finished and not run.paused:
                 await advance(run)

@@ -30,6 +30,7 @@ from topics import (
     POSTS,
     RUNS,
     SCORED_EVENTS,
+    SNAPSHOTS,
     TICKS,
     TopicSpec,
 )
@@ -47,6 +48,7 @@ STORED: tuple[TopicSpec, ...] = (
     POSTS,
     NPC_SNAPSHOTS,
     LLM_CALLS,
+    SNAPSHOTS,
     DLQ,
 )
 
@@ -82,7 +84,8 @@ async def store_records(
             except DecodeError as exc:
                 await streams.dead_letter_record("sink", record, str(exc))
                 continue
-            writer.add_json(table, line)
+            if line is not None:
+                writer.add_json(table, line)
             continue
         try:
             msg = decode(spec, record.value)

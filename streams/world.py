@@ -16,9 +16,9 @@ from typing import Any
 from sim.barrier import ShardBarrier, Step, park_batch
 from sim.world import load_world
 from streams.app import Streams
-from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX
+from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX, SNAPSHOTS
 from topics.codec import encode
-from topics.models import EffectsBatched, TickStarted
+from topics.models import EffectsBatched, StateRestored, TickStarted
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,19 @@ def register(streams: Streams) -> None:
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         machines.clear()
+
+    def restoring(msg: StateRestored) -> TickStarted:
+        # the machine of a branch's shard is built like any other, from its first message
+        return TickStarted(
+            run_id=msg.run_id,
+            seed=msg.seed,
+            world=msg.world,
+            tick=msg.tick,
+            sim_minute=msg.start_minute + msg.tick * msg.step_minutes,
+            step_minutes=msg.step_minutes,
+            shard=msg.shard,
+            n_shards=msg.n_shards,
+        )
 
     def machine_for(tick: TickStarted) -> ShardBarrier:
         machine = machines.get((tick.run_id, tick.shard))
@@ -71,17 +84,22 @@ def register(streams: Streams) -> None:
             streams.outbox.add(changelog, write.partition, write.key, write.value)
         for snap in step.snapshots:
             streams.send_batched(NPC_SNAPSHOTS, snap.npc_id, snap)
+        for part in step.parts:
+            streams.send_batched(SNAPSHOTS, part.run_id, part)
         if step.report is not None:
             t0 = time.perf_counter()
             await streams.flush()  # events and states are durable before the clock moves on
             log.debug("tick %s: flushed in %.3fs", step.report.tick, time.perf_counter() - t0)
             await streams.send(CLOCK_INBOX, step.report.run_id, step.report, 0)
 
-    async def handle(msg: TickStarted | EffectsBatched, raw: bytes) -> None:
+    async def handle(msg: TickStarted | EffectsBatched | StateRestored, raw: bytes) -> None:
         t0 = time.perf_counter()
         if isinstance(msg, TickStarted):
             machine = machine_for(msg)
             step = machine.on_tick(msg)
+        elif isinstance(msg, StateRestored):
+            machine = machine_for(restoring(msg))
+            step = machine.on_restore(msg)
         else:
             found = machines.get((msg.run_id, msg.shard))
             if found is None:  # its tick has not reached this shard yet, or we restarted

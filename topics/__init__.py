@@ -24,6 +24,7 @@ from topics.models import (
     RenderRequested,
     RunCommanded,
     ShardInbox,
+    SnapshotPart,
     TickCompleted,
 )
 
@@ -148,6 +149,15 @@ LLM_CALLS = TopicSpec(
     None,
     _FOREVER,
 )
+SNAPSHOTS = TopicSpec(
+    "snapshots",
+    SnapshotPart,
+    "run_id",
+    "Full-world snapshots: after a snapshot tick, the clock's part and every shard's NPC"
+    " states, in parts, each with its sha256. Branches restore from them.",
+    1,
+    {**_FOREVER, "max.message.bytes": str(2 * 1024 * 1024)},
+)
 DLQ = TopicSpec(
     "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
 )
@@ -163,6 +173,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     POSTS,
     NPC_SNAPSHOTS,
     LLM_CALLS,
+    SNAPSHOTS,
     DLQ,
 )
 

@@ -59,8 +59,10 @@ def decode_checked(spec: TopicSpec, raw: bytes | str | None) -> Any:
     return decode(spec, raw)
 
 
-def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes:
-    """Validate like :func:`decode`; return JSON of the message the engine can store as is.
+def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes | None:
+    """Validate like :func:`decode`; return JSON of the message the engine can store as is,
+    or None for a message that is valid but no row: an event that is a parent's story
+    copied into a branch (``restored``; the parent's events table holds it).
 
     A message that passes in strict mode (:func:`decode_checked`) is returned as the bytes
     consumed, so the sink hands the engine what it read without encoding it again; one
@@ -68,6 +70,8 @@ def storable_json(spec: TopicSpec, raw: bytes | str | None) -> bytes:
     its model. Raises :class:`DecodeError` as :func:`decode` does.
     """
     msg = decode_checked(spec, raw)
+    if getattr(msg, "restored", None) is not None:
+        return None
     if isinstance(msg, BaseModel):
         return encode(msg)
     assert raw is not None  # noqa: S101 - a struct comes only from a value

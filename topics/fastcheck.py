@@ -71,7 +71,7 @@ def struct_for(model: type[BaseModel]) -> type[msgspec.Struct]:
                 raise TypeError(f"{where}: constraint {constraint!r} has no msgspec counterpart")
             meta[key] = getattr(constraint, key)
         if meta:
-            tp = Annotated[tp, msgspec.Meta(**meta)]
+            tp = _constrained(tp, msgspec.Meta(**meta))
         if info.is_required():
             fields.append((field_name, tp))
         elif info.default_factory is not None:
@@ -99,3 +99,14 @@ def _type(annotation: Any, where: str) -> Any:
     if origin is dict and len(args) == 2 and args[0] is str:
         return dict[str, _type(args[1], where)]  # type: ignore[misc]  # a type built at run time
     raise TypeError(f"{where}: type {annotation!r} is not derived")
+
+
+def _constrained(tp: Any, meta: msgspec.Meta) -> Any:
+    """``tp`` with constraints; on an optional type, the constraints apply to the value
+    (pydantic's meaning: ``int | None`` with ``ge=0`` accepts None or an int >= 0)."""
+    args = get_args(tp)
+    if get_origin(tp) in (Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return Union[Annotated[rest[0], meta], None]  # noqa: UP007 - built at run time
+    return Annotated[tp, meta]

@@ -28,8 +28,8 @@ class RunCommanded(Message):
     """An admin or the CLI asked the clock to do something with a run."""
 
     kind: Literal["run_commanded"] = "run_commanded"
-    command: Literal["start", "pause", "resume", "stop", "inject", "speed"] = Field(
-        description="What to do."
+    command: Literal["start", "pause", "resume", "stop", "inject", "speed", "snapshot"] = Field(
+        description="What to do (snapshot: write a full-world snapshot after the next tick)."
     )
     run_id: str = Field(description="Run the command is for.", min_length=1, max_length=64)
     seed: int = Field(0, description="Run seed (start only).")
@@ -49,6 +49,43 @@ class RunCommanded(Message):
         "(1440 = day 2 00:00; start only).",
     )
     event: InjectedEvent | None = Field(None, description="The event to inject (inject only).")
+    catalog_digest: str | None = Field(
+        None, description="sha256 of the world's catalog (start only)."
+    )
+    parent_run: str | None = Field(None, description="The run this one branched from (start only).")
+    branch_tick: int | None = Field(
+        None,
+        ge=0,
+        le=UINT32_MAX,
+        description="The parent's tick this run continues from; its first tick is the next.",
+    )
+    base: ClockState | None = Field(
+        None, description="The clock's state after branch_tick (a branch's start only)."
+    )
+    injected: list[InjectedEvent] = Field(
+        default_factory=list,
+        description="Events the run's first tick takes (start only: a what-if branch's change).",
+    )
+
+
+class ClockState(Message):
+    """The clock's tick-wide inputs after a completed tick (see :mod:`sim.clock`): with the
+    NPC states, what a run restored at that tick continues from."""
+
+    tick: int = Field(ge=0, le=UINT32_MAX, description="The last completed tick.")
+    recent_events: list[int] = Field(
+        default_factory=list, description="Events of the last simulated hour's ticks."
+    )
+    recent_posts: list[int] = Field(
+        default_factory=list, description="Render requests of the same ticks."
+    )
+    affinity_milli: int = 0
+    relationships: int = Field(0, ge=0)
+    in_conflict: int = Field(0, ge=0)
+    npcs: int = Field(0, ge=0)
+    director_last: dict[str, int] = Field(
+        default_factory=dict, description="Director rule id -> last tick it fired."
+    )
 
 
 class InjectedEvent(Message):
@@ -108,6 +145,9 @@ class TickStarted(Message):
         default_factory=dict,
         description="Director rule id -> last tick it fired (for cooldown_ticks).",
     )
+    snapshot: bool = Field(
+        False, description="Write a full-world snapshot after this tick's effects."
+    )
 
 
 class Effect(Message):
@@ -143,7 +183,54 @@ class EffectsBatched(Message):
     effects: list[Effect] = Field(default_factory=list)
 
 
-ShardInbox = Annotated[TickStarted | EffectsBatched, Field(discriminator="kind")]
+class StatesPart(Message):
+    """Part of one shard's NPC states as of a tick (a snapshot's, or a branch's start)."""
+
+    run_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX, description="The states are as of this tick's end.")
+    shard: int = Field(ge=0)
+    n_shards: int = Field(ge=1)
+    part: int = Field(ge=0)
+    parts: int = Field(ge=1, description="Parts of this shard's states.")
+    states: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="NPC id -> state (sim.state: rep, rel, mem, goal, cool)."
+    )
+
+
+class StateRestored(StatesPart):
+    """A branch's shard starts from these states (sent before the branch's first tick)."""
+
+    kind: Literal["state_restored"] = "state_restored"
+    world: str
+    seed: int
+    step_minutes: int = Field(ge=1)
+    start_minute: int = Field(ge=0, le=MAX_START_MINUTE)
+
+
+ShardInbox = Annotated[TickStarted | EffectsBatched | StateRestored, Field(discriminator="kind")]
+
+
+class SnapshotPart(Message):
+    """One part of a full-world snapshot of a run after tick ``tick``.
+
+    A snapshot is the clock's part (the run's start command and the clock's state) plus
+    every shard's parts (its NPCs' states). Each part carries the sha256 of its payload
+    (canonical JSON of ``states``, or of ``start`` and ``clock``), so a corrupt or
+    truncated part is detected on restore.
+    """
+
+    kind: Literal["snapshot_part"] = "snapshot_part"
+    run_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX)
+    source: Literal["shard", "clock"]
+    shard: int = Field(0, ge=0)
+    n_shards: int = Field(ge=1)
+    part: int = Field(0, ge=0)
+    parts: int = Field(1, ge=1)
+    states: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    start: RunCommanded | None = Field(None, description="The run's start (clock part).")
+    clock: ClockState | None = Field(None, description="The clock after the tick (clock part).")
+    sha256: str = Field(min_length=64, max_length=64)
 
 
 class TickTallies(Message):
@@ -190,11 +277,23 @@ class ImpactScore(Message):
     total: float = Field(ge=0, le=1, description="Weighted sum of the components.")
 
 
+class StoryState(Message):
+    """What the impact stage remembers about a story besides the event itself."""
+
+    references: int = Field(0, ge=0, description="Later events that referred to it so far.")
+    requested: list[str] = Field(
+        default_factory=list, description="Channels already asked to write it up."
+    )
+
+
 class EventHappened(Message):
     """Something happened in the world."""
 
     kind: Literal["event_happened"] = "event_happened"
-    event_id: str = Field(description="hash(run_id, tick, type, actor, target, place).")
+    event_id: str = Field(
+        description="hash(tick, type, actor, target, place): the event's content id, the same"
+        " in every run that has the same event (a replay, an unchanged branch)."
+    )
     run_id: str
     world: str = Field("town", description="Catalog world of the run (name or path).")
     tick: int = Field(ge=0, le=UINT32_MAX)
@@ -212,6 +311,12 @@ class EventHappened(Message):
     )
     effects: list[Effect] = Field(default_factory=list)
     impact: ImpactScore | None = Field(None, description="Set by the impact stage.")
+    restored: StoryState | None = Field(
+        None,
+        description="Set only on a copy of an earlier story sent to a branch run, so that its"
+        " impact stage can re-score it as the parent's would: not a new event (not stored, not"
+        " written up).",
+    )
 
 
 ClockInbox = Annotated[RunCommanded | ShardTickDone, Field(discriminator="kind")]
@@ -230,6 +335,9 @@ class TickCompleted(TickTallies):
     effects: int = Field(ge=0)
     wall_ms: float = Field(ge=0, description="Wall time of the tick, barrier included.")
     last: bool = Field(False, description="True on the run's final tick.")
+    injected: list[InjectedEvent] = Field(
+        default_factory=list, description="The admin-injected events this tick took."
+    )
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -239,7 +347,7 @@ class RenderRequested(Message):
     """An event crossed a channel's threshold and should be written up."""
 
     kind: Literal["render_requested"] = "render_requested"
-    request_id: str = Field(description="hash(event_id, channel, author).")
+    request_id: str = Field(description="hash(run_id, event_id, channel, author).")
     run_id: str
     channel: Literal["feed", "chat", "news"]
     author: str = Field(description="NPC who writes the post.")

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     snapshot_every_ticks: int = Field(
         4, ge=0, description="Snapshot changed NPCs every N ticks (0 = never; 4 = each sim hour)."
     )
+    world_snapshot_every_ticks: int | None = Field(
+        None,
+        ge=0,
+        description="Write a full-world snapshot (topic `snapshots`) every N ticks; unset: once"
+        " per simulated day; 0: only on demand. Never changes what a run computes.",
+    )
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
     admin_token: SecretStr = Field(SecretStr("dev-admin-token"), description="Admin bearer token.")

@@ -13,6 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from sim.decide import score
+from sim.snapshot import shard_parts
 from storage import ClickHouseWriter
 from topics.models import (
     DeadLettered,
@@ -174,6 +175,9 @@ def message_factory(
             return snapshot_factory(i)
         if kind == "llm_calls":
             return llm_call_factory(i)
+        if kind == "snapshots":
+            states = {f"npc{i}": {"rep": 50.0, "rel": {}, "mem": [], "goal": {}, "cool": {}}}
+            return shard_parts(f"run{i % 2}", i, 0, 1, states)[0]
         if kind == "dead_letters":
             return DeadLettered(
                 stage="render",

@@ -1,0 +1,175 @@
+"""Replay, branch and compare over run logs (sim.replay), with in-process runs as the logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.local import LocalRun
+from sim.replay import BranchError, RunLog, diff, plan_branch, replay, world_at
+from sim.snapshot import Snapshot, assemble
+from sim.world import WorldIndex, load_world
+from topics.models import InjectedEvent
+
+TICKS = 48
+
+
+@pytest.fixture(scope="module")
+def town() -> WorldIndex:
+    return load_world("town")
+
+
+def injection(index: WorldIndex) -> InjectedEvent:
+    actor, target = sorted(index.npc_ids)[:2]
+    return InjectedEvent(type="argument", actor=actor, target=target)
+
+
+def log_of(run: LocalRun, start=None) -> RunLog:
+    return RunLog.of(start or run.start_command(), run.completed, run.events, run.parts)
+
+
+@pytest.fixture(scope="module")
+def parent(town: WorldIndex) -> LocalRun:
+    run = LocalRun(town, "parent", seed=5, n_shards=2, snapshot_every=16)
+    for t in range(TICKS):
+        run.step([injection(town)] if t in (3, 8) else None)
+    return run
+
+
+def test_replay_of_a_run_is_identical_and_verifies_its_snapshots(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    report = replay(town, log_of(parent))
+    assert report.identical, report.first_difference
+    assert report.ticks == TICKS
+    assert report.snapshots == {15: "verified", 31: "verified", 47: "verified"}
+
+
+def test_replay_names_the_first_tick_whose_hash_differs(town: WorldIndex, parent: LocalRun) -> None:
+    log = log_of(parent)
+    log.ticks[9] = log.ticks[9].model_copy(update={"state_hash": "0" * 16})
+    report = replay(town, log)
+    assert not report.identical
+    assert report.first_difference is not None
+    assert (report.first_difference.tick, report.first_difference.what) == (9, "state hash")
+    assert report.ticks == 10
+
+
+def test_replay_names_events_missing_from_or_added_to_the_log(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    log = log_of(parent)
+    victim = next(e for e in log.events if e.tick > 20)
+    log.events.remove(victim)
+    report = replay(town, log)
+    diff_ = report.first_difference
+    assert diff_ is not None and diff_.what == "events" and diff_.tick == victim.tick
+    assert diff_.only_in_replay == [victim.event_id] and diff_.only_in_log == []
+
+
+def test_replay_without_the_logged_injection_would_differ(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    log = log_of(parent)
+    log.ticks[3] = log.ticks[3].model_copy(update={"injected": []})
+    report = replay(town, log)
+    assert report.first_difference is not None and report.first_difference.tick == 3
+
+
+@pytest.mark.parametrize("at", [10, 15, 31, 40])
+def test_a_no_change_branch_reproduces_the_parent(
+    town: WorldIndex, parent: LocalRun, at: int
+) -> None:
+    plan = plan_branch(town, log_of(parent), at, n_shards=3)
+    assert plan.start.parent_run == "parent" and plan.start.branch_tick == at
+    assert plan.restored_from == max(t for t in (-1, 15, 31) if t <= at)
+    assert plan.replayed == at - plan.restored_from
+    branch = LocalRun(town, plan.run_id, plan.start.seed, n_shards=3)
+    first = plan.restores[0]
+    assert {r.shard for r in plan.restores} == {0, 1, 2} and first.tick == at
+    for msg in plan.restores:
+        branch.shards[msg.shard].on_restore(msg)
+    branch.clock.restore(plan.start.base)
+    for _ in range(TICKS - at - 1):
+        branch.step()
+    assert branch.hashes == parent.hashes[at + 1 :]
+    # its own first snapshot is the world at the branch tick
+    snap = assemble(plan.parts)[at]
+    assert isinstance(snap, Snapshot) and snap.states == world_at(town, log_of(parent), at)
+
+
+def test_a_branch_with_an_injection_diverges_at_its_first_tick(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    plan = plan_branch(town, log_of(parent), 24, n_shards=1, injected=[injection(town)])
+    child = LocalRun.from_snapshot(town, assemble(plan.parts)[24], run_id=plan.run_id)
+    assert isinstance(assemble(plan.parts)[24], Snapshot)
+    child.step(plan.start.injected)
+    for _ in range(5):
+        child.step()
+    result = diff(log_of(parent), log_of(child, plan.start), parent.states, child.states)
+    assert result.first_divergent_tick == 25
+    assert result.common_ticks == 6
+    assert result.events_only_in_b >= 1
+    assert result.relationships_moved and result.relationships_moved[0]["delta"] > 0
+
+
+def test_an_unchanged_branch_shows_no_divergence(town: WorldIndex, parent: LocalRun) -> None:
+    plan = plan_branch(town, log_of(parent), 31, n_shards=1)
+    child = LocalRun.from_snapshot(town, assemble(plan.parts)[31], run_id=plan.run_id)
+    for _ in range(TICKS - 32):
+        child.step()
+    result = diff(log_of(parent), log_of(child, plan.start))
+    assert result.first_divergent_tick is None and result.only_in_a == result.only_in_b == []
+    child_log = RunLog.of(plan.start, child.completed, child.events, plan.parts + child.parts)
+    report = replay(town, child_log)
+    assert report.identical and report.from_tick == 32 and report.ticks == TICKS - 32
+    assert not replay(town, log_of(child, plan.start)).identical  # without its first snapshot
+
+
+def test_branching_beyond_the_run_names_its_last_tick(town: WorldIndex, parent: LocalRun) -> None:
+    with pytest.raises(BranchError, match=f"its last tick is {TICKS - 1}") as err:
+        plan_branch(town, log_of(parent), TICKS + 5, n_shards=1)
+    assert err.value.status == 422
+
+
+def test_a_changed_catalog_is_refused_with_both_digests_unless_asked(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    start = parent.start_command().model_copy(update={"catalog_digest": "f" * 64})
+    with pytest.raises(BranchError, match="f" * 64) as err:
+        plan_branch(town, log_of(parent, start), 10, n_shards=1)
+    assert err.value.status == 409 and town.catalog.digest in str(err.value)
+    assert plan_branch(town, log_of(parent, start), 10, n_shards=1, allow_catalog_change=True)
+
+
+def test_a_corrupt_snapshot_falls_back_to_an_earlier_one_and_says_so(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    log = log_of(parent)
+    bad = next(p for p in log.parts if p.tick == 31 and p.source == "shard")
+    log.parts[log.parts.index(bad)] = bad.model_copy(update={"sha256": "0" * 64})
+    plan = plan_branch(town, log, 40, n_shards=1)
+    assert plan.restored_from == 15 and plan.replayed == 25
+    assert "snapshot at tick 31 refused" in plan.notes[0] and "checksum mismatch" in plan.notes[0]
+
+
+def test_branch_ids_are_derived_from_what_makes_the_branch(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    a = plan_branch(town, log_of(parent), 10, n_shards=1)
+    b = plan_branch(town, log_of(parent), 10, n_shards=1)
+    c = plan_branch(town, log_of(parent), 10, n_shards=1, seed=99)
+    assert a.run_id == b.run_id != c.run_id and len(a.run_id) <= 64
+
+
+def test_a_branch_does_not_inherit_the_parents_later_injections(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    """An injection is an admin's act on one run: a branch made before it goes without it."""
+    plan = plan_branch(town, log_of(parent), 5, n_shards=1)
+    child = LocalRun.from_snapshot(town, assemble(plan.parts)[5], run_id=plan.run_id)
+    for _ in range(8):
+        child.step()
+    assert child.hashes[:2] == parent.hashes[6:8]  # ticks 6 and 7, before it
+    assert child.hashes[2] != parent.hashes[8]  # the parent's tick 8 took the injection
+    assert child.completed[2].injected == [] and parent.completed[8].injected
