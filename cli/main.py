@@ -5,6 +5,7 @@ worldfeed worker        a stream worker (roles: clock, world, impact, render, si
 worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
 worldfeed run-command   start / pause / resume / stop a run, or change its speed
                         (run-command speed RUN 4: four times real time; 0: as fast as possible)
+worldfeed snapshot      write a full-world snapshot of a run (cli/runs.py: replay, branch, diff)
 worldfeed topics        create the topics (idempotent)
 worldfeed migrate       apply ClickHouse migrations
 worldfeed schemas       export topic JSON Schemas to topics/schemas/
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--world", default="town")
     rc.add_argument("--speed", type=float, default=0.0)
     _add_start(rc)
+    from cli import runs
+
+    runs.add_parsers(sub)
     sub.add_parser("topics", help="create topics")
     sub.add_parser("migrate", help="apply ClickHouse migrations")
     sub.add_parser("schemas", help="export topic JSON Schemas")
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         asyncio.run(send_command(settings, command))
         return 0
+    if args.cmd in ("snapshot", "replay", "branch", "diff"):
+        return runs.run(settings, args)
     if args.cmd == "topics":
         from bus.admin import ensure_topics
 

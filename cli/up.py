@@ -177,7 +177,7 @@ async def follow(
                         if msg.last:
                             last_done_at = time.monotonic()
                     elif spec is RENDER_REQUESTS:
-                        requests += 1
+                        requests += msg.kind == "render_requested"
                     else:
                         posts[msg.channel] += 1
                         sources[msg.source] += 1

@@ -8,13 +8,17 @@ import orjson
 
 from sim.calendar import day_of
 from sim.world import WorldIndex
-from topics.models import RenderRequested
+from topics.models import QuotaRestored, RenderRequested
 from worldfeed.ids import stable_hash64
 
 
 def quota_key(req: RenderRequested, author: str) -> bytes:
     """Key of an author's post count on a channel on one simulated day of a run."""
-    return f"{req.run_id}/{author}/{req.channel}/{day_of(req.event.sim_minute)}".encode()
+    return _key(req.run_id, author, req.channel, day_of(req.event.sim_minute))
+
+
+def _key(run_id: str, author: str, channel: str, day: int) -> bytes:
+    return f"{run_id}/{author}/{channel}/{day}".encode()
 
 
 def apply_rate_limit(
@@ -46,3 +50,34 @@ def apply_rate_limit(
         f"rate limited: {req.author} already has {limit} {req.channel} posts on day "
         f"{day_of(req.event.sim_minute)} (catalog limit {limit}/day)"
     )
+
+
+def restore_quota(quota: MutableMapping[bytes, bytes], msg: QuotaRestored) -> None:
+    """Start a branch's quota for one author, channel and day with its parent's charges."""
+    key = _key(msg.run_id, msg.author, msg.channel, msg.day)
+    taken: list[str] = orjson.loads(quota.get(key) or b"[]")
+    quota[key] = orjson.dumps(sorted(set(taken) | set(msg.request_ids)))
+
+
+def inherited_quotas(
+    index: WorldIndex, requests: list[RenderRequested], run_id: str, day: int
+) -> list[QuotaRestored]:
+    """What a parent's render requests (in order) charged on ``day``, for a branch
+    ``run_id`` that continues that day: the branch's authors keep the posts they made."""
+    quota: dict[bytes, bytes] = {}
+    for req in requests:
+        apply_rate_limit(index, req, quota)
+    out = []
+    for key, value in sorted(quota.items()):
+        _, author, channel, key_day = key.decode().rsplit("/", 3)
+        if int(key_day) == day:
+            out.append(
+                QuotaRestored(
+                    run_id=run_id,
+                    author=author,
+                    channel=channel,
+                    day=day,
+                    request_ids=orjson.loads(value),
+                )
+            )
+    return out

@@ -194,9 +194,15 @@ class StoryBook:
         return story
 
 
-def book_of(index: WorldIndex, events: Iterable[EventHappened]) -> StoryBook:
-    """The story book after these events (in tick order), as the impact stage built it."""
+def book_of(
+    index: WorldIndex, events: Iterable[EventHappened]
+) -> tuple[StoryBook, list[RenderRequested]]:
+    """The story book after these events (in tick order), as the impact stage built it,
+    and the render requests it made on the way."""
     book = StoryBook()
+    requests: list[RenderRequested] = []
     for ev in sorted(events, key=lambda e: e.tick):  # stable: within a tick, log order
-        book.add(index, ev)
-    return book
+        scored = book.add(index, ev)
+        if scored is not None:
+            requests.extend(scored.requests)
+    return book, requests

@@ -33,6 +33,8 @@ from topics.models import (
     EventHappened,
     InjectedEvent,
     PostPublished,
+    QuotaRestored,
+    RenderRequested,
     RunCommanded,
     SnapshotPart,
     StateRestored,
@@ -248,6 +250,9 @@ class BranchPlan:
     restored_from: int  # the parent's snapshot tick used, -1 for the run's start
     replayed: int  # logged ticks re-derived after it, up to the branch tick
     notes: list[str] = field(default_factory=list)  # snapshots refused on the way, and why
+    # the parent's render requests up to the branch tick (the posting quotas derive from them)
+    requests: list[RenderRequested] = field(default_factory=list)
+    quotas: list[QuotaRestored] = field(default_factory=list)  # to the render stage
 
 
 def branch_id(parent: str, at_tick: int, seed: int, injected: list[InjectedEvent]) -> str:
@@ -327,15 +332,17 @@ def plan_branch(
     for q in range(n_shards):
         mine = {n: s for n, s in states.items() if shard_of(n, n_shards) == q}
         parts.extend(shard_parts(new_id, at_tick, q, n_shards, mine))
+    stories, requests = open_stories(index, parent, at_tick, new_id, states)
     return BranchPlan(
         new_id,
         branch_start,
         restores,
-        open_stories(index, parent, at_tick, new_id, states),
+        stories,
         parts,
         restored_from,
         replayed,
         notes,
+        requests,
     )
 
 
@@ -362,10 +369,11 @@ def _restore(index: WorldIndex, parent: RunLog, at_tick: int) -> tuple[LocalRun,
 
 def open_stories(
     index: WorldIndex, parent: RunLog, at_tick: int, run_id: str, states: dict[str, Any]
-) -> list[EventHappened]:
+) -> tuple[list[EventHappened], list[RenderRequested]]:
     """The parent's stories a later event can still refer to (those in an NPC's memory),
-    as the impact stage knows them after ``at_tick``, copied into run ``run_id``."""
-    book = book_of(index, (e for e in parent.events if e.tick <= at_tick))
+    as the impact stage knows them after ``at_tick``, copied into run ``run_id``; and the
+    render requests the parent's events made up to then."""
+    book, requests = book_of(index, (e for e in parent.events if e.tick <= at_tick))
     remembered = sorted({m[1] for s in states.values() for m in s.get("mem", [])})
     out = []
     for event_id in remembered:
@@ -374,7 +382,7 @@ def open_stories(
             continue  # before the parent's own log (a branch of a branch): not re-scored
         event, state = found
         out.append(event.model_copy(update={"run_id": run_id, "restored": state}))
-    return out
+    return out, requests
 
 
 # ---- compare ---------------------------------------------------------------------------------

@@ -15,11 +15,22 @@ from typing import Any
 from bus.log import read_log
 from sim.clock import RunClock, recover
 from sim.snapshot import clock_part
+from sim.world import load_world
 from streams.app import Streams
 from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, SNAPSHOTS, TICKS
 from topics.models import RunCommanded
 
 log = logging.getLogger(__name__)
+
+
+async def catalog_digest(world: str) -> str | None:
+    """The digest of a world's catalog (loaded off the event loop; cached per process)."""
+    try:
+        index = await asyncio.to_thread(load_world, world)
+    except Exception as exc:  # noqa: BLE001 - the shards dead-letter an unknown world's ticks
+        log.warning("world %r: no catalog digest (%s)", world, exc)
+        return None
+    return index.catalog.digest
 
 
 def register(streams: Streams) -> None:
@@ -98,6 +109,8 @@ def register(streams: Streams) -> None:
             if run is not None:
                 log.info("run %s already started; start ignored", cmd.run_id)
                 return
+            if cmd.catalog_digest is None:  # the manifest names the catalog the run used
+                cmd = cmd.model_copy(update={"catalog_digest": await catalog_digest(cmd.world)})
             run = runs[cmd.run_id] = RunClock.from_command(cmd, n_shards, every)
             await streams.send(RUNS, cmd.run_id, cmd)
             log.info(

@@ -15,10 +15,11 @@ from typing import Any
 
 from llm.complete import Completer
 from llm.gate import LLMGate
+from posts.quota import restore_quota
 from posts.service import PostRenderer, stats_summary
 from streams.app import Streams
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
-from topics.models import LLMCalled
+from topics.models import LLMCalled, QuotaRestored
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ def register(streams: Streams) -> None:
         async for event in stream.events():
             req = await streams.decode_or_dead_letter("render", RENDER_REQUESTS, event)
             if req is None:
+                continue
+            if isinstance(req, QuotaRestored):  # a branch's inherited quota, before its requests
+                restore_quota(service.quota, req)
                 continue
             out = await service.handle(req)
             if out.dead_letter is not None:

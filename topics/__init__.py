@@ -21,7 +21,7 @@ from topics.models import (
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
-    RenderRequested,
+    RenderInbox,
     RunCommanded,
     ShardInbox,
     SnapshotPart,
@@ -125,10 +125,11 @@ SCORED_EVENTS = TopicSpec(
 )
 RENDER_REQUESTS = TopicSpec(
     "render-requests",
-    RenderRequested,
+    RenderInbox,
     "author",
     "Events to write up, one per channel. Keyed by author, so one author's requests -- and"
-    " so identical prompts, and the author's daily quota -- share a partition.",
+    " so identical prompts, and the author's daily quota -- share a partition. A branch's"
+    " quotas restored from its parent come the same way, before its first request.",
     None,
     _FOREVER,
 )

@@ -356,6 +356,22 @@ class RenderRequested(Message):
     event: EventHappened
 
 
+class QuotaRestored(Message):
+    """A branch starts with its parent's posting quota for the day of its branch tick:
+    the requests the parent charged to one author's channel that day (sent before the
+    branch's first tick, keyed by author like the requests)."""
+
+    kind: Literal["quota_restored"] = "quota_restored"
+    run_id: str
+    author: str
+    channel: Literal["feed", "chat", "news"]
+    day: int = Field(ge=1, description="Simulated day (1-based).")
+    request_ids: list[str] = Field(max_length=10_000)
+
+
+RenderInbox = Annotated[RenderRequested | QuotaRestored, Field(discriminator="kind")]
+
+
 class PostPublished(Message):
     """A post, chat message or news article, ready for the feed."""
 
