@@ -26,7 +26,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
-from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
+from api.routes import (
+    admin,
+    events,
+    feed,
+    health,
+    lineage,
+    npcs,
+    posts,
+    runs,
+    stats,
+    stream,
+    ui,
+)
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
@@ -113,6 +125,8 @@ def create_app(
 
     for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, ui):
         app.include_router(module.router)
+    app.include_router(lineage.admin)
+    app.include_router(lineage.public)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
 

@@ -95,6 +95,13 @@ class RunPublic(BaseModel):
     speed: float | None = None
     step_minutes: int | None = None
     created_at: datetime | None = None
+    start_minute: int | None = Field(None, description="Simulated minute the run starts at.")
+    catalog_digest: str | None = Field(None, description="sha256 of the catalog it ran with.")
+    parent_run: str | None = Field(None, description="The run it branched from.")
+    branch_tick: int | None = Field(None, description="The parent's tick it continues after.")
+    branches: list[str] | None = Field(
+        None, description="Runs branched from this one (on /runs/{id} only)."
+    )
     ticks: int = Field(description="Completed ticks stored.")
     last_tick: int | None = None
     last_sim_minute: int | None = None

@@ -41,12 +41,8 @@ async def read_topic(
     await consumer.start()
     try:
         name = settings.topic(spec.name)
-        if partitions is None:
-            found = consumer.partitions_for_topic(name)
-            if found is None:
-                await consumer.force_metadata_update()
-                found = consumer.partitions_for_topic(name) or set()
-            partitions = sorted(found)
+        if partitions is None:  # as bus.admin.ensure_topics created them
+            partitions = list(range(spec.partition_count(settings.world_partitions)))
         tps = [TopicPartition(name, p) for p in partitions]
         if not tps:
             return []

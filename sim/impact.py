@@ -198,11 +198,11 @@ def book_of(
     index: WorldIndex, events: Iterable[EventHappened]
 ) -> tuple[StoryBook, list[RenderRequested]]:
     """The story book after these events (in tick order), as the impact stage built it,
-    and the render requests it made on the way."""
+    and the render requests it made on the way (the events themselves are not changed)."""
     book = StoryBook()
     requests: list[RenderRequested] = []
     for ev in sorted(events, key=lambda e: e.tick):  # stable: within a tick, log order
-        scored = book.add(index, ev)
+        scored = book.add(index, ev.model_copy(deep=True))  # a re-score changes the story
         if scored is not None:
             requests.extend(scored.requests)
     return book, requests

@@ -340,6 +340,8 @@ _RUNS_SQL = """
 SELECT
     ids.run_id AS run_id, r.seed AS seed, r.world AS world, r.days AS days, r.speed AS speed,
     r.step_minutes AS step_minutes, r.created_at AS created_at,
+    r.start_minute AS start_minute, nullIf(r.catalog_digest, '') AS catalog_digest,
+    r.parent_run AS parent_run, r.branch_tick AS branch_tick,
     ifNull(t.ticks, 0) AS ticks, t.last_tick AS last_tick, t.last_sim_minute AS last_sim_minute,
     ifNull(t.finished, false) AS finished
 FROM (
@@ -371,6 +373,16 @@ def run_by_id(client: Client, database: str, run_id: str) -> dict[str, Any] | No
     sql = _RUNS_SQL.format(db=db, where="ids.run_id = {run_id:String}", limit=1)
     rows = _rows(client, sql, {"run_id": run_id})
     return rows[0] if rows else None
+
+
+def branches_of(client: Client, database: str, run_id: str, *, limit: int = 100) -> list[str]:
+    """The runs branched from a run (its children in the lineage), by branch tick."""
+    db = check_identifier(database)
+    sql = (
+        f"SELECT run_id FROM {db}.runs FINAL WHERE parent_run = {{run_id:String}} "  # noqa: S608 - checked identifier, values bound
+        f"ORDER BY branch_tick, run_id LIMIT {_clamp(limit)}"
+    )
+    return [str(row["run_id"]) for row in _rows(client, sql, {"run_id": run_id})]
 
 
 def ticks(

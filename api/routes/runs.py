@@ -28,6 +28,9 @@ async def read_run(storage: StorageDep, run_id: RunPath) -> RunPublic:
     row = await run_in_thread(queries.run_by_id, storage.client, storage.database, run_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"run {run_id!r} not found")
+    row["branches"] = await run_in_thread(
+        queries.branches_of, storage.client, storage.database, run_id
+    )
     return RunPublic.model_validate(row)
 
 

@@ -30,7 +30,7 @@ TICKS = 96
 
 
 def run_id_for(seed: int) -> str:
-    """The run id of a golden run (event ids depend on it)."""
+    """The run id of a golden run (render request and post ids depend on it)."""
     return f"golden-{seed}"
 
 
@@ -43,7 +43,7 @@ def reference(seed: int) -> dict[str, Any]:
     """Day 1 in process: hashes, events, render requests and prompt hashes."""
     from posts.prompt import build_prompt
     from posts.quota import apply_rate_limit
-    from sim.impact import Story, render_requests, rescore
+    from sim.impact import book_of
     from sim.local import LocalRun
     from sim.world import load_world
 
@@ -51,17 +51,7 @@ def reference(seed: int) -> dict[str, Any]:
     run = LocalRun(index, run_id_for(seed), seed)
     for _ in range(TICKS):
         run.step()
-    stories: dict[str, Any] = {}
-    requests = []
-    for ev in run.events:
-        story = Story(ev.model_copy(deep=True))
-        stories[ev.event_id] = story
-        requests.extend(render_requests(index, story))
-        for ref in ev.refs:
-            earlier = stories.get(ref)
-            if earlier is not None:
-                rescore(earlier)
-                requests.extend(render_requests(index, earlier))
+    _, requests = book_of(index, run.events)
     quota: dict[bytes, bytes] = {}
     rendered = []
     for req in requests:

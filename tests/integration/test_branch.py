@@ -1,0 +1,191 @@
+"""Runs as a log on the real services: a run writes full-world snapshots to Kafka; its
+replay is identical; an unchanged branch (started with ``worldfeed branch``) reproduces the
+parent's remaining ticks, events and posts, the posts from the LLM cache with no LLM call;
+a branch with an injection diverges at its first tick and not before; the manifest and
+the snapshots are in ClickHouse; the API's comparison shows the divergence.
+
+Workers: clock, world (2 shards), impact and render on the real Triton; the API with its
+embedded ClickHouse sink.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bus.log import read_topic
+from bus.runlog import read_run
+from sim.replay import content, replay
+from sim.world import load_world
+from tests.fixtures.kafka import free_port
+from tests.fixtures.processes import (
+    Procs,
+    env_for,
+    read_settled,
+    read_until,
+    start_run,
+    wait_http,
+)
+from topics import LLM_CALLS, POSTS, RENDER_REQUESTS, SNAPSHOTS, TICKS
+from topics.models import InjectedEvent, LLMCalled, PostPublished
+from worldfeed.settings import ROOT, Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PARENT = "lineage-parent"
+TICKS_IN_RUN = 28  # 07:00 to 14:00: shops open, people meet
+SNAPSHOT_EVERY = 8  # snapshots after ticks 7, 15, 23
+START = 7 * 60
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())
+
+
+def worldfeed(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "worldfeed"), *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def finished(settings: Settings, run_id: str, timeout_s: float = 240) -> None:
+    await read_until(
+        settings, TICKS, lambda m: any(t.run_id == run_id and t.last for t in m), timeout_s
+    )
+
+
+async def rendered(settings: Settings, run_id: str) -> list[PostPublished]:
+    """The run's posts, once every render request of the run has its post."""
+    requests = await read_settled(settings, RENDER_REQUESTS, settle_s=4)
+    mine = {r.request_id for r in requests if r.kind == "render_requested" and r.run_id == run_id}
+    posts = await read_until(
+        settings,
+        POSTS,
+        lambda m: mine <= {p.request_id for p in m if p.run_id == run_id},
+        420,
+    )
+    return [p for p in posts if p.run_id == run_id]
+
+
+def by_event(posts: list[PostPublished], after: int) -> dict[tuple[str, str], tuple[Any, ...]]:
+    return {
+        (p.event_id, p.channel): (p.author, p.source, p.title, p.body)
+        for p in posts
+        if p.tick > after
+    }
+
+
+async def test_snapshots_replay_and_branches_on_the_real_pipeline(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    settings = settings_factory(
+        triton_grpc_url=triton_url,
+        api_port=free_port(),
+        world_partitions=2,
+        world_snapshot_every_ticks=SNAPSHOT_EVERY,
+        admin_token=secrets.token_urlsafe(24),
+    )
+    procs.worker("worker", settings, "clock,world,impact,render")
+    procs.start("api", settings, "api")
+    api = f"http://127.0.0.1:{settings.api_port}"
+    wait_http(f"{api}/health", 90, procs)
+    index = load_world("town")
+    days = TICKS_IN_RUN * settings.step_minutes / 1440
+
+    await start_run(settings, PARENT, seed=4, days=days, start_minute=START)
+    await finished(settings, PARENT)
+    parent_posts = await rendered(settings, PARENT)
+    assert len(parent_posts) >= 3, "the parent should have posts to compare"
+
+    # snapshots: complete and verified, in Kafka; the replay is identical
+    parent = await read_run(settings, PARENT)
+    snaps = parent.snapshots()
+    assert sorted(snaps) == [7, 15, 23]
+    assert parent.start.catalog_digest == index.catalog.digest
+    report = replay(index, parent)
+    assert report.identical, report.first_difference
+    assert report.ticks == TICKS_IN_RUN
+    assert set(report.snapshots.values()) == {"verified"}
+
+    # the CLI's replay says the same
+    out = worldfeed(settings, "replay", PARENT)
+    assert out.returncode == 0, out.stderr
+    assert "identical" in out.stdout
+
+    # an unchanged branch after tick 11 (between snapshots): the CLI starts it
+    out = worldfeed(settings, "branch", PARENT, "--at-tick", "11", "--run-id", "lineage-same")
+    assert out.returncode == 0, out.stderr
+    assert "restored from its snapshot at tick 7" in out.stdout
+    await finished(settings, "lineage-same")
+    same = await read_run(settings, "lineage-same")
+    assert [same.ticks[t].state_hash for t in range(12, TICKS_IN_RUN)] == [
+        parent.ticks[t].state_hash for t in range(12, TICKS_IN_RUN)
+    ]
+    assert [content(e) for e in same.events] == [content(e) for e in parent.events if e.tick > 11]
+    same_posts = await rendered(settings, "lineage-same")
+    assert by_event(same_posts, 11) == by_event(parent_posts, 11)
+    calls = await read_topic(settings, LLM_CALLS)
+    branch_calls: list[LLMCalled] = [c for c in calls if c.run_id == "lineage-same"]
+    assert branch_calls, "the branch's posts should be in the LLM ledger"
+    assert all(c.cache_hit for c in branch_calls), [c.outcome for c in branch_calls]
+    assert replay(index, same).identical
+
+    # a branch with an injected argument after tick 19 (the API): diverges at 20, not before
+    actor, target = "walter_pike", "victor_crane"
+    body = {
+        "at_tick": 19,
+        "run_id": "lineage-what-if",
+        "inject": [InjectedEvent(type="argument", actor=actor, target=target).model_dump()],
+    }
+    req = urllib.request.Request(  # noqa: S310 - loopback
+        f"{api}/admin/runs/{PARENT}/branch",
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {settings.admin_token.get_secret_value()}",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - loopback
+        assert resp.status == 202
+        started = json.loads(resp.read())
+    assert started["run_id"] == "lineage-what-if" and started["restored_from"] == 15
+    await finished(settings, "lineage-what-if")
+    what_if = await read_run(settings, "lineage-what-if")
+    assert what_if.ticks[20].state_hash != parent.ticks[20].state_hash
+    assert what_if.ticks[20].injected and what_if.ticks[20].injected[0].actor == actor
+    first_events = {e.type for e in what_if.events if e.tick == 20 and e.source == "admin"}
+    assert first_events == {"argument"}
+
+    # the comparison: the API names the first divergent tick; ClickHouse holds the lineage
+    deadline = time.monotonic() + 60
+    while True:
+        diff = get(f"{api}/runs/{PARENT}/diff/lineage-what-if")
+        if diff["common_ticks"] == TICKS_IN_RUN - 20:
+            break
+        assert time.monotonic() < deadline, diff
+        time.sleep(0.5)
+    assert diff["first_divergent_tick"] == 20
+    assert diff["events_only_in_b"] >= 1
+    run = get(f"{api}/runs/lineage-what-if")
+    assert run["parent_run"] == PARENT and run["branch_tick"] == 19
+    assert run["catalog_digest"] == index.catalog.digest
+    snapshots = await read_topic(settings, SNAPSHOTS)
+    assert {(s.run_id, s.tick) for s in snapshots if s.run_id == "lineage-what-if"} == {
+        ("lineage-what-if", 19),
+        ("lineage-what-if", 23),
+    }
+    procs.assert_alive()
