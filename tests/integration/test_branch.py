@@ -4,8 +4,8 @@ parent's remaining ticks, events and posts, the posts from the LLM cache with no
 a branch with an injection diverges at its first tick and not before; the manifest and
 the snapshots are in ClickHouse; the API's comparison shows the divergence.
 
-Workers: clock, world (2 shards), impact and render on the real Triton; the API with its
-embedded ClickHouse sink.
+The world's part (clock, 2 shards, impact, the API with its embedded sink) runs without
+the LLM; the posts' part renders on the real Triton.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARENT = "lineage-parent"
 TICKS_IN_RUN = 28  # 07:00 to 14:00: shops open, people meet
 SNAPSHOT_EVERY = 8  # snapshots after ticks 7, 15, 23
+LLM_TICKS = 16  # 07:00 to 11:00, rendered on the real Triton
 START = 7 * 60
 
 
@@ -88,17 +89,25 @@ def by_event(posts: list[PostPublished], after: int) -> dict[tuple[str, str], tu
     }
 
 
-async def test_snapshots_replay_and_branches_on_the_real_pipeline(
-    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+def requests_after(requests: list[Any], run_id: str, after: int) -> set[tuple[str, str, str]]:
+    return {
+        (r.event.event_id, r.channel, r.author)
+        for r in requests
+        if r.kind == "render_requested" and r.run_id == run_id and r.event.tick > after
+    }
+
+
+async def test_snapshots_replay_and_branches_through_the_world_pipeline(
+    settings_factory: Callable[..., Settings], procs: Procs
 ) -> None:
+    """Clock, world (2 shards) and impact on the broker, the API with its sink: no LLM."""
     settings = settings_factory(
-        triton_grpc_url=triton_url,
         api_port=free_port(),
         world_partitions=2,
         world_snapshot_every_ticks=SNAPSHOT_EVERY,
         admin_token=secrets.token_urlsafe(24),
     )
-    procs.worker("worker", settings, "clock,world,impact,render")
+    procs.worker("worker", settings, "clock,world,impact")
     procs.start("api", settings, "api")
     api = f"http://127.0.0.1:{settings.api_port}"
     wait_http(f"{api}/health", 90, procs)
@@ -107,25 +116,20 @@ async def test_snapshots_replay_and_branches_on_the_real_pipeline(
 
     await start_run(settings, PARENT, seed=4, days=days, start_minute=START)
     await finished(settings, PARENT)
-    parent_posts = await rendered(settings, PARENT)
-    assert len(parent_posts) >= 3, "the parent should have posts to compare"
 
     # snapshots: complete and verified, in Kafka; the replay is identical
     parent = await read_run(settings, PARENT)
-    snaps = parent.snapshots()
-    assert sorted(snaps) == [7, 15, 23]
+    assert sorted(parent.snapshots()) == [7, 15, 23]
     assert parent.start.catalog_digest == index.catalog.digest
     report = replay(index, parent)
     assert report.identical, report.first_difference
     assert report.ticks == TICKS_IN_RUN
     assert set(report.snapshots.values()) == {"verified"}
-
-    # the CLI's replay says the same
     out = worldfeed(settings, "replay", PARENT)
     assert out.returncode == 0, out.stderr
     assert "identical" in out.stdout
 
-    # an unchanged branch after tick 11 (between snapshots): the CLI starts it
+    # an unchanged branch after tick 11 (between snapshots), started by the CLI
     out = worldfeed(settings, "branch", PARENT, "--at-tick", "11", "--run-id", "lineage-same")
     assert out.returncode == 0, out.stderr
     assert "restored from its snapshot at tick 7" in out.stdout
@@ -135,13 +139,13 @@ async def test_snapshots_replay_and_branches_on_the_real_pipeline(
         parent.ticks[t].state_hash for t in range(12, TICKS_IN_RUN)
     ]
     assert [content(e) for e in same.events] == [content(e) for e in parent.events if e.tick > 11]
-    same_posts = await rendered(settings, "lineage-same")
-    assert by_event(same_posts, 11) == by_event(parent_posts, 11)
-    calls = await read_topic(settings, LLM_CALLS)
-    branch_calls: list[LLMCalled] = [c for c in calls if c.run_id == "lineage-same"]
-    assert branch_calls, "the branch's posts should be in the LLM ledger"
-    assert all(c.cache_hit for c in branch_calls), [c.outcome for c in branch_calls]
     assert replay(index, same).identical
+    # impact asks for the same write-ups (its open stories came from the parent)
+    requests = await read_settled(settings, RENDER_REQUESTS, settle_s=4)
+    parent_wants = requests_after(requests, PARENT, 11)
+    assert parent_wants and requests_after(requests, "lineage-same", 11) == {
+        (e, c, a) for e, c, a in parent_wants
+    }
 
     # a branch with an injected argument after tick 19 (the API): diverges at 20, not before
     actor, target = "walter_pike", "victor_crane"
@@ -167,25 +171,56 @@ async def test_snapshots_replay_and_branches_on_the_real_pipeline(
     what_if = await read_run(settings, "lineage-what-if")
     assert what_if.ticks[20].state_hash != parent.ticks[20].state_hash
     assert what_if.ticks[20].injected and what_if.ticks[20].injected[0].actor == actor
-    first_events = {e.type for e in what_if.events if e.tick == 20 and e.source == "admin"}
-    assert first_events == {"argument"}
+    assert {e.type for e in what_if.events if e.tick == 20 and e.source == "admin"} == {"argument"}
 
-    # the comparison: the API names the first divergent tick; ClickHouse holds the lineage
-    deadline = time.monotonic() + 60
-    while True:
-        diff = get(f"{api}/runs/{PARENT}/diff/lineage-what-if")
-        if diff["common_ticks"] == TICKS_IN_RUN - 20:
-            break
-        assert time.monotonic() < deadline, diff
-        time.sleep(0.5)
+    # the comparison names the first divergent tick; ClickHouse holds the lineage
+    diff = get(f"{api}/runs/{PARENT}/diff/lineage-what-if")
+    assert diff["common_ticks"] == TICKS_IN_RUN - 20
     assert diff["first_divergent_tick"] == 20
     assert diff["events_only_in_b"] >= 1
-    run = get(f"{api}/runs/lineage-what-if")
+    deadline = time.monotonic() + 60
+    while True:
+        run = get(f"{api}/runs/lineage-what-if")
+        if run["parent_run"] is not None:
+            break
+        assert time.monotonic() < deadline, run
+        time.sleep(0.5)
     assert run["parent_run"] == PARENT and run["branch_tick"] == 19
     assert run["catalog_digest"] == index.catalog.digest
+    assert set(get(f"{api}/runs/{PARENT}")["branches"]) == {"lineage-same", "lineage-what-if"}
     snapshots = await read_topic(settings, SNAPSHOTS)
-    assert {(s.run_id, s.tick) for s in snapshots if s.run_id == "lineage-what-if"} == {
-        ("lineage-what-if", 19),
-        ("lineage-what-if", 23),
-    }
+    assert {s.tick for s in snapshots if s.run_id == "lineage-what-if"} == {19, 23}
+    procs.assert_alive()
+
+
+async def test_an_unchanged_branch_writes_its_posts_from_the_llm_cache(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    """With the real Triton: the branch's posts are the parent's, word for word, from the
+    LLM cache (no call for a prompt the parent's LLM answered)."""
+    settings = settings_factory(
+        triton_grpc_url=triton_url, world_partitions=2, world_snapshot_every_ticks=SNAPSHOT_EVERY
+    )
+    procs.worker("worker", settings, "clock,world,impact,render")
+    days = LLM_TICKS * settings.step_minutes / 1440
+    await start_run(settings, PARENT, seed=4, days=days, start_minute=START)
+    await finished(settings, PARENT)
+    parent_posts = await rendered(settings, PARENT)
+    out = worldfeed(settings, "branch", PARENT, "--at-tick", "9", "--run-id", "lineage-cached")
+    assert out.returncode == 0, out.stderr
+    await finished(settings, "lineage-cached")
+    same_posts = await rendered(settings, "lineage-cached")
+    mine, theirs = by_event(same_posts, 9), by_event(parent_posts, 9)
+    assert mine.keys() == theirs.keys(), "the same events written up on the same channels"
+    # what the LLM wrote for the parent comes from the cache, word for word; a post the
+    # parent had to write from the template (Triton too slow) was never cached
+    written = {k for k, v in theirs.items() if v[1] == "llm"}
+    assert written, "the parent should have LLM-written posts after the branch tick"
+    assert {k: mine[k] for k in written} == {k: theirs[k] for k in written}
+    calls = await read_topic(settings, LLM_CALLS)
+    requests = {p.request_id: (p.event_id, p.channel) for p in same_posts}
+    branch_calls: list[LLMCalled] = [c for c in calls if c.run_id == "lineage-cached"]
+    from_cache = [c for c in branch_calls if requests.get(c.request_id) in written]
+    assert len(from_cache) == len(written), "one ledger row per cached post"
+    assert all(c.cache_hit for c in from_cache), [c.outcome for c in from_cache]
     procs.assert_alive()
