@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import time
 import urllib.request
@@ -22,6 +23,7 @@ import pytest
 
 from bus.log import read_topic
 from bus.runlog import read_run
+from sim.local import LocalRun
 from sim.replay import content, replay
 from sim.world import load_world
 from tests.fixtures.kafka import free_port
@@ -147,6 +149,16 @@ async def test_snapshots_replay_and_branches_through_the_world_pipeline(
         (e, c, a) for e, c, a in parent_wants
     }
 
+    # another, at a snapshot tick: restored from that snapshot, nothing re-derived
+    out = worldfeed(settings, "branch", PARENT, "--at-tick", "15", "--run-id", "lineage-at-15")
+    assert out.returncode == 0, out.stderr
+    assert "restored from its snapshot at tick 15, 0 logged ticks re-derived" in out.stdout
+    await finished(settings, "lineage-at-15")
+    at_15 = await read_run(settings, "lineage-at-15")
+    assert [at_15.ticks[t].state_hash for t in range(16, TICKS_IN_RUN)] == [
+        parent.ticks[t].state_hash for t in range(16, TICKS_IN_RUN)
+    ]
+
     # a branch with an injected argument after tick 19 (the API): diverges at 20, not before
     actor, target = "walter_pike", "victor_crane"
     body = {
@@ -187,7 +199,8 @@ async def test_snapshots_replay_and_branches_through_the_world_pipeline(
         time.sleep(0.5)
     assert run["parent_run"] == PARENT and run["branch_tick"] == 19
     assert run["catalog_digest"] == index.catalog.digest
-    assert set(get(f"{api}/runs/{PARENT}")["branches"]) == {"lineage-same", "lineage-what-if"}
+    branches = set(get(f"{api}/runs/{PARENT}")["branches"])
+    assert branches == {"lineage-same", "lineage-at-15", "lineage-what-if"}
     snapshots = await read_topic(settings, SNAPSHOTS)
     assert {s.tick for s in snapshots if s.run_id == "lineage-what-if"} == {19, 23}
     procs.assert_alive()
@@ -223,4 +236,34 @@ async def test_an_unchanged_branch_writes_its_posts_from_the_llm_cache(
     from_cache = [c for c in branch_calls if requests.get(c.request_id) in written]
     assert len(from_cache) == len(written), "one ledger row per cached post"
     assert all(c.cache_hit for c in from_cache), [c.outcome for c in from_cache]
+    procs.assert_alive()
+
+
+async def test_every_worker_killed_mid_run_the_run_continues_exactly(
+    settings_factory: Callable[..., Settings], procs: Procs
+) -> None:
+    """kill -9 of every worker mid-run: new workers restore the shards from their tables'
+    changelogs and the clock from its logs, and the run goes on with the hashes of the
+    uninterrupted reference; its replay from the log (snapshots included) is identical."""
+    settings = settings_factory(
+        world_partitions=2, tick_timeout_s=3.0, world_snapshot_every_ticks=SNAPSHOT_EVERY
+    )
+    for name in ("w0", "w1"):
+        procs.worker(name, settings, "clock,world,impact")
+    days = TICKS_IN_RUN * settings.step_minutes / 1440
+    await start_run(settings, "killed-all", seed=6, days=days, start_minute=START, speed=4000.0)
+    await read_until(settings, TICKS, lambda m: len(m) >= 10, 120)
+    for name in ("w0", "w1"):
+        procs.kill(name, signal.SIGKILL)
+    procs.running = []
+    for name in ("w2", "w3"):
+        procs.worker(name, settings, "clock,world,impact")
+    await finished(settings, "killed-all", 300)
+    log = await read_run(settings, "killed-all")
+    index = load_world("town")
+    ref = LocalRun(index, "ref", 6, start_minute=START)
+    for _ in range(TICKS_IN_RUN):
+        ref.step()
+    assert [log.ticks[t].state_hash for t in range(TICKS_IN_RUN)] == ref.hashes
+    assert replay(index, log).identical
     procs.assert_alive()

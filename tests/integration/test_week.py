@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from bus.runlog import read_run
 from catalog import load_catalog
 from catalog.models import ConditionTrigger
+from sim.replay import replay
 from sim.world import WorldIndex, is_open, load_world, resolve_world
 from tests.fixtures.kafka import free_port
 from tests.fixtures.processes import Procs, read_settled, read_until, start_run, wait_http
@@ -233,3 +235,13 @@ async def test_a_week_changes_the_world(
         if before < rule.threshold <= e["impact"]["total"]:
             promoted.append(e["event_id"])
     assert promoted, "no cascade promoted a story to news"
+
+    # the week replays from its log, identical tick by tick, its daily snapshots verified
+    report = replay(load_world("town"), await read_run(settings, RUN))
+    print(
+        f"  replay: {report.ticks} ticks in {report.seconds:.2f}s "
+        f"(the run's ticks took {report.original_seconds:.2f}s)"
+    )
+    assert report.identical, report.first_difference
+    assert report.ticks == 7 * 96
+    assert list(report.snapshots.values()) == ["verified"] * 7
