@@ -8,6 +8,7 @@ worldfeed run-command   start / pause / resume / stop a run, or change its speed
 worldfeed topics        create the topics (idempotent)
 worldfeed migrate       apply ClickHouse migrations
 worldfeed schemas       export topic JSON Schemas to topics/schemas/
+worldfeed sql           run a read-only query through the API (--format table|csv|json)
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("topics", help="create topics")
     sub.add_parser("migrate", help="apply ClickHouse migrations")
     sub.add_parser("schemas", help="export topic JSON Schemas")
+    q = sub.add_parser("sql", help="run a read-only SQL query through the API")
+    q.add_argument("query")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.add_argument("--api", default=None, help="API base URL (default: from the settings)")
     args = parser.parse_args(argv)
     start_minute = 0
     if args.cmd in ("up", "run-command"):
@@ -222,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         applied = migrate(connect(settings.clickhouse_dsn), database_of(settings.clickhouse_dsn))
         print(f"applied migrations: {applied or 'none (up to date)'}")
         return 0
+    if args.cmd == "sql":
+        from cli.sql import cmd_sql
+
+        return cmd_sql(settings, args.query, args.format, args.api)
     if args.cmd == "schemas":
         for path in export_topic_schemas():
             print(path.relative_to(ROOT))
