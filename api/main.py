@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
-from api.routes import admin, events, feed, health, npcs, posts, runs, sql, stats, stream, ui
+from api.routes import admin, events, feed, health, npcs, posts, runs, sql, stats, stream, ui, views
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
@@ -111,7 +111,7 @@ def create_app(
         # a cursor this API did not issue (or for another listing): an invalid parameter
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, sql, ui):
+    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, sql, views, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
