@@ -50,7 +50,7 @@ PAGES.why = async (page, match) => {
   parts.push(el("div", { class: "card", id: "why-rule" },
     el("h2", { class: "h4", text: "The threshold it passed" }),
     rule ? el("p", { id: "why-threshold" },
-      `On ${rule.channel}, a ${e ? e.type : "such"} event becomes a post when its impact reaches `,
+      `On ${rule.channel}, ${e ? (/^[aeiou]/i.test(e.type) ? "an " : "a ") + e.type : "such an"} event becomes a post when its impact reaches `,
       el("strong", { text: fmt(rule.threshold, 2) }), ". Its score was ",
       el("strong", { text: fmt(rule.score, 2) }), rule.passed ? " ✓ passed." : " ✗ below (re-scored since?).",
       ` Template “${rule.template}”` + (rule.rate_limit_per_day ? `, at most ${rule.rate_limit_per_day} posts per author per day.` : "."))
