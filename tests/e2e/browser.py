@@ -23,6 +23,15 @@ from typing import Any
 import aiohttp
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
+PAINTED = """
+(sel => [...document.querySelectorAll(sel)].map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+  return n;
+}))(%s)
+"""
 
 
 class PageError(AssertionError):
@@ -168,6 +177,11 @@ class Browser:
                     f"not true after {timeout_s:.0f}s: {condition}\n{self.problems()}\n{text}"
                 )
             await asyncio.sleep(0.1)
+
+    async def painted(self, selector: str) -> list[int]:
+        """Non-transparent pixels of each canvas matching ``selector`` (0: a blank canvas)."""
+        counts: list[int] = await self.evaluate(PAINTED % json.dumps(selector))
+        return counts
 
     async def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (beyond the viewport) at ``path``."""

@@ -21,18 +21,17 @@ from catalog import load_catalog
 from cli.worlds import STARTER
 from sim.world import WorldIndex
 from storage import ClickHouseWriter
-from tests.e2e.browser import CHROMIUM, Browser
+from tests.e2e.browser import CHROMIUM, SHOTS, Browser
 from tests.fixtures.live_api import serve
 from tests.fixtures.ui_story import RUN, Story, seed_story
 from topics.models import EventHappened, ImpactScore, TickCompleted
-from worldfeed.settings import ROOT, Settings
+from worldfeed.settings import Settings
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium"),
 ]
 
-SHOTS = ROOT / ".local" / "screenshots"
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 PHONE = (390, 844)
 
@@ -54,15 +53,6 @@ READY = {
     "npc": "document.querySelectorAll('#npc-charts figure.chart canvas').length >= 3",
     "why": "document.querySelector('#why-attempts')",
 }
-
-PAINTED = """
-(sel => [...document.querySelectorAll(sel)].map(c => {
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
-  return n;
-}))(%s)
-"""
 
 
 @pytest.fixture
@@ -104,8 +94,7 @@ def compact(ids: list[str]) -> str:
 
 
 async def painted(browser: Browser, selector: str) -> list[int]:
-    counts: list[int] = await browser.evaluate(PAINTED % json.dumps(selector))
-    return counts
+    return await browser.painted(selector)
 
 
 async def shot(browser: Browser, name: str) -> Path:
