@@ -35,9 +35,11 @@ from api.routes import (
     npcs,
     posts,
     runs,
+    sql,
     stats,
     stream,
     ui,
+    views,
 )
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
@@ -123,7 +125,7 @@ def create_app(
         # a cursor this API did not issue (or for another listing): an invalid parameter
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, ui):
+    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, sql, views, ui):
         app.include_router(module.router)
     app.include_router(lineage.admin)
     app.include_router(lineage.public)

@@ -39,6 +39,7 @@ TEMPLATE_FIELDS: dict[str, int] = {
     "place_name": 80,
     "time": 16,
     "channel": 8,
+    "world_title": 120,  # world.json title, filled in at load (catalog.loader.name_the_world)
     "memories": 0,  # sized per template: max_memories x MEMORY_CHARS
 }
 MEMORY_CHARS = 200

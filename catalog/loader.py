@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticError
 from catalog import schemas
 from catalog.checks import check_catalog
 from catalog.errors import CatalogError, CatalogIssue, json_pointer
-from catalog.models import CATALOG_FILES, Catalog
+from catalog.models import CATALOG_FILES, Catalog, Template, World
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,29 @@ def read_file(catalog_file: str, file: Path, shown: str) -> Any:
     return parse_file(catalog_file, _read_json(file, shown), shown)
 
 
+WORLD_TITLE = "{world_title}"
+
+
+def name_the_world(templates: list[Template], world: World) -> list[Template]:
+    """Templates with ``{world_title}`` replaced by the world's title (``world.json``).
+
+    Templates name the world through this variable, so a copy of a world with a new
+    title needs no edit of its prompts; the other placeholders stay for the renderer.
+    """
+    title = world.title.replace("{", "{{").replace("}", "}}")
+    return [
+        t.model_copy(
+            update={
+                "system": t.system.replace(WORLD_TITLE, title),
+                "prompt": t.prompt.replace(WORLD_TITLE, title),
+            }
+        )
+        if WORLD_TITLE in t.system or WORLD_TITLE in t.prompt
+        else t
+        for t in templates
+    ]
+
+
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate the world directory at ``path``; raises CatalogError on any problem."""
     root = Path(path)
@@ -110,7 +133,7 @@ def load_catalog(path: str | Path) -> Catalog:
         goals=parsed["goals.json"],
         event_types=parsed["event_types.json"],
         channels=parsed["channels.json"],
-        templates=parsed["templates.json"],
+        templates=name_the_world(parsed["templates.json"], parsed["world.json"]),
         scheduled=parsed["scheduled.json"],
         director=parsed["director.json"],
     )

@@ -9,6 +9,9 @@ worldfeed snapshot      write a full-world snapshot of a run (cli/runs.py: repla
 worldfeed topics        create the topics (idempotent)
 worldfeed migrate       apply ClickHouse migrations
 worldfeed schemas       export topic JSON Schemas to topics/schemas/
+worldfeed sql           run a read-only query through the API (--format table|csv|json)
+worldfeed check-world   validate a world directory (file, JSON pointer and rule of each problem)
+worldfeed new-world     start a new world from a template (the starter town, or synthetic)
 """
 
 from __future__ import annotations
@@ -150,7 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("topics", help="create topics")
     sub.add_parser("migrate", help="apply ClickHouse migrations")
     sub.add_parser("schemas", help="export topic JSON Schemas")
+    q = sub.add_parser("sql", help="run a read-only SQL query through the API")
+    q.add_argument("query")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.add_argument("--api", default=None, help="API base URL (default: from the settings)")
+    cw = sub.add_parser("check-world", help="validate a world directory")
+    cw.add_argument("directory", type=Path)
+    nw = sub.add_parser("new-world", help="start a new world from a template")
+    nw.add_argument("name", help="world id: lower-case letters, digits and _")
+    nw.add_argument("--dir", type=Path, default=None, help="parent directory (.local/worlds)")
+    nw.add_argument("--title", default=None, help="display name (default: from the name)")
+    nw.add_argument("--from", dest="template", choices=["town", "synthetic"], default="town")
+    nw.add_argument("--npcs", type=int, default=50, help="synthetic: how many NPCs")
+    nw.add_argument("--seed", type=int, default=1, help="synthetic: generator seed")
     args = parser.parse_args(argv)
+    if args.cmd in ("check-world", "new-world"):
+        from cli.worlds import check_world, cmd_new_world
+
+        if args.cmd == "check-world":
+            return check_world(args.directory)
+        return cmd_new_world(args.name, args.dir, args.title, args.template, args.npcs, args.seed)
     start_minute = 0
     if args.cmd in ("up", "run-command"):
         start_minute = start_minute_arg(args.start_day, args.start_time)
@@ -228,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         applied = migrate(connect(settings.clickhouse_dsn), database_of(settings.clickhouse_dsn))
         print(f"applied migrations: {applied or 'none (up to date)'}")
         return 0
+    if args.cmd == "sql":
+        from cli.sql import cmd_sql
+
+        return cmd_sql(settings, args.query, args.format, args.api)
     if args.cmd == "schemas":
         for path in export_topic_schemas():
             print(path.relative_to(ROOT))

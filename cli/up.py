@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bus.admin import ensure_topics
 from bus.commands import send_command
 from sim.calendar import MINUTES_PER_HOUR, clock_text
-from topics import POSTS, RENDER_REQUESTS, TICKS
+from topics import DLQ, EVENTS, POSTS, RENDER_REQUESTS, TICKS
 from topics.codec import DecodeError, decode
 from topics.models import RunCommanded
 from worldfeed.settings import ROOT, Settings
@@ -210,6 +210,41 @@ def world_name(settings: Settings) -> str:
     return "town" if settings.catalog_dir.resolve() == default else str(settings.catalog_dir)
 
 
+ADMIN_TOKEN_FILE = ROOT / ".local" / "admin-token"
+
+
+def admin_token_hint(settings: Settings) -> str:
+    """How to get the admin token, without printing a real secret to the terminal."""
+    configured = getattr(settings, "admin_token_file", None)  # a setting, where there is one
+    for candidate in (configured, ADMIN_TOKEN_FILE):
+        if candidate and Path(candidate).is_file():
+            path = Path(candidate)
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            return f"cat {shown}"
+    if "admin_token" in settings.model_fields_set:
+        return "the WORLDFEED_ADMIN_TOKEN you set"
+    return f"{settings.admin_token.get_secret_value()} (the dev default; set WORLDFEED_ADMIN_TOKEN)"
+
+
+def next_steps(settings: Settings, run_id: str) -> list[str]:
+    """What a user needs once the run is up: where to look, how to act, how to tail topics."""
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    bootstrap = settings.kafka_bootstrap.split(",")[0]
+    return [
+        "",
+        f"web UI:         {api}/?run_id={run_id}   (dashboard {api}/ui/run?run_id={run_id})",
+        f"API docs:       {api}/docs",
+        f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'",
+        f"news:           curl '{api}/feed?channel=news&run_id={run_id}'",
+        f"admin token:    {admin_token_hint(settings)}",
+        "                 (admin calls: -H 'Authorization: Bearer <token>')",
+        "query it:       .venv/bin/worldfeed sql "  # noqa: S608 - text for the user, not run
+        f"\"SELECT channel, count() FROM posts WHERE run_id = '{run_id}' GROUP BY channel\"",
+        f"tail a topic:   kcat -b {bootstrap} -t {settings.topic(POSTS.name)} -C -o end"
+        f"   (also {', '.join(settings.topic(s.name) for s in (EVENTS, TICKS, DLQ))})",
+    ]
+
+
 def up(
     settings: Settings,
     days: float,
@@ -261,9 +296,8 @@ def up(
             f"by source {summary['sources']}; first post after {summary['first_post_s']:.1f}s; "
             f"total {time.monotonic() - t0:.1f}s"
         )
-        say(f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'")
-        say(f"news:           curl '{api}/feed?channel=news&run_id={run_id}'")
-        say(f"API docs:       {api}/docs")
+        for line in next_steps(settings, run_id):
+            say(line)
         if not exit_when_done:
             say("running; press Ctrl-C to stop everything")
             while True:

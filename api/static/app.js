@@ -38,9 +38,59 @@ function who(id) {
   return npc ? { handle: npc.handle, name: npc.display_name } : { handle: id, name: "" };
 }
 
+function runQuery(extra = {}) {
+  const params = new URLSearchParams();
+  if (state.run) params.set("run_id", state.run);
+  if (!LIVE) params.set("live", "0");
+  for (const [k, v] of Object.entries(extra)) if (v !== null && v !== undefined && v !== "") params.set(k, v);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
 function npcLink(id, text) {
-  const params = state.run ? `?run_id=${encodeURIComponent(state.run)}` : "";
-  return el("a", { href: `/ui/npcs/${encodeURIComponent(id)}${params}`, text: text || who(id).handle });
+  return el("a", { href: `/ui/npcs/${encodeURIComponent(id)}${runQuery()}`, text: text || who(id).handle });
+}
+
+// pages other than the feed and the NPC page register here: PAGES[name] = async (match) => ...
+const PAGES = {};
+const ROUTES = [
+  [/^\/ui\/run\/?$/, "run"],
+  [/^\/ui\/events\/?$/, "events"],
+  [/^\/ui\/town\/?$/, "town"],
+  [/^\/ui\/posts\/([^/]+)\/why\/?$/, "why"],
+];
+
+// load a vendored library once (api/static/vendor/; nothing comes from outside)
+const loaded = {};
+function loadScript(src) {
+  if (!loaded[src]) {
+    loaded[src] = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = src;
+      s.onload = resolve;
+      s.onerror = () => reject(new Error(`could not load ${src}`));
+      document.head.append(s);
+    });
+  }
+  return loaded[src];
+}
+
+function showPage(name) {
+  $("#feed-view").hidden = true;
+  $("#npc-view").hidden = true;
+  const page = $("#page-view");
+  page.hidden = false;
+  page.replaceChildren();
+  document.querySelector("main").classList.add("wide");
+  for (const a of document.querySelectorAll(".pages a")) {
+    if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  return page;
+}
+
+function fmt(n, digits = 0) {
+  if (n === null || n === undefined) return "–";
+  return Number(n).toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
 function postNode(p, fresh = false) {
@@ -53,7 +103,9 @@ function postNode(p, fresh = false) {
       author.name ? el("span", { text: author.name }) : null,
       p.source === "template" ? el("span", { class: "badge", text: "template" }) : null,
       p.moderation === "flagged" ? el("span", { class: "badge", text: "flagged" }) : null,
-      el("span", { class: "time", text: simTime(p.sim_minute) })),
+      el("span", { class: "time", text: simTime(p.sim_minute) }),
+      el("a", { class: "why", href: `/ui/posts/${encodeURIComponent(p.post_id)}/why${runQuery()}`,
+        "aria-label": `why this post (${simTime(p.sim_minute)})`, text: "why?" })),
     p.title ? el("h3", { class: "title", text: p.title }) : null,
     el("p", { class: "body", text: p.body }),
   );
@@ -131,6 +183,7 @@ async function loadRuns() {
     history.replaceState(null, "", url);
     await loadNpcs();
     if (!$("#feed-view").hidden) { await loadFeed(); connectLive(); }
+    else location.href = url.toString();  // other pages: reload for the new run
   };
 }
 
@@ -170,9 +223,9 @@ async function showNpc(id) {
     el("td", { text: r.familiarity.toFixed(0) }),
     el("td", { text: r.tags.join(", ") })));
   const rels = el("div", { class: "card", id: "relationships" }, el("h4", { text: `Relationships (${rows.length})` }),
-    rows.length ? el("table", { class: "rels" },
+    rows.length ? el("div", { class: "scroll", tabindex: "0" }, el("table", { class: "rels" },
       el("thead", {}, el("tr", {}, ...["handle", "name", "affinity", "trust", "familiarity", "tags"].map((h) => el("th", { text: h })))),
-      el("tbody", {}, ...rows)) : el("p", { class: "muted", text: "None yet." }));
+      el("tbody", {}, ...rows))) : el("p", { class: "muted", text: "None yet." }));
 
   const goals = el("div", { class: "card" }, el("h4", { text: "Goals" }),
     el("ul", { class: "plain" }, ...s.goals.map((g) => el("li", { text: `${g.kind}${g.target ? " → " + g.target : ""}: ${Math.round(g.progress * 100)}%` }))));
@@ -183,7 +236,10 @@ async function showNpc(id) {
   const timeline = el("div", { class: "card" }, el("h4", { text: "Timeline" }));
   const list = el("ol", { class: "posts" });
   timeline.append(list);
-  box.replaceChildren(profile, rels, goals, memories, timeline);
+  const charts = el("div", { class: "card", id: "npc-charts" }, el("h2", { class: "h4", text: "Over the run" }));
+  box.replaceChildren(profile, charts, rels, goals, memories, timeline);
+  if (state.run) npcCharts(charts, id).catch((err) => charts.append(el("p", { class: "muted", text: `Charts unavailable: ${err.message}` })));
+  else charts.append(el("p", { class: "muted", text: "Pick a run to see charts." }));
   try {
     const tl = await api(`/npcs/${encodeURIComponent(id)}/timeline`, { run_id: state.run, limit: 50 });
     for (const item of tl.items) {
@@ -202,11 +258,20 @@ async function showNpc(id) {
 async function main() {
   await loadRuns();
   await loadNpcs();
+  for (const a of document.querySelectorAll(".pages a")) a.href = a.getAttribute("href").split("?")[0] + runQuery();
   const match = location.pathname.match(/^\/ui\/npcs\/([^/]+)/);
   if (match) {
     await showNpc(decodeURIComponent(match[1]));
     return;
   }
+  for (const [pattern, name] of ROUTES) {
+    const m = location.pathname.match(pattern);
+    if (m) {
+      await PAGES[name](showPage(name), m);
+      return;
+    }
+  }
+  document.querySelector('.pages a[data-page="feed"]').setAttribute("aria-current", "page");
   const tabs = [...document.querySelectorAll(".tab")];
   const activate = (tab) => {
     tabs.forEach((t) => t.classList.toggle("active", t === tab));

@@ -1,6 +1,7 @@
 """The web UI, end to end: a short run through worker and API processes (real Kafka,
 real Triton, embedded ClickHouse), then Debian's headless Chromium loads the page, runs
-its JavaScript, and the posts are in the DOM; an NPC page shows relationships."""
+its JavaScript, and the posts are in the DOM; an NPC page shows relationships; the run
+dashboard, the town graph and a post's why page draw from the real run's rows."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import SHOTS, Browser
 from tests.fixtures.kafka import free_port
 from tests.fixtures.processes import Procs, read_until, start_run, wait_http
 from topics import TICKS
@@ -110,4 +112,61 @@ async def test_ui_shows_posts_and_npc_pages(
         f"{api}/?run_id=e2e-ui&live=0", tmp_path, f"--screenshot={shot}", "--window-size=1000,1200"
     )
     assert shot.stat().st_size > 10_000
+    procs.assert_alive()
+
+    # the pictures of the real run (over the DevTools protocol)
+    deadline = time.monotonic() + 120
+    while True:  # every event the ticks counted is stored (the sink may still be writing)
+        ticks = get(f"{api}/runs/e2e-ui/ticks?limit=500")
+        stats = get(f"{api}/stats?run_id=e2e-ui")
+        if (
+            ticks
+            and ticks[-1]["last"]
+            and stats["tables"]["events"] == sum(t["events"] for t in ticks)
+        ):
+            break
+        assert time.monotonic() < deadline, "the run's events did not all reach ClickHouse"
+        time.sleep(2)
+    written = next((p for p in feed if p["source"] == "llm"), feed[0])
+    deadline = time.monotonic() + 120
+    while True:  # the LLM calls reach ClickHouse through the sink, after the posts maybe
+        why = get(f"{api}/posts/{written['post_id']}/why")
+        if why["attempts"] or written["source"] != "llm":
+            break
+        assert time.monotonic() < deadline, f"no LLM call stored for {written['post_id']}"
+        time.sleep(2)
+    assert why["event"]["event_id"] == written["event_id"]
+    assert why["rule"] is not None and why["rule"]["passed"], why
+    assert why["rule"]["score"] >= why["rule"]["threshold"]
+    if written["source"] == "llm":
+        assert why["attempts"][-1]["outcome"] in ("valid", "repaired", "cached")
+
+    async with Browser(tmp_path / "cdp-profile") as browser:
+        await browser.goto(f"{api}/ui/run?run_id=e2e-ui&live=0")
+        await browser.wait_for("document.querySelectorAll('figure.chart canvas').length >= 4", 60)
+        assert all(n > 300 for n in await browser.painted("figure.chart canvas"))
+        shown_events = await browser.evaluate(
+            "document.querySelector('#tile-events .tile-value').textContent"
+        )
+        assert shown_events == f"{stats['tables']['events']:,}"
+        await browser.screenshot(SHOTS / "real-run.png")
+
+        await browser.goto(f"{api}/ui/town?run_id=e2e-ui&live=0")
+        await browser.wait_for("document.querySelector('#town-graph')?.dataset.nodes", 60)
+        assert await browser.evaluate("document.querySelector('#town-graph').dataset.nodes") == (
+            str(len(handles))
+        )
+        assert max(await browser.painted("#town-graph canvas")) > 2_000
+        await browser.screenshot(SHOTS / "real-town.png")
+
+        await browser.goto(f"{api}/ui/posts/{written['post_id']}/why?live=0")
+        await browser.wait_for("document.querySelector('#why-attempts')", 60)
+        rows = await browser.evaluate("document.querySelectorAll('#why-attempts tbody tr').length")
+        assert rows == len(why["attempts"])
+        assert (
+            await browser.evaluate("document.querySelector('#why-event').dataset.eventId")
+            == written["event_id"]
+        )
+        await browser.screenshot(SHOTS / "real-why.png")
+        assert not browser.problems(), browser.problems()
     procs.assert_alive()
