@@ -58,6 +58,7 @@ const ROUTES = [
   [/^\/ui\/events\/?$/, "events"],
   [/^\/ui\/town\/?$/, "town"],
   [/^\/ui\/posts\/([^/]+)\/why\/?$/, "why"],
+  [/^\/ui\/compare\/([^/]+)\/([^/]+)\/?$/, "compare"],
 ];
 
 // load a vendored library once (api/static/vendor/; nothing comes from outside)

@@ -25,7 +25,7 @@ async function drawRun(page, data) {
     tile("dead letters (all runs)", fmt(Object.values(dead).reduce((a, b) => a + b, 0)), "tile-dead"),
     tile("ticks / s", fmt(stats.rates.ticks_per_wall_s, 1), "tile-rate"));
   const grid = el("div", { class: "chart-grid" });
-  page.replaceChildren(head, tiles, grid);
+  page.replaceChildren(head, tiles, await lineageCard(run.run_id), grid);
   if (!hours.length) {
     grid.append(el("p", { class: "empty", text: "Nothing stored for this run yet." }));
     return;

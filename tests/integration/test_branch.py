@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from bus.runlog import read_run
 from sim.local import LocalRun
 from sim.replay import content, replay
 from sim.world import load_world
+from tests.e2e.browser import SHOTS, Browser
 from tests.fixtures.kafka import free_port
 from tests.fixtures.processes import (
     Procs,
@@ -100,7 +102,7 @@ def requests_after(requests: list[Any], run_id: str, after: int) -> set[tuple[st
 
 
 async def test_snapshots_replay_and_branches_through_the_world_pipeline(
-    settings_factory: Callable[..., Settings], procs: Procs
+    settings_factory: Callable[..., Settings], procs: Procs, tmp_path: Path
 ) -> None:
     """Clock, world (2 shards) and impact on the broker, the API with its sink: no LLM."""
     settings = settings_factory(
@@ -203,6 +205,23 @@ async def test_snapshots_replay_and_branches_through_the_world_pipeline(
     assert branches == {"lineage-same", "lineage-at-15", "lineage-what-if"}
     snapshots = await read_topic(settings, SNAPSHOTS)
     assert {s.tick for s in snapshots if s.run_id == "lineage-what-if"} == {19, 23}
+
+    # the web UI (headless Chromium): the lineage on the run page, the comparison page
+    async with Browser(tmp_path / "chromium") as browser:
+        await browser.goto(f"{api}/ui/run?run_id=lineage-what-if&live=0")
+        await browser.wait_for("document.querySelector('#lineage') !== null")
+        lineage = await browser.evaluate("document.querySelector('#lineage').textContent")
+        assert f"Branched from {PARENT} after tick 19" in lineage
+        await browser.goto(f"{api}/ui/compare/{PARENT}/lineage-what-if?live=0")
+        await browser.wait_for("document.querySelector('#feeds') !== null", 60)
+        text = await browser.evaluate("document.querySelector('#divergence').textContent")
+        assert text.startswith("first divergent tick 20")
+        assert all(n > 500 for n in await browser.painted("#chart-compare canvas"))
+        columns = await browser.evaluate("document.querySelectorAll('#feeds .column').length")
+        assert columns == 2
+        assert not browser.problems()
+        path = await browser.screenshot(SHOTS / "compare.png")
+        print(f"screenshot: {path}")
     procs.assert_alive()
 
 
