@@ -25,7 +25,7 @@ import pytest
 from bus.log import read_topic
 from bus.runlog import read_run
 from sim.local import LocalRun
-from sim.replay import content, replay
+from sim.replay import RunLog, content, replay
 from sim.world import load_world
 from tests.e2e.browser import SHOTS, Browser
 from tests.fixtures.kafka import free_port
@@ -93,6 +93,22 @@ def by_event(posts: list[PostPublished], after: int) -> dict[tuple[str, str], tu
     }
 
 
+async def unchanged_branch(
+    settings: Settings, parent: RunLog, at: int, run_id: str, restored: str
+) -> RunLog:
+    """``worldfeed branch`` with no change: its ticks have the parent's state hashes."""
+    out = worldfeed(settings, "branch", PARENT, "--at-tick", str(at), "--run-id", run_id)
+    assert out.returncode == 0, out.stderr
+    assert f"restored from its {restored} logged ticks re-derived" in out.stdout
+    await finished(settings, run_id)
+    branch = await read_run(settings, run_id)
+    later = range(at + 1, TICKS_IN_RUN)
+    assert [branch.ticks[t].state_hash for t in later] == [
+        parent.ticks[t].state_hash for t in later
+    ]
+    return branch
+
+
 def requests_after(requests: list[Any], run_id: str, after: int) -> set[tuple[str, str, str]]:
     return {
         (r.event.event_id, r.channel, r.author)
@@ -134,14 +150,7 @@ async def test_snapshots_replay_and_branches_through_the_world_pipeline(
     assert "identical" in out.stdout
 
     # an unchanged branch after tick 11 (between snapshots), started by the CLI
-    out = worldfeed(settings, "branch", PARENT, "--at-tick", "11", "--run-id", "lineage-same")
-    assert out.returncode == 0, out.stderr
-    assert "restored from its snapshot at tick 7" in out.stdout
-    await finished(settings, "lineage-same")
-    same = await read_run(settings, "lineage-same")
-    assert [same.ticks[t].state_hash for t in range(12, TICKS_IN_RUN)] == [
-        parent.ticks[t].state_hash for t in range(12, TICKS_IN_RUN)
-    ]
+    same = await unchanged_branch(settings, parent, 11, "lineage-same", "snapshot at tick 7, 4")
     assert [content(e) for e in same.events] == [content(e) for e in parent.events if e.tick > 11]
     assert replay(index, same).identical
     # impact asks for the same write-ups (its open stories came from the parent)
@@ -152,14 +161,7 @@ async def test_snapshots_replay_and_branches_through_the_world_pipeline(
     }
 
     # another, at a snapshot tick: restored from that snapshot, nothing re-derived
-    out = worldfeed(settings, "branch", PARENT, "--at-tick", "15", "--run-id", "lineage-at-15")
-    assert out.returncode == 0, out.stderr
-    assert "restored from its snapshot at tick 15, 0 logged ticks re-derived" in out.stdout
-    await finished(settings, "lineage-at-15")
-    at_15 = await read_run(settings, "lineage-at-15")
-    assert [at_15.ticks[t].state_hash for t in range(16, TICKS_IN_RUN)] == [
-        parent.ticks[t].state_hash for t in range(16, TICKS_IN_RUN)
-    ]
+    await unchanged_branch(settings, parent, 15, "lineage-at-15", "snapshot at tick 15, 0")
 
     # a branch with an injected argument after tick 19 (the API): diverges at 20, not before
     actor, target = "walter_pike", "victor_crane"

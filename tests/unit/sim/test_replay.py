@@ -7,20 +7,10 @@ import pytest
 from sim.local import LocalRun
 from sim.replay import BranchError, RunLog, diff, plan_branch, replay, world_at
 from sim.snapshot import Snapshot, assemble
-from sim.world import WorldIndex, load_world
+from sim.world import WorldIndex
 from topics.models import InjectedEvent
 
 TICKS = 48
-
-
-@pytest.fixture(scope="module")
-def town() -> WorldIndex:
-    return load_world("town")
-
-
-def injection(index: WorldIndex) -> InjectedEvent:
-    actor, target = sorted(index.npc_ids)[:2]
-    return InjectedEvent(type="argument", actor=actor, target=target)
 
 
 def log_of(run: LocalRun, start=None) -> RunLog:
@@ -28,10 +18,10 @@ def log_of(run: LocalRun, start=None) -> RunLog:
 
 
 @pytest.fixture(scope="module")
-def parent(town: WorldIndex) -> LocalRun:
+def parent(town: WorldIndex, argument: InjectedEvent) -> LocalRun:
     run = LocalRun(town, "parent", seed=5, n_shards=2, snapshot_every=16)
     for t in range(TICKS):
-        run.step([injection(town)] if t in (3, 8) else None)
+        run.step([argument] if t in (3, 8) else None)
     return run
 
 
@@ -98,9 +88,9 @@ def test_a_no_change_branch_reproduces_the_parent(
 
 
 def test_a_branch_with_an_injection_diverges_at_its_first_tick(
-    town: WorldIndex, parent: LocalRun
+    town: WorldIndex, parent: LocalRun, argument: InjectedEvent
 ) -> None:
-    plan = plan_branch(town, log_of(parent), 24, n_shards=1, injected=[injection(town)])
+    plan = plan_branch(town, log_of(parent), 24, n_shards=1, injected=[argument])
     child = LocalRun.from_snapshot(town, assemble(plan.parts)[24], run_id=plan.run_id)
     assert isinstance(assemble(plan.parts)[24], Snapshot)
     child.step(plan.start.injected)

@@ -7,32 +7,18 @@ import pytest
 from sim.clock import RunClock, recover
 from sim.local import LocalRun
 from sim.snapshot import Refused, Snapshot, assemble, clock_part, split_states
-from sim.world import WorldIndex, load_world
+from sim.world import WorldIndex
 from topics.models import InjectedEvent, RunCommanded
 
 TICKS = 40
 
 
 @pytest.fixture(scope="module")
-def town() -> WorldIndex:
-    return load_world("town")
-
-
-def injection(index: WorldIndex) -> InjectedEvent:
-    actor, target = sorted(index.npc_ids)[:2]
-    return InjectedEvent(type="argument", actor=actor, target=target)
-
-
-def play(index: WorldIndex, ticks: int, **kw: object) -> LocalRun:
-    run = LocalRun(index, "parent", seed=3, **kw)  # type: ignore[arg-type]
-    for t in range(ticks):
-        run.step([injection(index)] if t == 5 else None)
+def parent(town: WorldIndex, argument: InjectedEvent) -> LocalRun:
+    run = LocalRun(town, "parent", seed=3, snapshot_every=8, n_shards=2)
+    for t in range(TICKS):
+        run.step([argument] if t == 5 else None)
     return run
-
-
-@pytest.fixture(scope="module")
-def parent(town: WorldIndex) -> LocalRun:
-    return play(town, TICKS, snapshot_every=8, n_shards=2)
 
 
 def test_event_ids_and_state_hashes_do_not_depend_on_the_run_id(town: WorldIndex) -> None:
@@ -81,16 +67,16 @@ def test_restored_snapshot_plays_on_with_the_original_hashes(
 
 
 def test_a_restored_snapshot_with_an_injection_diverges_only_from_then(
-    town: WorldIndex, parent: LocalRun
+    town: WorldIndex, parent: LocalRun, argument: InjectedEvent
 ) -> None:
     snap = assemble(parent.parts)[15]
     assert isinstance(snap, Snapshot)
     branch = LocalRun.from_snapshot(town, snap, run_id="what-if")
-    branch.step([injection(town)])  # tick 16
+    branch.step([argument])  # tick 16
     for _ in range(5):
         branch.step()
     assert branch.hashes[0] != parent.hashes[16]
-    assert branch.completed[0].injected == [injection(town)]
+    assert branch.completed[0].injected == [argument]
 
 
 def test_a_corrupt_part_is_refused_with_its_place(parent: LocalRun) -> None:
@@ -133,13 +119,13 @@ def test_the_clock_part_checksum_covers_the_manifest(parent: LocalRun) -> None:
     assert isinstance(assemble([tampered, *shards])[3], Refused)
 
 
-def test_clock_recovery_keeps_injections_no_completed_tick_took(town: WorldIndex) -> None:
+def test_clock_recovery_keeps_injections_no_completed_tick_took(argument: InjectedEvent) -> None:
     start = RunCommanded(command="start", run_id="r", seed=1, days=1)
     inj = [
         RunCommanded(
             command="inject",
             run_id="r",
-            event=injection(town).model_copy(update={"summary": str(i)}),
+            event=argument.model_copy(update={"summary": str(i)}),
         )
         for i in range(3)
     ]
