@@ -26,7 +26,7 @@ from api.routes.admin import RUN_COMMAND, RUN_ID, _send
 from api.schemas import CommandAcceptedPublic
 from bus.runlog import UnknownRun, make_branch, read_run, send_branch
 from sim.replay import BranchError, RunLog, diff, replay, world_at
-from sim.world import load_world
+from sim.world import WorldIndex, load_world
 from topics.models import InjectedEvent, RunCommanded
 from worldfeed.settings import Settings
 
@@ -34,6 +34,7 @@ admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require
 public = APIRouter(prefix="/runs", tags=["runs"])
 
 MAX_LOG_TICKS = 20_000  # ticks re-derived per request at most (~7 months at 15 min)
+MAX_NPC_TICKS = 20_000_000  # and NPC-ticks (100k NPCs: 200 ticks); beyond: the CLI
 MAX_INJECTED = 100
 RunId = Annotated[str, Path(pattern=RUN_ID)]
 _busy = asyncio.Lock()
@@ -100,6 +101,21 @@ async def _log(settings: Settings, run_id: str, *, posts: bool = False) -> RunLo
     return log
 
 
+async def _world(*logs: RunLog) -> WorldIndex:
+    """The runs' world, loaded off the loop; 413 if re-deriving them is too much work here."""
+    try:
+        index = await asyncio.to_thread(load_world, logs[0].start.world)
+    except Exception as exc:
+        raise HTTPException(status_code=409, detail=f"the run's world: {exc}") from exc
+    work = sum(len(index.npc_ids) * (log.last_tick - log.first_tick + 1) for log in logs)
+    if work > MAX_NPC_TICKS:
+        raise HTTPException(
+            status_code=413,
+            detail=f"{work:,} NPC-ticks to re-derive, more than {MAX_NPC_TICKS:,}: use the CLI",
+        )
+    return index
+
+
 @admin.post("/runs/{run_id}/snapshots", **RUN_COMMAND)
 async def take_snapshot(
     run_id: RunId, settings: SettingsDep, commands: CommandsDep
@@ -115,7 +131,8 @@ async def replay_run(run_id: RunId, settings: SettingsDep) -> dict[str, Any]:
 
     async def work() -> dict[str, Any]:
         log = await _log(settings, run_id)
-        report = await asyncio.to_thread(replay, load_world(log.start.world), log)
+        index = await _world(log)
+        report = await asyncio.to_thread(replay, index, log)
         return dataclasses.asdict(report) | {"speedup": report.speedup}
 
     return await _exclusive(work)
@@ -138,8 +155,8 @@ async def branch_run(run_id: RunId, body: BranchRequest, settings: SettingsDep) 
 
     async def work() -> BranchStarted:
         parent = await _log(settings, run_id)
+        index = await _world(parent)
         try:
-            index = await asyncio.to_thread(load_world, parent.start.world)
             plan = await asyncio.to_thread(
                 lambda: make_branch(
                     index,
@@ -184,7 +201,7 @@ async def diff_runs(run_a: RunId, run_b: RunId, settings: SettingsDep) -> dict[s
         last = min(a.last_tick, b.last_tick)
         states: list[Any] = [None, None]
         if last >= max(a.first_tick, b.first_tick):
-            index = await asyncio.to_thread(load_world, a.start.world)
+            index = await _world(a, b)
             states = [await asyncio.to_thread(world_at, index, log, last) for log in (a, b)]
         return dataclasses.asdict(diff(a, b, states[0], states[1]))
 
