@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from api.admin_token import usage as admin_usage
 from bus.admin import ensure_topics
 from bus.commands import send_command
 from sim.calendar import MINUTES_PER_HOUR, clock_text
@@ -264,6 +265,7 @@ def up(
         say(f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'")
         say(f"news:           curl '{api}/feed?channel=news&run_id={run_id}'")
         say(f"API docs:       {api}/docs")
+        say(f"admin routes:   {admin_usage(settings)}")
         if not exit_when_done:
             say("running; press Ctrl-C to stop everything")
             while True:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -32,9 +33,14 @@ def admin_settings(
 
 
 @pytest.fixture
-def admin_api(admin_settings: Settings, ch_client: Client, tmp_path: Path) -> Iterator[TestClient]:
+def admin_api(
+    admin_settings: Settings,
+    ch_client: Client,
+    tmp_path: Path,
+    client_of: Callable[[FastAPI], TestClient],
+) -> Iterator[TestClient]:
     app = create_app(admin_settings, ch_client, worlds_dir=tmp_path / "worlds")
-    with TestClient(app) as client:
+    with client_of(app) as client:
         yield client
 
 
