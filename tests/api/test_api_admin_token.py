@@ -18,6 +18,8 @@ from api.admin_token import AdminTokenError, read_or_create, usage
 from api.main import create_app
 from worldfeed.settings import PLACEHOLDER_TOKENS, Settings
 
+REAL = "a-real-secret-token"
+
 
 def _admin(client: TestClient, token: str) -> int:
     return client.get("/admin/nothing", headers={"Authorization": f"Bearer {token}"}).status_code
@@ -61,7 +63,7 @@ def test_a_published_placeholder_token_is_refused_in_every_env(token: str, env: 
 def test_prod_needs_a_configured_token() -> None:
     with pytest.raises(ValidationError, match="WORLDFEED_ADMIN_TOKEN must be set"):
         Settings(env="prod")
-    assert Settings(env="prod", admin_token="a-real-secret-of-prod").admin_token
+    assert Settings(env="prod", admin_token=REAL).admin_token
 
 
 def test_a_token_file_others_can_read_or_holding_a_placeholder_is_refused(
@@ -83,7 +85,7 @@ def test_a_token_file_others_can_read_or_holding_a_placeholder_is_refused(
 def test_usage_names_the_file_or_the_variable(tmp_path: Path) -> None:
     from_file = usage(Settings(admin_token_file=tmp_path / "t"))
     assert f"$(cat {tmp_path / 't'})" in from_file and "http://127.0.0.1:8000/admin" in from_file
-    configured = usage(Settings(admin_token="a-real-secret-token", api_port=8123))
+    configured = usage(Settings(admin_token=REAL, api_port=8123))
     assert "$WORLDFEED_ADMIN_TOKEN" in configured and ":8123/" in configured
 
 
