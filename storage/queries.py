@@ -574,25 +574,33 @@ def posts_stored_since(
     *,
     run_id: str | None = None,
     channel: str | None = None,
-    exclude: list[str] | None = None,
+    after_id: str | None = None,
     limit: int = MAX_LIMIT,
 ) -> list[dict[str, Any]]:
-    """Posts stored at or after ``since_ms`` (epoch ms), oldest stored first, blocked hidden.
+    """Posts stored at or after ``since_ms`` (epoch ms), in (stored, post id) order, blocked hidden.
 
     Every row carries ``stored_ms``. Posts arrive out of tick order, so the live stream
-    follows storage time; ``exclude`` lists post ids the caller already sent.
+    follows storage time. ``after_id`` makes it a keyset page: only rows after
+    ``(since_ms, after_id)``, so a caller pages through one insert's many rows of the same
+    millisecond with two bound values, whatever it has read before.
     """
     db = check_identifier(database)
     where = _Where()
-    where.add("stored_at >= fromUnixTimestamp64Milli({since:Int64})", since=since_ms)
+    since = "fromUnixTimestamp64Milli({since:Int64})"
+    if after_id is None:
+        where.add(f"stored_at >= {since}", since=since_ms)
+    else:
+        where.add(
+            f"(stored_at > {since} OR (stored_at = {since} AND post_id > {{after_id:String}}))",
+            since=since_ms,
+            after_id=after_id,
+        )
     where.add("moderation != 'blocked'")
     where.equal(run_id=run_id, channel=channel)
-    if exclude:
-        where.add("post_id NOT IN {exclude:Array(String)}", exclude=exclude)
     sql = (
         f"SELECT {', '.join(POST_COLUMNS)}, toUnixTimestamp64Milli(stored_at) AS stored_ms "  # noqa: S608 - checked identifiers, values bound
         f"FROM {db}.posts WHERE {where.sql()} "
-        f"ORDER BY stored_at, tick, post_id LIMIT {_clamp(limit)}"
+        f"ORDER BY stored_at, post_id LIMIT {_clamp(limit)}"
     )
     return _rows(client, sql, where.params)
 
