@@ -28,6 +28,7 @@ from api.admin_token import with_admin_token
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
 from api.routes import admin, events, feed, health, npcs, posts, runs, stats, stream, ui
+from api.worlds import CATALOG_WORLDS, WorldCatalogs
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
@@ -97,6 +98,10 @@ def create_app(
     app.state.settings = settings
     app.state.commands = commands or CommandSender(settings)
     app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
+    app.state.catalogs = WorldCatalogs(
+        [CATALOG_WORLDS, app.state.worlds_dir], settings.world_cache_max_bytes
+    )
+    app.state.seeding = None  # the world generation in progress (one at a time)
     app.state.live_streams = 0
     app.state.feed_cache = PageCache(feed_cache_s, max_bytes=settings.api_cache_max_bytes)
 

@@ -123,10 +123,10 @@ class Settings(BaseSettings):
         2000, ge=1, le=100_000, description="Most posts one live stream reads per poll."
     )
     world_max_relationships: int = Field(
-        500_000,
+        200_000,
         ge=1,
-        description="Cap of POST /admin/worlds: npcs x 100 x relationship_density (the "
-        "relationships it draws); 20,000 NPCs at density 1 would be 2,000,000.",
+        description="Cap of POST /admin/worlds on npcs x neighbors (100) x relationship_density: "
+        "200,000 is about 250 MB loaded (20,000 NPCs at density 1 would be 2,000,000, ~3.6 GB).",
     )
     world_cache_max_bytes: int = Field(
         512 * 2**20,
