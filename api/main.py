@@ -32,7 +32,7 @@ from api.worlds import CATALOG_WORLDS, WorldCatalogs
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
-from worldfeed.settings import ROOT, Settings
+from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def create_app(
     ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
     ``commands``: the sender of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
-    (default ``.local/worlds``). ``feed_cache_s``: how long a ``/feed`` page is served from
+    (default ``settings.worlds_dir``). ``feed_cache_s``: how long a ``/feed`` page is served from
     the cache (:class:`api.cache.PageCache`; 0 turns it off).
     """
     settings = with_admin_token(settings)
@@ -97,7 +97,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.commands = commands or CommandSender(settings)
-    app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
+    app.state.worlds_dir = worlds_dir or settings.worlds_dir
     app.state.catalogs = WorldCatalogs(
         [CATALOG_WORLDS, app.state.worlds_dir], settings.world_cache_max_bytes
     )

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
         description="Cap of POST /admin/worlds on npcs x neighbors (100) x relationship_density: "
         "200,000 is about 250 MB loaded (20,000 NPCs at density 1 would be 2,000,000, ~3.6 GB).",
     )
+    worlds_dir: Path = Field(
+        ROOT / ".local" / "worlds",
+        description="A user's own worlds (POST /admin/worlds writes there); runs name them.",
+    )
     world_cache_max_bytes: int = Field(
         512 * 2**20,
         ge=0,
