@@ -111,13 +111,13 @@ def create_app(
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
-        # valid types but an unanswerable combination: tick_from > tick_to
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
-
-    @app.exception_handler(InvalidCursor)
-    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
-        # a cursor this API did not issue (or for another listing): an invalid parameter
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        # valid types but an unanswerable combination (tick_from > tick_to), or a cursor this
+        # API did not issue: a 422 shaped like FastAPI's own, as the OpenAPI spec declares
+        where = ["query", "cursor"] if isinstance(exc, InvalidCursor) else ["query"]
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"type": "value_error", "loc": where, "msg": str(exc)}]},
+        )
 
     for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, ui):
         app.include_router(module.router)

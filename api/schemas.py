@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -107,6 +107,12 @@ class RunPublic(BaseModel):
     def _name_only(cls, world: str | None) -> str | None:
         """A run that recorded a world directory shows its name, not a server path."""
         return display_name(world)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, at: datetime | None) -> datetime | None:
+        """The engine hands back naive UTC times: mark them UTC (RFC 3339 needs an offset)."""
+        return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 class TickPublic(BaseModel):

@@ -42,7 +42,11 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
 RUN_COMMAND: dict[str, Any] = {
     "status_code": 202,
     "response_model": CommandAcceptedPublic,
-    "responses": {**ACCEPTED, 404: {"description": "Unknown run"}},
+    "responses": {
+        **ACCEPTED,
+        404: {"description": "Unknown run"},
+        503: {"description": "Kafka unavailable"},
+    },
 }
 
 
@@ -150,7 +154,11 @@ async def _send(commands: CommandsDep, command: RunCommanded) -> CommandAccepted
     "/runs",
     status_code=202,
     response_model=CommandAcceptedPublic,
-    responses={**ACCEPTED, 409: {"description": "Run exists"}},
+    responses={
+        **ACCEPTED,
+        409: {"description": "Run exists"},
+        503: {"description": "Kafka unavailable"},
+    },
 )
 async def start_run(
     body: RunStart, request: Request, storage: StorageDep, commands: CommandsDep
@@ -217,7 +225,10 @@ async def set_speed(
 
 @router.post(
     "/runs/{run_id}/inject",
-    **RUN_COMMAND,
+    **{
+        **RUN_COMMAND,
+        "responses": {**RUN_COMMAND["responses"], 409: {"description": "The run's world is gone"}},
+    },
 )
 async def inject_event(
     run_id: Annotated[str, Path(pattern=RUN_ID)],

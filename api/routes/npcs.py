@@ -64,7 +64,7 @@ def _summary(npc: Npc) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=NpcPagePublic)
+@router.get("", response_model=NpcPagePublic, responses={404: {"description": "Unknown run"}})
 async def read_npcs(
     request: Request,
     storage: StorageDep,

@@ -37,6 +37,19 @@ RETRY_AFTER_S = 5
 # The largest resume point (epoch ms) accepted, from ``since_ms`` or ``Last-Event-ID``: far
 # beyond any real clock and well inside the Int64 the query binds it to.
 MAX_SINCE_MS = 2**62
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"const": "post"},
+        "id": {"type": "string", "pattern": "^[0-9]{1,19}:[A-Za-z0-9_.-]{1,64}$"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/PostPublic"},
+        },
+    },
+    "required": ["event", "id", "data"],
+}
 _EVENT_ID_HEAD = re.compile(r"[0-9]{1,19}")
 _EVENT_ID_POST = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -106,7 +119,8 @@ class LiveStream(StreamingResponse):
             "(`data` is a PostPublic, `id` is `<stored ms>:<post id>`), comments as "
             "keep-alives; it ends after the server's stream lifetime (reconnect with "
             "`Last-Event-ID`).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # the schema of one event (OpenAPI 3.1 reads `schema` of an event stream so)
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         503: {"description": "Too many live streams; retry after `Retry-After` seconds."},
     },
