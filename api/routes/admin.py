@@ -35,6 +35,7 @@ NPC_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 MAX_SPEED = 100_000
 ACCEPTED: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A body that is not UTF-8 JSON"},
     401: {"description": "No admin token"},
     403: {"description": "Wrong admin token"},
 }

@@ -19,6 +19,8 @@ import uvicorn
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.main import create_app
 from api.routes.stream import MAX_SINCE_MS, _last_post, _since
@@ -284,3 +286,14 @@ def test_the_post_id_of_a_last_event_id_is_a_resume_point_within_its_ms() -> Non
     assert _last_post("1700000000000:po_1") == "po_1"
     for bad in (None, "", "1700000000000", "²:po_1", "5:", "5:a b", "5:" + "x" * 65):
         assert _last_post(bad) == ""
+
+
+@settings(max_examples=2000, database=None)
+@given(header=st.text(max_size=40) | st.from_regex(r"[0-9\u00b2\u0660-\u0669]{1,30}(:.*)?"))
+def test_any_last_event_id_gives_a_bounded_resume_point_or_none(header: str) -> None:
+    """Property (randomized): whatever a client sends, no exception and no out-of-range point."""
+    since = _since(header, None)
+    assert since is None or 0 <= since <= MAX_SINCE_MS
+    assert _since(header, 7) in (since, 7)
+    post = _last_post(header)
+    assert post == "" or (since is not None and header.endswith(":" + post))
