@@ -12,18 +12,24 @@ of tick order (rendering takes a while), so a page behind a cursor can still gai
 late post, and a longer TTL would hide it for longer.
 
 Bodies are stored serialised (``bytes``), so a hit costs no query, no validation and no
-JSON encoding. Loads that fail are not cached; their error goes to every waiter.
+JSON encoding. Loads that fail are not cached; their error goes to every waiter. The
+cache holds at most ``max_bytes`` of bodies and keys: a page's size follows its filters
+(a long ``author`` or ``cursor``, up to 500 posts of up to 4,000 characters), so a bound
+by entries alone would let a few thousand large pages take gigabytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal
 
 Outcome = Literal["hit", "shared", "miss"]
+# per-entry bookkeeping beyond the body and the key: the dict slot, the tuple, the float
+ENTRY_OVERHEAD = 200
 
 
 @dataclass
@@ -39,15 +45,26 @@ class PageCache:
     """TTL cache of ``bytes`` keyed by a normalised request, with single-flight loads.
 
     ``ttl_s <= 0`` disables caching (every request loads; concurrent identical ones
-    still share a load). At most ``max_entries`` bodies are kept; the oldest go first.
-    Use from one event loop.
+    still share a load). At most ``max_entries`` bodies and ``max_bytes`` of bodies,
+    keys and bookkeeping are kept; expired entries go first, then the oldest. A body
+    larger than ``max_bytes`` is served but not kept. ``clock`` is the monotonic time
+    source (tests pass their own). Use from one event loop.
     """
 
-    def __init__(self, ttl_s: float = 1.0, max_entries: int = 4096) -> None:
+    def __init__(
+        self,
+        ttl_s: float = 1.0,
+        max_entries: int = 4096,
+        max_bytes: int = 64 * 2**20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
         self.stats = CacheStats()
-        self._entries: dict[Hashable, tuple[float, bytes]] = {}
+        self.nbytes = 0
+        self._entries: dict[Hashable, tuple[float, bytes, int]] = {}
         self._inflight: dict[Hashable, asyncio.Task[bytes]] = {}
 
     async def get(
@@ -56,10 +73,10 @@ class PageCache:
         """The body for ``key``: cached, joined to a load in flight, or loaded now."""
         entry = self._entries.get(key)
         if entry is not None:
-            if entry[0] > time.monotonic():
+            if entry[0] > self.clock():
                 self.stats.hit += 1
                 return entry[1], "hit"
-            del self._entries[key]
+            self._drop(key)
         task = self._inflight.get(key)
         outcome: Outcome = "shared"
         if task is None:
@@ -71,18 +88,32 @@ class PageCache:
         # shield: a client that goes away cancels its own wait, not the shared load
         return await asyncio.shield(task), outcome
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _drop(self, key: Hashable) -> None:
+        self.nbytes -= self._entries.pop(key)[2]
+
     def _loaded(self, key: Hashable, task: asyncio.Task[bytes]) -> None:
         self._inflight.pop(key, None)
         if task.cancelled() or task.exception() is not None or self.ttl_s <= 0:
             return
-        if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
-            for k in [k for k, (expires, _) in self._entries.items() if expires <= now]:
-                del self._entries[k]
-            while len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]
-        self._entries[key] = (time.monotonic() + self.ttl_s, task.result())
+        body = task.result()
+        size = len(body) + sys.getsizeof(key) + ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        now = self.clock()
+        if len(self._entries) >= self.max_entries or self.nbytes + size > self.max_bytes:
+            for k in [k for k, (expires, _, _) in self._entries.items() if expires <= now]:
+                self._drop(k)
+            while self._entries and (
+                len(self._entries) >= self.max_entries or self.nbytes + size > self.max_bytes
+            ):
+                self._drop(next(iter(self._entries)))
+        self._entries[key] = (now + self.ttl_s, body, size)
+        self.nbytes += size
 
     def clear(self) -> None:
         """Forget every cached body (loads in flight still complete)."""
         self._entries.clear()
+        self.nbytes = 0

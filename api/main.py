@@ -19,11 +19,12 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.admin_token import with_admin_token
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
 from api.routes import (
@@ -41,10 +42,11 @@ from api.routes import (
     ui,
     views,
 )
+from api.worlds import CATALOG_WORLDS, WorldCatalogs
 from bus.commands import CommandSender
 from storage import connect, database_of, migrate, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
-from worldfeed.settings import ROOT, Settings
+from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,10 @@ def create_app(
     ``on_shutdown`` hooks run in order at shutdown (each one even if an earlier one failed).
     ``commands``: the sender of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
-    (default ``.local/worlds``). ``feed_cache_s``: how long a ``/feed`` page is served from
+    (default ``settings.worlds_dir``). ``feed_cache_s``: how long a ``/feed`` page is served from
     the cache (:class:`api.cache.PageCache`; 0 turns it off).
     """
+    settings = with_admin_token(settings)
     database = database_of(settings.clickhouse_dsn)
 
     @asynccontextmanager
@@ -108,22 +111,27 @@ def create_app(
     )
     app.state.settings = settings
     app.state.commands = commands or CommandSender(settings)
-    app.state.worlds_dir = worlds_dir or ROOT / ".local" / "worlds"
+    app.state.worlds_dir = worlds_dir or settings.worlds_dir
+    app.state.catalogs = WorldCatalogs(
+        [CATALOG_WORLDS, app.state.worlds_dir], settings.world_cache_max_bytes
+    )
+    app.state.seeding = None  # the world generation in progress (one at a time)
     app.state.live_streams = 0
-    app.state.feed_cache = PageCache(feed_cache_s)
+    app.state.feed_cache = PageCache(feed_cache_s, max_bytes=settings.api_cache_max_bytes)
 
     app.add_middleware(AdminGuard, settings=settings)
+    app.add_middleware(HostGuard, allowed=settings.api_allowed_hosts)
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
-        # valid types but an unanswerable combination: tick_from > tick_to
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
-
-    @app.exception_handler(InvalidCursor)
-    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
-        # a cursor this API did not issue (or for another listing): an invalid parameter
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        # valid types but an unanswerable combination (tick_from > tick_to), or a cursor this
+        # API did not issue: a 422 shaped like FastAPI's own, as the OpenAPI spec declares
+        where = ["query", "cursor"] if isinstance(exc, InvalidCursor) else ["query"]
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"type": "value_error", "loc": where, "msg": str(exc)}]},
+        )
 
     for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, sql, views, ui):
         app.include_router(module.router)
@@ -155,6 +163,48 @@ class AdminGuard:
                 response = await http_exception_handler(request, exc)
                 await response(scope, receive, send)
                 return
+        await self.app(scope, receive, send)
+
+
+class HostGuard:
+    """Answers 400 to a request whose ``Host`` header is not one of ``allowed``.
+
+    A page on another site can make a browser send requests to a loopback API (DNS
+    rebinding) only under its own host name, which this refuses. ``allowed`` holds host
+    names or addresses without the port (``[::1]`` or ``::1``), ``*.example.org`` for
+    subdomains, or ``*`` for any. Starlette's ``TrustedHostMiddleware`` cuts an IPv6
+    ``Host`` at its first colon, so it would refuse ``[::1]:8000``.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        names = {h.lower().strip("[]") for h in allowed}
+        self.exact = {h for h in names if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:] for h in names if h.startswith("*."))
+
+    def allows(self, host: str) -> bool:
+        """Whether a ``Host`` header value (port included or not) is allowed."""
+        host = host.strip().lower()
+        if host.startswith("["):  # [v6] or [v6]:port
+            name, bracket, _ = host[1:].partition("]")
+            if not bracket:
+                return False
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if not name:
+            return False
+        return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host", "")
+        if not self.allows(host):
+            response = PlainTextResponse(f"invalid Host header {host[:100]!r}", status_code=400)
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 

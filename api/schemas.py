@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from api.worlds import display_name
 
 
 class PostPublic(BaseModel):
@@ -90,7 +92,7 @@ class RunPublic(BaseModel):
 
     run_id: str
     seed: int | None = None
-    world: str | None = None
+    world: str | None = Field(None, description="World name.")
     days: float | None = None
     speed: float | None = None
     step_minutes: int | None = None
@@ -106,6 +108,18 @@ class RunPublic(BaseModel):
     last_tick: int | None = None
     last_sim_minute: int | None = None
     finished: bool
+
+    @field_validator("world")
+    @classmethod
+    def _name_only(cls, world: str | None) -> str | None:
+        """A run that recorded a world directory shows its name, not a server path."""
+        return display_name(world)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, at: datetime | None) -> datetime | None:
+        """The engine hands back naive UTC times: mark them UTC (RFC 3339 needs an offset)."""
+        return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 class TickPublic(BaseModel):
@@ -275,10 +289,9 @@ class CommandAcceptedPublic(BaseModel):
 
 
 class WorldCreatedPublic(BaseModel):
-    """A synthetic world was written; pass ``path`` as ``world`` to start a run on it."""
+    """A synthetic world was written; pass ``name`` as ``world`` to start a run on it."""
 
     name: str
-    path: str
     npcs: int
     places: int
     relationships: int

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from api.admin_token import usage as admin_usage
 from bus.admin import ensure_topics
 from bus.commands import send_command
 from sim.calendar import MINUTES_PER_HOUR, clock_text
@@ -210,22 +211,6 @@ def world_name(settings: Settings) -> str:
     return "town" if settings.catalog_dir.resolve() == default else str(settings.catalog_dir)
 
 
-ADMIN_TOKEN_FILE = ROOT / ".local" / "admin-token"
-
-
-def admin_token_hint(settings: Settings) -> str:
-    """How to get the admin token, without printing a real secret to the terminal."""
-    configured = getattr(settings, "admin_token_file", None)  # a setting, where there is one
-    for candidate in (configured, ADMIN_TOKEN_FILE):
-        if candidate and Path(candidate).is_file():
-            path = Path(candidate)
-            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-            return f"cat {shown}"
-    if "admin_token" in settings.model_fields_set:
-        return "the WORLDFEED_ADMIN_TOKEN you set"
-    return f"{settings.admin_token.get_secret_value()} (the dev default; set WORLDFEED_ADMIN_TOKEN)"
-
-
 def next_steps(settings: Settings, run_id: str) -> list[str]:
     """What a user needs once the run is up: where to look, how to act, how to tail topics."""
     api = f"http://{settings.api_host}:{settings.api_port}"
@@ -236,8 +221,7 @@ def next_steps(settings: Settings, run_id: str) -> list[str]:
         f"API docs:       {api}/docs",
         f"read the feed:  curl '{api}/feed?channel=feed&run_id={run_id}'",
         f"news:           curl '{api}/feed?channel=news&run_id={run_id}'",
-        f"admin token:    {admin_token_hint(settings)}",
-        "                 (admin calls: -H 'Authorization: Bearer <token>')",
+        f"admin routes:   {admin_usage(settings)}",
         "query it:       .venv/bin/worldfeed sql "  # noqa: S608 - text for the user, not run
         f"\"SELECT channel, count() FROM posts WHERE run_id = '{run_id}' GROUP BY channel\"",
         f"tail a topic:   kcat -b {bootstrap} -t {settings.topic(POSTS.name)} -C -o end"

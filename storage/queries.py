@@ -324,14 +324,21 @@ def events(
     return page
 
 
-def event_by_id(client: Client, database: str, event_id: str) -> dict[str, Any] | None:
-    """One event by id, or None."""
+def event_by_id(
+    client: Client, database: str, event_id: str, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """One event by id (a content id: the same event in a run and its branches), in
+    ``run_id`` when given, else in the run that stored it first; or None."""
     db = check_identifier(database)
+    where = _Where()
+    where.add("event_id = {event_id:String}", event_id=event_id)
+    if run_id is not None:
+        where.add("run_id = {run_id:String}", run_id=run_id)
     rows = _rows(
         client,
-        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL "  # noqa: S608 - checked identifiers, values bound
-        "WHERE event_id = {event_id:String} LIMIT 1",
-        {"event_id": event_id},
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM {db}.events FINAL WHERE {where.sql()} "  # noqa: S608 - checked identifiers, values bound
+        "ORDER BY tick, run_id LIMIT 1",
+        where.params,
     )
     return _event_row(rows[0]) if rows else None
 
@@ -586,25 +593,33 @@ def posts_stored_since(
     *,
     run_id: str | None = None,
     channel: str | None = None,
-    exclude: list[str] | None = None,
+    after_id: str | None = None,
     limit: int = MAX_LIMIT,
 ) -> list[dict[str, Any]]:
-    """Posts stored at or after ``since_ms`` (epoch ms), oldest stored first, blocked hidden.
+    """Posts stored at or after ``since_ms`` (epoch ms), in (stored, post id) order, blocked hidden.
 
     Every row carries ``stored_ms``. Posts arrive out of tick order, so the live stream
-    follows storage time; ``exclude`` lists post ids the caller already sent.
+    follows storage time. ``after_id`` makes it a keyset page: only rows after
+    ``(since_ms, after_id)``, so a caller pages through one insert's many rows of the same
+    millisecond with two bound values, whatever it has read before.
     """
     db = check_identifier(database)
     where = _Where()
-    where.add("stored_at >= fromUnixTimestamp64Milli({since:Int64})", since=since_ms)
+    since = "fromUnixTimestamp64Milli({since:Int64})"
+    if after_id is None:
+        where.add(f"stored_at >= {since}", since=since_ms)
+    else:
+        where.add(
+            f"(stored_at > {since} OR (stored_at = {since} AND post_id > {{after_id:String}}))",
+            since=since_ms,
+            after_id=after_id,
+        )
     where.add("moderation != 'blocked'")
     where.equal(run_id=run_id, channel=channel)
-    if exclude:
-        where.add("post_id NOT IN {exclude:Array(String)}", exclude=exclude)
     sql = (
         f"SELECT {', '.join(POST_COLUMNS)}, toUnixTimestamp64Milli(stored_at) AS stored_ms "  # noqa: S608 - checked identifiers, values bound
         f"FROM {db}.posts WHERE {where.sql()} "
-        f"ORDER BY stored_at, tick, post_id LIMIT {_clamp(limit)}"
+        f"ORDER BY stored_at, post_id LIMIT {_clamp(limit)}"
     )
     return _rows(client, sql, where.params)
 

@@ -7,6 +7,7 @@ Build :class:`Settings` once at start-up and pass it down; nothing else calls
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -85,7 +86,11 @@ class Settings(BaseSettings):
     )
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
-    admin_token: SecretStr = Field(SecretStr("dev-admin-token"), description="Admin bearer token.")
+    admin_token: SecretStr = Field(
+        SecretStr(""),
+        description="Admin bearer token. Unset: the API generates one on first start and keeps "
+        "it in admin_token_file (refused in prod, which must set one).",
+    )
     run_seed: int = Field(
         1,
         description="Seed of the run that `worldfeed up` starts when --seed is not given "
@@ -94,9 +99,60 @@ class Settings(BaseSettings):
     step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible; N = N x real time.")
 
+    admin_token_file: Path = Field(
+        ROOT / ".local" / "admin-token",
+        description="Where the API keeps the admin token it generates when admin_token is unset.",
+    )
+    api_allowed_hosts: list[str] = Field(
+        ["localhost", "127.0.0.1", "::1"],
+        description="Host header values the API answers (others get a 400); '*' allows any. "
+        "Add the public name when the API is reached through one.",
+    )
+    api_cache_max_bytes: int = Field(
+        64 * 2**20, ge=0, description="Memory bound of the /feed page cache (bodies and keys)."
+    )
+    stream_max_clients: int = Field(
+        64, ge=1, le=10_000, description="Concurrent live streams (/stream/posts); then 503."
+    )
+    stream_lifetime_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A live stream ends after this long; the client reconnects with its "
+        "Last-Event-ID and misses nothing.",
+    )
+    stream_idle_s: float = Field(
+        60.0,
+        gt=0,
+        description="A live stream whose client takes no data for this long is closed.",
+    )
+    stream_rows_per_poll: int = Field(
+        2000, ge=1, le=100_000, description="Most posts one live stream reads per poll."
+    )
+    world_max_relationships: int = Field(
+        200_000,
+        ge=1,
+        description="Cap of POST /admin/worlds on npcs x neighbors (100) x relationship_density: "
+        "200,000 is about 250 MB loaded (20,000 NPCs at density 1 would be 2,000,000, ~3.6 GB).",
+    )
+    worlds_dir: Path = Field(
+        ROOT / ".local" / "worlds",
+        description="A user's own worlds (POST /admin/worlds writes there); runs name them.",
+    )
+    world_cache_max_bytes: int = Field(
+        512 * 2**20,
+        ge=0,
+        description="Estimated memory of the world catalogs the API keeps loaded.",
+    )
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.env == "prod" and self.admin_token.get_secret_value() in PLACEHOLDER_TOKENS:
+        token = self.admin_token.get_secret_value()
+        if token and token.strip() in PLACEHOLDER_TOKENS:
+            raise ValueError(
+                "WORLDFEED_ADMIN_TOKEN is a published placeholder: set a real secret "
+                "(openssl rand -hex 32), or unset it and the API generates one"
+            )
+        if self.env == "prod" and not token:
             raise ValueError("WORLDFEED_ADMIN_TOKEN must be set to a real secret when env=prod")
         return self
 
@@ -111,6 +167,8 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, list | dict):
+                value = json.dumps(value)  # pydantic-settings reads complex values as JSON
             env[f"WORLDFEED_{name.upper()}"] = str(value)
         return env
 

@@ -49,10 +49,15 @@ async def read_events(
 
 @router.get("/{event_id}", response_model=EventPublic, responses={404: {"description": "Unknown"}})
 async def read_event(
-    storage: StorageDep, event_id: Annotated[str, Path(min_length=1, max_length=64)]
+    storage: StorageDep,
+    event_id: Annotated[str, Path(min_length=1, max_length=64)],
+    run_id: RunId = None,
 ) -> EventPublic:
-    """One event by id; 404 if unknown."""
-    row = await run_in_thread(queries.event_by_id, storage.client, storage.database, event_id)
+    """One event by id (the same event in a run and its branches: ``run_id`` says which
+    run's; without it, the first run that stored it); 404 if unknown."""
+    row = await run_in_thread(
+        queries.event_by_id, storage.client, storage.database, event_id, run_id
+    )
     if row is None:
         raise HTTPException(status_code=404, detail=f"event {event_id!r} not found")
     return EventPublic.model_validate(row)

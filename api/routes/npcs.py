@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api.deps import RunId, SettingsDep, StorageDep, TickFrom, TickTo
 from api.schemas import (
@@ -18,7 +18,7 @@ from api.schemas import (
     TimelineItemPublic,
     TimelinePublic,
 )
-from api.worlds import UnknownWorld, catalog_of
+from api.worlds import UnknownWorld, WorldCatalogs
 from catalog import Catalog, Npc
 from storage import queries, run_in_thread
 from worldfeed.settings import Settings
@@ -29,7 +29,7 @@ NpcPath = Annotated[str, Path(min_length=1, max_length=64, description="NPC id."
 
 
 async def _run_and_catalog(
-    storage: StorageDep, settings: Settings, run_id: str | None
+    request: Request, storage: StorageDep, settings: Settings, run_id: str | None
 ) -> tuple[str | None, Catalog]:
     """The run (given, else the newest; None when there is none) and its world's catalog."""
     world: str | None = None
@@ -43,8 +43,9 @@ async def _run_and_catalog(
         if run_id is not None:
             run = await run_in_thread(queries.run_by_id, storage.client, storage.database, run_id)
             world = run.get("world") if run else None
+    catalogs: WorldCatalogs = request.app.state.catalogs
     try:
-        return run_id, catalog_of(world or settings.catalog_dir)
+        return run_id, await catalogs.of_run(world, settings.catalog_dir)
     except UnknownWorld as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
@@ -63,8 +64,9 @@ def _summary(npc: Npc) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=NpcPagePublic)
+@router.get("", response_model=NpcPagePublic, responses={404: {"description": "Unknown run"}})
 async def read_npcs(
+    request: Request,
     storage: StorageDep,
     settings: SettingsDep,
     run_id: RunId = None,
@@ -85,7 +87,7 @@ async def read_npcs(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> NpcPagePublic:
     """NPCs of the run's world (default: the newest run's, else the configured world)."""
-    _, catalog = await _run_and_catalog(storage, settings, run_id)
+    _, catalog = await _run_and_catalog(request, storage, settings, run_id)
     needle = q.lower() if q else None
     matches = [
         npc
@@ -157,6 +159,7 @@ def _goals(catalog: Catalog, npc_id: str, progress: dict[str, float] | None) -> 
 
 @router.get("/{npc_id}", response_model=NpcPublic, responses={404: {"description": "Unknown"}})
 async def read_npc(
+    request: Request,
     storage: StorageDep,
     settings: SettingsDep,
     npc_id: NpcPath,
@@ -164,7 +167,7 @@ async def read_npc(
     memories: Annotated[int, Query(ge=0, le=100, description="Most recent memories.")] = 10,
 ) -> NpcPublic:
     """Profile, and state as of the latest snapshot in the run (default: the newest run)."""
-    run_id, catalog = await _run_and_catalog(storage, settings, run_id)
+    run_id, catalog = await _run_and_catalog(request, storage, settings, run_id)
     npc = catalog.npcs.get(npc_id)
     if npc is None:
         raise HTTPException(status_code=404, detail=f"npc {npc_id!r} not found")
@@ -209,6 +212,7 @@ async def read_npc(
     "/{npc_id}/timeline", response_model=TimelinePublic, responses={404: {"description": "Unknown"}}
 )
 async def read_timeline(
+    request: Request,
     storage: StorageDep,
     settings: SettingsDep,
     npc_id: NpcPath,
@@ -218,7 +222,7 @@ async def read_timeline(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
 ) -> TimelinePublic:
     """Events the NPC took part in (actor, target, witness) and posts they wrote, newest first."""
-    run_id, catalog = await _run_and_catalog(storage, settings, run_id)
+    run_id, catalog = await _run_and_catalog(request, storage, settings, run_id)
     if npc_id not in catalog.npcs:
         raise HTTPException(status_code=404, detail=f"npc {npc_id!r} not found")
     items = await run_in_thread(

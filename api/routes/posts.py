@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import Channel, Cursor, Limit, RunId, StorageDep, TickFrom, TickTo
+from api.deps import (
+    Channel,
+    Cursor,
+    Limit,
+    RunId,
+    SettingsDep,
+    StorageDep,
+    TickFrom,
+    TickTo,
+)
 from api.schemas import EventPublic, PostPagePublic, PostPublic
-from api.worlds import UnknownWorld, catalog_of
+from api.worlds import UnknownWorld, WorldCatalogs
 from catalog import Catalog
 from storage import queries, run_in_thread, views
 
@@ -149,16 +158,20 @@ def _rule(
     "/{post_id}/why", response_model=PostWhyPublic, responses={404: {"description": "Unknown"}}
 )
 async def why_post(
-    storage: StorageDep, post_id: Annotated[str, Path(min_length=1, max_length=64)]
+    request: Request,
+    storage: StorageDep,
+    settings: SettingsDep,
+    post_id: Annotated[str, Path(min_length=1, max_length=64)],
 ) -> PostWhyPublic:
     """Why this post: the event and its impact, the threshold it passed, why this author,
     and every render attempt (validator verdict, tokens, cache)."""
     db, client = storage.database, storage.client
+    catalogs: WorldCatalogs = request.app.state.catalogs
     post = await run_in_thread(queries.post_by_id, client, db, post_id)
     if post is None:
         raise HTTPException(status_code=404, detail=f"post {post_id!r} not found")
     notes: list[str] = []
-    event = await run_in_thread(queries.event_by_id, client, db, post["event_id"])
+    event = await run_in_thread(queries.event_by_id, client, db, post["event_id"], post["run_id"])
     if event is None:
         notes.append(f"event {post['event_id']} is not stored (yet)")
     refers_to = []
@@ -173,7 +186,7 @@ async def why_post(
     world = run["world"] if run else None
     catalog: Catalog | None = None
     try:
-        catalog = catalog_of(world or "town")
+        catalog = await catalogs.of_run(world, settings.catalog_dir)
     except UnknownWorld as exc:
         notes.append(f"the run's world is not available here: {exc}")
     rule = _rule(catalog, event, post, notes)

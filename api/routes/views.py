@@ -12,14 +12,15 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from api.deps import MAX_TICK, StorageDep
-from api.worlds import UnknownWorld, catalog_of
+from api.worlds import UnknownWorld, WorldCatalogs
 from catalog import Catalog
 from sim.calendar import hour_of
 from sim.world import WorldIndex
 from storage import queries, run_in_thread, views
+from worldfeed.settings import Settings
 
 router = APIRouter(prefix="/views", tags=["views"])
 
@@ -37,9 +38,11 @@ async def _run(storage: StorageDep, run_id: str) -> dict[str, Any]:
     return run
 
 
-def _catalog(run: dict[str, Any]) -> Catalog | None:
+async def _catalog(request: Request, run: dict[str, Any]) -> Catalog | None:
+    catalogs: WorldCatalogs = request.app.state.catalogs
+    settings: Settings = request.app.state.settings
     try:
-        return catalog_of(run["world"] or "town")
+        return await catalogs.of_run(run["world"], settings.catalog_dir)
     except UnknownWorld:
         return None
 
@@ -144,6 +147,7 @@ def _graph(
 
 @router.get("/runs/{run_id}/town", responses=NOT_FOUND)
 async def run_town(
+    request: Request,
     storage: StorageDep,
     run_id: RunPath,
     tick: Tick = None,
@@ -154,7 +158,7 @@ async def run_town(
     """The town at ``tick`` (default: the last snapshot): NPCs sized by reputation, where
     they are, relationships; with ``from_tick``, each relationship's change since then."""
     run = await _run(storage, run_id)
-    catalog = _catalog(run)
+    catalog = await _catalog(request, run)
     ticks = await run_in_thread(views.snapshot_ticks, storage.client, storage.database, run_id)
     if tick is None:
         tick = ticks[-1] if ticks else 0
@@ -204,6 +208,7 @@ async def run_town(
 
 @router.get("/runs/{run_id}/npcs/{npc_id}/history", responses=NOT_FOUND)
 async def npc_history(
+    request: Request,
     storage: StorageDep,
     run_id: RunPath,
     npc_id: NpcPath,
@@ -215,7 +220,7 @@ async def npc_history(
     history = await run_in_thread(
         views.npc_history, storage.client, storage.database, run_id, npc_id, top
     )
-    catalog = _catalog(run)
+    catalog = await _catalog(request, run)
     names = {n.id: n.handle for n in catalog.npcs.values()} if catalog is not None else {}
     for rel in history["relationships"]:
         rel["handle"] = names.get(rel["other_id"], rel["other_id"])

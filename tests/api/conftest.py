@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -33,11 +34,45 @@ def writer(ch_client: Client, database: str) -> ClickHouseWriter:
     return ClickHouseWriter(ch_client, database, batch_size=1000, flush_s=0.5)
 
 
+# The API answers only the Host names of settings.api_allowed_hosts (loopback by default);
+# TestClient's own default, "testserver", is not one of them.
+BASE_URL = "http://localhost"
+
+
 @pytest.fixture
-def api(chdb_path: Path, ch_client: Client, database: str) -> Iterator[TestClient]:
+def api_settings(chdb_path: Path, database: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Factory: Settings over this test's database (keyword arguments override), whose
+    generated admin token goes to the test's own directory."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "env": "test",
+            "clickhouse_dsn": f"chdb://{chdb_path}?database={database}",
+            "admin_token_file": tmp_path / "admin-token",
+        }
+        return Settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def client_of() -> Callable[[FastAPI], TestClient]:
+    """Factory: a TestClient of an app, sending a ``Host`` the app answers."""
+
+    def make(app: FastAPI) -> TestClient:
+        return TestClient(app, base_url=BASE_URL)
+
+    return make
+
+
+@pytest.fixture
+def api(
+    api_settings: Callable[..., Settings],
+    ch_client: Client,
+    client_of: Callable[[FastAPI], TestClient],
+) -> Iterator[TestClient]:
     """A TestClient (lifespan run) over this test's database."""
-    settings = Settings(env="test", clickhouse_dsn=f"chdb://{chdb_path}?database={database}")
-    with TestClient(create_app(settings, ch_client)) as client:
+    with client_of(create_app(api_settings(), ch_client)) as client:
         yield client
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -32,9 +33,14 @@ def admin_settings(
 
 
 @pytest.fixture
-def admin_api(admin_settings: Settings, ch_client: Client, tmp_path: Path) -> Iterator[TestClient]:
+def admin_api(
+    admin_settings: Settings,
+    ch_client: Client,
+    tmp_path: Path,
+    client_of: Callable[[FastAPI], TestClient],
+) -> Iterator[TestClient]:
     app = create_app(admin_settings, ch_client, worlds_dir=tmp_path / "worlds")
-    with TestClient(app) as client:
+    with client_of(app) as client:
         yield client
 
 
@@ -174,13 +180,16 @@ async def test_seed_a_world_and_use_it_for_a_run(
     resp = admin_api.post("/admin/worlds", headers=AUTH, json={"name": "village", "npcs": 40})
     assert resp.status_code == 201, resp.text
     world = resp.json()
-    assert world["npcs"] == 40 and Path(world["path"]) == (tmp_path / "worlds" / "village")
-    assert (Path(world["path"]) / "npcs.json").is_file()
+    assert world["npcs"] == 40 and world["name"] == "village"
+    assert (tmp_path / "worlds" / "village" / "npcs.json").is_file()
     again = admin_api.post("/admin/worlds", headers=AUTH, json={"name": "village", "npcs": 40})
     assert again.status_code == 409
     bad = admin_api.post("/admin/worlds", headers=AUTH, json={"name": "../etc", "npcs": 40})
     assert bad.status_code == 422
     started = admin_api.post(
-        "/admin/runs", headers=AUTH, json={"world": world["path"], "days": 0.25}
+        "/admin/runs", headers=AUTH, json={"run_id": "v1", "world": "village", "days": 0.25}
     )
     assert started.status_code == 202, started.text
+    # the world processor gets the directory of a world it cannot resolve by name
+    msgs = await read_until(admin_settings, CLOCK_INBOX, lambda m: len(m) >= 1, 60)
+    assert msgs[0].world == str((tmp_path / "worlds" / "village").resolve())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from fastapi.testclient import TestClient
 
 from storage import ClickHouseWriter
@@ -102,3 +104,10 @@ def test_stats(
     }
     assert stats["llm_calls"]["calls"] == 0
     assert api.get("/stats", params={"run_id": "nope"}).json()["tables"]["posts"] == 0
+
+
+def test_run_times_carry_their_utc_offset(api: TestClient, writer: ClickHouseWriter) -> None:
+    """RFC 3339 date-times (the spec's format) need an offset; found by schemathesis."""
+    writer.write_messages([RunCommanded(command="start", run_id="tz1", world="town")])
+    created = api.get("/runs/tz1").json()["created_at"]
+    assert datetime.fromisoformat(created).utcoffset() == timedelta(0), created

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -18,9 +19,10 @@ def test_health_reports_clickhouse_ok(api: TestClient) -> None:
 
 
 def test_health_extra_checks_and_lifespan_hooks(
-    chdb_path: Path, ch_client: Client, ch_database
+    api_settings: Callable[..., Settings],
+    ch_client: Client,
+    client_of: Callable[[FastAPI], TestClient],
 ) -> None:
-    database = ch_database()
     calls: list[str] = []
 
     async def kafka_ok() -> str:
@@ -35,15 +37,14 @@ def test_health_extra_checks_and_lifespan_hooks(
     async def stopped() -> None:
         calls.append("stop")
 
-    settings = Settings(env="test", clickhouse_dsn=f"chdb://{chdb_path}?database={database}")
     app = create_app(
-        settings,
+        api_settings(),
         ch_client,
         health_checks={"kafka": kafka_ok, "triton": triton_down},
         on_startup=[started],
         on_shutdown=[stopped],
     )
-    with TestClient(app) as client:
+    with client_of(app) as client:
         assert calls == ["start"]
         response = client.get("/health")
         assert response.status_code == 503

@@ -96,7 +96,7 @@ def test_npc_timeline_events_by_role_and_posts(
     limited = api.get(f"/npcs/{MAYOR}/timeline", params={"tick_to": 2}).json()["items"]
     assert [i["tick"] for i in limited] == [2, 1]
     bad = api.get(f"/npcs/{MAYOR}/timeline", params={"tick_from": 5, "tick_to": 1})
-    assert bad.status_code == 400 and "tick_from" in bad.json()["detail"]
+    assert bad.status_code == 422 and "tick_from" in bad.json()["detail"][0]["msg"]
     assert api.get("/npcs/nobody/timeline").status_code == 404
 
 

@@ -3,7 +3,9 @@
 Messages (some produced twice) go onto the stored topics with a plain producer; the
 sink (in this process, sharing the session's chDB engine) stores them. Then a second
 sink with a new consumer group re-consumes every topic from offset 0 into the same
-database, and the exact counts (``FINAL``) do not change.
+database, and the raw row counts do not change. Raw rows, not ``FINAL``: ``FINAL``
+collapses rows with equal keys whatever the sink wrote, so a count through it could not
+show a sink that stores a message twice.
 """
 
 from __future__ import annotations
@@ -142,10 +144,9 @@ EXPECTED = {
 }
 
 
-def _counts(client: Client, database: str, final: bool) -> dict[str, int]:
-    suffix = " FINAL" if final else ""
+def _raw_counts(client: Client, database: str) -> dict[str, int]:
     return {
-        table: int(client.command(f"SELECT count() FROM {database}.{table}{suffix}"))  # noqa: S608 - checked identifiers
+        table: int(client.command(f"SELECT count() FROM {database}.{table}"))  # noqa: S608 - checked identifiers
         for table in EXPECTED
     }
 
@@ -164,6 +165,13 @@ async def _sink_until(settings: Settings, rows: int) -> None:
         await streams.app.stop()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: the sink stores a redelivered message again in raw rows (seen: 41 "
+    "events and 41 posts for 40 after the first sink); the insert dedup token hashes how a "
+    "batch formed, not the message ids, so only a merge (FINAL) collapses the copies. "
+    "DESIGN: stored once means once in raw rows.",
+)
 async def test_reconsuming_every_topic_from_offset_0_stores_nothing_twice(
     settings_factory: Callable[..., Settings],
     chdb_path: Path,
@@ -192,13 +200,9 @@ async def test_reconsuming_every_topic_from_offset_0_stores_nothing_twice(
     assert rows > sum(EXPECTED.values())
 
     await _sink_until(settings, rows)
-    assert _counts(ch_client, database, final=True) == EXPECTED
+    assert _raw_counts(ch_client, database) == EXPECTED
 
     # a second sink, new consumer group: re-reads every topic from offset 0
     again = settings.model_copy(update={"app_id": f"{settings.app_id}-again"})
     await _sink_until(again, rows)
-    assert _counts(ch_client, database, final=True) == EXPECTED
-    stats = ch_client.query(
-        f"SELECT count(), uniqExact(post_id) FROM {database}.posts"  # noqa: S608 - checked identifiers
-    ).result_rows[0]
-    assert stats[1] == N and stats[0] >= N  # raw rows may repeat until merged; FINAL is exact
+    assert _raw_counts(ch_client, database) == EXPECTED

@@ -155,6 +155,12 @@ def test_overlapping_batches_collapse_by_key(
     assert count("posts") == 51
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: the insert dedup token hashes the batch's ids in order, so messages "
+    "redelivered in other batches get other tokens and are stored again; they collapse only "
+    "on a merge (FINAL). DESIGN: stored once means once in raw rows, tokens from message ids.",
+)
 def test_redelivered_snapshots_and_llm_calls_are_stored_once(
     ch_client: Client,
     database: str,
@@ -166,9 +172,10 @@ def test_redelivered_snapshots_and_llm_calls_are_stored_once(
     messages = [snapshot_factory(t) for t in (4, 8)] + [llm_call_factory(i) for i in range(5)]
     writer.write_messages(messages)
     writer.write_messages(messages[::-1])  # redelivered in other batches
-    assert count("npc_snapshots", final=True) == 2
-    assert count("relationship_snapshots", final=True) == 4
-    assert count("llm_calls", final=True) == 5
+    # raw rows, not FINAL: FINAL collapses equal keys whatever the writer stored
+    assert count("npc_snapshots") == 2
+    assert count("relationship_snapshots") == 4
+    assert count("llm_calls") == 5
     row = ch_client.query(
         f"SELECT model, outcome, toUnixTimestamp64Milli(at) FROM {database}.llm_calls FINAL "  # noqa: S608 - test identifier
         "WHERE call_id = 'ca_0000000000000000'"
@@ -189,7 +196,7 @@ def test_failed_flush_keeps_rows_and_retry_is_idempotent(
     assert count("posts") == 2
     writer._buffers["posts"][1]["tick"] = 0  # fix the row, as a retry after a fix would
     assert writer.flush_sync() == {"posts": 2}
-    assert count("posts", final=True) == 4
+    assert count("posts") == 4  # raw rows: the retry stored the failed batch once
 
 
 # ---- events: the engine maps their JSON -------------------------------------------------------
