@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CommandsDep, SettingsDep, require_admin
-from api.routes.admin import RUN_COMMAND, RUN_ID, _send
+from api.routes.admin import ACCEPTED, RUN_COMMAND, RUN_ID, _send
 from api.schemas import CommandAcceptedPublic
 from bus.runlog import UnknownRun, make_branch, read_run, send_branch
 from sim.replay import BranchError, RunLog, diff, replay, world_at
@@ -41,7 +41,14 @@ _busy = asyncio.Lock()
 T = TypeVar("T")
 
 Responses = dict[int | str, dict[str, Any]]
-BUSY: Responses = {409: {"description": "Another replay, branch or comparison is running"}}
+BUSY: Responses = {
+    409: {
+        "description": "Another replay, branch or comparison is running; or the run's "
+        "world is gone; or (branch) the catalog changed since the run"
+    },
+    413: {"description": "Too much to re-derive in the API: use the CLI"},
+    503: {"description": "Kafka unavailable"},
+}
 NOT_FOUND: Responses = {404: {"description": "Unknown run"}}
 
 
@@ -116,7 +123,10 @@ async def _world(*logs: RunLog) -> WorldIndex:
     return index
 
 
-@admin.post("/runs/{run_id}/snapshots", **RUN_COMMAND)
+@admin.post(
+    "/runs/{run_id}/snapshots",
+    **{**RUN_COMMAND, "responses": {**RUN_COMMAND["responses"], **BUSY}},
+)
 async def take_snapshot(
     run_id: RunId, settings: SettingsDep, commands: CommandsDep
 ) -> CommandAcceptedPublic:
@@ -125,7 +135,7 @@ async def take_snapshot(
     return await _send(commands, RunCommanded(command="snapshot", run_id=run_id))
 
 
-@admin.post("/runs/{run_id}/replay", responses={**NOT_FOUND, **BUSY})
+@admin.post("/runs/{run_id}/replay", responses={**ACCEPTED, **NOT_FOUND, **BUSY})
 async def replay_run(run_id: RunId, settings: SettingsDep) -> dict[str, Any]:
     """Re-derive the run from its log and compare every tick's state hash and events."""
 
@@ -143,6 +153,7 @@ async def replay_run(run_id: RunId, settings: SettingsDep) -> dict[str, Any]:
     status_code=202,
     response_model=BranchStarted,
     responses={
+        **ACCEPTED,
         **NOT_FOUND,
         **BUSY,
         422: {"description": "A tick beyond the run, or bad input"},

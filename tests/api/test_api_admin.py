@@ -53,6 +53,9 @@ ADMIN_CALLS = [
     ("post", "/admin/runs/r1/inject", {"type": "x", "actor": "y"}),
     ("post", "/admin/worlds", {"name": "w"}),
     ("post", "/admin/sql", {"query": "SELECT 1"}),
+    ("post", "/admin/runs/r1/snapshots", None),
+    ("post", "/admin/runs/r1/replay", None),
+    ("post", "/admin/runs/r1/branch", {"at_tick": 1}),
     ("post", "/admin/runs", "not json"),
     ("get", "/admin", None),
     ("get", "/admin/anything", None),
@@ -74,7 +77,7 @@ def test_no_admin_route_without_the_token(admin_api: TestClient) -> None:
         )
     spec = admin_api.get("/openapi.json").json()
     admin_ops = [p for p in spec["paths"] if p.startswith("/admin")]
-    assert len(admin_ops) == 8
+    assert len(admin_ops) == 11
 
 
 async def test_run_commands_land_on_the_clock_inbox(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -24,7 +25,7 @@ from topics.codec import encode
 from topics.models import RunCommanded, SnapshotPart, StateRestored
 from worldfeed.settings import Settings
 
-TOKEN = "lineage-admin-token"  # noqa: S105 - a test token
+TOKEN = "lineage-admin-token-0123456789"  # noqa: S105 - a test token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TICKS_PLAYED = 40
 
@@ -42,10 +43,13 @@ def lineage_settings(
 
 @pytest.fixture
 def lineage_api(
-    lineage_settings: Settings, ch_client: Client, tmp_path: Path
+    lineage_settings: Settings,
+    ch_client: Client,
+    tmp_path: Path,
+    client_of: Callable[[FastAPI], TestClient],
 ) -> Iterator[TestClient]:
     app = create_app(lineage_settings, ch_client, worlds_dir=tmp_path / "worlds")
-    with TestClient(app) as client:
+    with client_of(app) as client:
         yield client
 
 

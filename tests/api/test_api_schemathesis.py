@@ -118,7 +118,11 @@ def test_no_server_errors_and_responses_match_the_spec(
         "/admin/runs/{run_id}/stop",
         "/admin/runs/{run_id}/speed",
         "/admin/runs/{run_id}/inject",
+        "/admin/runs/{run_id}/snapshots",
+        "/admin/runs/{run_id}/replay",
+        "/admin/runs/{run_id}/branch",
         "/admin/worlds",
+        "/admin/sql",
     }
     for operation in operations:
         # valid requests, and invalid ones (hostile input must be a 4xx, never a 5xx)

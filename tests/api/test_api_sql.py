@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from api.routes.sql import MAX_ROWS, check_read_only
 from storage import ClickHouseWriter
 from topics.models import LLMCalled, NpcSnapshotted, RunCommanded
+from worldfeed.settings import Settings
 
-ADMIN = {"Authorization": "Bearer dev-admin-token"}
+TOKEN = "sql-test-admin-token-0123456789"  # noqa: S105 - a test token
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(
+    api_settings: Callable[..., Settings],
+    ch_client: Client,
+    client_of: Callable[[FastAPI], TestClient],
+) -> Iterator[TestClient]:
+    """The API with this module's admin token."""
+    with client_of(create_app(api_settings(admin_token=TOKEN), ch_client)) as client:
+        yield client
+
 
 # the "query it" section of the README: each runs here against seeded rows
 README_QUERIES: dict[str, str] = {
@@ -27,7 +44,7 @@ README_QUERIES: dict[str, str] = {
         FROM (
             SELECT arrayJoin(arrayFilter(x -> x != '', [e.actor, ifNull(e.target, '')])) AS npc
             FROM posts AS p FINAL
-            INNER JOIN events AS e FINAL ON e.event_id = p.event_id
+            INNER JOIN events AS e FINAL ON e.event_id = p.event_id AND e.run_id = p.run_id
             WHERE p.run_id = 'run1' AND p.moderation != 'blocked'
         )
         GROUP BY npc
@@ -46,7 +63,7 @@ README_QUERIES: dict[str, str] = {
         SELECT e.tick, e.event_id, e.type, e.summary, e.impact_cascade, e.impact_total,
                countIf(p.post_id != '') AS posts
         FROM events AS e FINAL
-        LEFT JOIN posts AS p FINAL ON p.event_id = e.event_id
+        LEFT JOIN posts AS p FINAL ON p.event_id = e.event_id AND p.run_id = e.run_id
         WHERE e.run_id = 'run1'
           AND (e.event_id = 'ev_0000000000000001' OR has(e.refs, 'ev_0000000000000001'))
         GROUP BY e.tick, e.event_id, e.type, e.summary, e.impact_cascade, e.impact_total
