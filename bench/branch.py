@@ -92,6 +92,7 @@ async def branch_latency(bootstrap: str, n: int, parent_ticks: int) -> dict[str,
     try:
         await send_start(settings, "parent", parent_ticks)
         await read_ticks(settings, parent_ticks, 900, procs)
+        load_world.cache_clear()  # as a fresh `worldfeed branch` process: the world loads too
         t0 = time.perf_counter()
         parent = await read_run(settings, "parent")
         t_read = time.perf_counter() - t0

@@ -100,8 +100,9 @@ class RunLog:
 
 
 def content(ev: EventHappened) -> dict[str, Any]:
-    """What an event is, apart from the run it happened in and its later re-scores."""
-    return ev.model_dump(mode="json", exclude={"run_id", "impact", "restored"}) | {
+    """What an event is, apart from the run it happened in, its later re-scores and where
+    the run found its world (a name or a directory; the catalog digest says which world)."""
+    return ev.model_dump(mode="json", exclude={"run_id", "world", "impact", "restored"}) | {
         "impact": None if ev.impact is None else ev.impact.model_dump(mode="json")
     }
 

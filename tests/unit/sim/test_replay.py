@@ -163,3 +163,13 @@ def test_a_branch_does_not_inherit_the_parents_later_injections(
     assert child.hashes[:2] == parent.hashes[6:8]  # ticks 6 and 7, before it
     assert child.hashes[2] != parent.hashes[8]  # the parent's tick 8 took the injection
     assert child.completed[2].injected == [] and parent.completed[8].injected
+
+
+def test_replay_compares_content_not_where_the_world_was_found(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    """A run started on a world directory logs that path in its events; the replay, on
+    the same catalog, is still identical (the catalog digest says which world it is)."""
+    log = log_of(parent)
+    log.events = [e.model_copy(update={"world": "/srv/worlds/town"}) for e in log.events]
+    assert replay(town, log).identical
