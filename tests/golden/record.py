@@ -91,14 +91,25 @@ def play_posts(seed: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="wf-golden-") as tmp:
         env = dict(os.environ)
         env["WORLDFEED_CLICKHOUSE_DSN"] = f"chdb://{tmp}/chdb"
-        env["WORLDFEED_TOPIC_PREFIX"] = f"golden{seed}."
+        # topics and consumer groups of their own: a broker kept from an earlier recording
+        # still holds the runs, ticks and posts of that one
+        tag = os.urandom(4).hex()
+        env["WORLDFEED_TOPIC_PREFIX"] = f"golden{seed}-{tag}."
+        env["WORLDFEED_APP_ID"] = f"worldfeed-golden{seed}-{tag}"
         env["WORLDFEED_STATE_DIR"] = f"{tmp}/faust"
         exe = str(Path(sys.executable).parent / "worldfeed")
-        subprocess.run(
+        up = subprocess.Popen(
             [exe, "up", "--days", "1", "--seed", str(seed), "--run-id", run_id_for(seed),
              "--exit-when-done"],
-            cwd=ROOT, env=env, check=True,
+            cwd=ROOT, env=env,
         )  # fmt: skip
+        try:
+            if up.wait() != 0:
+                raise RuntimeError(f"worldfeed up exited {up.returncode}")
+        finally:
+            if up.poll() is None:  # interrupted: up stops what it started on SIGTERM
+                up.terminate()
+                up.wait(120)
         import clickhouse_connect
 
         client = clickhouse_connect.get_client(interface="chdb", path=f"{tmp}/chdb")
@@ -110,8 +121,16 @@ def play_posts(seed: int) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    """Write the golden files."""
+    """Write the golden files (SIGTERM stops a recording like Ctrl-C: every process it
+    started is stopped)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--posts", action="store_true", help="also play each seed for real")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
