@@ -22,7 +22,10 @@ PLACEHOLDER_TOKENS = {"", "change-me", "changeme", "dev-admin-token"}
 class Settings(BaseSettings):
     """Runtime configuration for workers, the API and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="WORLDFEED_", env_file=None, extra="ignore")
+    # env_parse_none_str: to_env writes an unset optional setting as "None"; it reads back as None
+    model_config = SettingsConfigDict(
+        env_prefix="WORLDFEED_", env_file=None, extra="ignore", env_parse_none_str="None"
+    )
 
     env: Literal["dev", "test", "prod"] = Field("dev", description="Deployment environment.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
