@@ -104,6 +104,7 @@ class Streams:
             self.settings.kafka_bootstrap,
             self.settings.kafka_replication,
             lambda topic, partition, key, value: self.outbox.add(topic, partition, key, value),
+            self.flush,
         )
         table.attach(self.app)
         return table

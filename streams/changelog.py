@@ -66,8 +66,10 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         bootstrap: str,
         replication: int,
         send: Any,
+        flush: Any,
     ) -> None:
-        """``send(topic, partition, key, value)`` queues one changelog record (the outbox)."""
+        """``send(topic, partition, key, value)`` queues one changelog record (the outbox);
+        ``await flush()`` waits until the broker acknowledged everything sent so far."""
         self.name = name
         self.topic = f"{app.conf.id}-{name}-changelog"  # the name faust's table had
         self.source_topic = source_topic
@@ -75,6 +77,8 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self.bootstrap = bootstrap
         self.replication = replication
         self._send = send
+        self._flush = flush
+        self._during: dict[int, dict[bytes, bytes]] = {}  # writes made while restoring
         self.data: dict[bytes, bytes] = {}
         self._keys: dict[int, set[bytes]] = {}  # partition -> the keys of it in ``data``
         self._restores: dict[int, asyncio.Future[None]] = {}  # current restore per partition
@@ -131,6 +135,9 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
             )
         self.data[key] = value
         self._keys.setdefault(partition, set()).add(key)
+        during = self._during.get(partition)
+        if during is not None:
+            during[key] = value  # kept over what the restore reads
         self._send(self.topic, partition, key, value)
 
     # ------------------------------------------------------------------ restore
@@ -147,12 +154,17 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
     async def _restore(self, partition: int) -> None:
         generation = self._generation.get(partition, 0)
         t0 = time.perf_counter()
+        during: dict[bytes, bytes] = {}
+        self._during[partition] = during
         for delay in backoff(FIRST_RETRY_S, MAX_RETRY_S):
             try:
                 await self._ensure_topic()
+                # what this process wrote before (an agent still handling a message when
+                # the partition was revoked) must be in the changelog before it is read
+                await self._flush()
                 records = await self._read(partition)
                 break
-            except (TimeoutError, KafkaError, OSError) as exc:
+            except (TimeoutError, KafkaError, OSError) as exc:  # a broker away: try again
                 log.warning(
                     "table %s partition %s: restore failed (%s: %s); retrying in %.1fs",
                     self.name,
@@ -162,9 +174,12 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
                     delay,
                 )
                 await asyncio.sleep(delay)
+        if self._during.get(partition) is during:
+            del self._during[partition]
         if self._generation.get(partition, 0) != generation:
             log.info("table %s partition %s: revoked during its restore", self.name, partition)
             return  # revoked meanwhile: a later ready() restores it again
+        records.update(during)
         for key in self._keys.pop(partition, ()):
             self.data.pop(key, None)
         self._keys[partition] = set(records)
