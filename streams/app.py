@@ -213,6 +213,8 @@ def build_streams(settings: Settings, app_id: str) -> Streams:
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,  # whole-tick batches (streams/outbox.py)
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         table_cleanup_interval=3600.0,
