@@ -70,7 +70,7 @@ TRITON = ROOT / "deploy" / "local" / "triton.sh"
 ON_PURPOSE = ("rate limited:", "fell back to template: invalid:")
 
 
-class Stop(Exception):
+class Stop(BaseException):
     """SIGTERM or the overall timeout: stop everything that was started."""
 
 
