@@ -94,9 +94,10 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         async def forget(app: Any, revoked: Any, **kwargs: Any) -> None:
             for tp in revoked:
                 if tp.topic == self.source_topic:
-                    self._stale(tp.partition)
+                    self.revoked(tp.partition)
 
-    def _stale(self, partition: int) -> None:
+    def revoked(self, partition: int) -> None:
+        """Mark a partition stale: its next :meth:`ready` restores it from the changelog."""
         self._generation[partition] = self._generation.get(partition, 0) + 1
         self._restores.pop(partition, None)
 
