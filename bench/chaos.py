@@ -91,6 +91,7 @@ class Config:
     triton_grpc: str | None = None  # a running Triton to reuse (then no stop_triton)
     logdir: Path = ROOT / ".local" / "chaos"
     log_level: str = "INFO"
+    llm_max_tokens: int = 64
 
 
 @dataclass
@@ -170,6 +171,11 @@ class Rig:
             triton_grpc_url=cfg.triton_grpc or f"127.0.0.1:{ports[1]}",
             tick_timeout_s=3.0,
             llm_outage_s=max(600.0, cfg.triton_down_s * 5),
+            # the faults are the subject, not the prose: short posts keep Triton on a
+            # shared CPU from being the bottleneck (a 1,000-token post took ~45 s here)
+            llm_max_tokens=cfg.llm_max_tokens,
+            llm_timeout_s=120.0,
+            llm_concurrency=2,
             sink_flush_s=0.3,
             api_port=_free_ports(1)[0],
             state_dir=cfg.logdir / f"faust-{tag}",
@@ -579,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triton", help="gRPC host:port of a running Triton (no stop_triton)")
     parser.add_argument("--logdir", type=Path, default=ROOT / ".local" / "chaos")
     parser.add_argument("--log-level", default="INFO", help="of the workers and the API")
+    parser.add_argument("--llm-max-tokens", type=int, default=64, help="cap on a post's tokens")
     parser.add_argument("--raw-counts", nargs=2, metavar=("DSN", "RUN_ID"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.raw_counts:
@@ -602,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         triton_grpc=args.triton,
         logdir=args.logdir,
         log_level=args.log_level,
+        llm_max_tokens=args.llm_max_tokens,
     )
 
     def terminated(signum: int, frame: object) -> None:
