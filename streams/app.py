@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,30 @@ class Streams:
         )
         table.attach(self.app)
         return table
+
+    @staticmethod
+    async def events(stream: Any) -> AsyncIterator[Any]:
+        """A faust stream's events, each acked only when the agent's loop body is done with it.
+
+        faust acks an event in a ``finally``: an agent cancelled half-way through one (a
+        worker stopping on SIGTERM, with ``stream_wait_empty`` off) acks it all the same, and
+        the offset is committed on the way out. Measured in ``make chaos``: a render request
+        in flight when its worker was stopped became neither a post nor a dead letter. Here
+        the ack comes after the body, which a cancellation never reaches.
+        """
+        manual = stream.noack()
+        async for event in manual.events():
+            yield event
+            await manual.ack(event)
+
+    @staticmethod
+    async def event_batches(stream: Any, max_: int, within: float) -> AsyncIterator[Sequence[Any]]:
+        """:meth:`events` for ``take_events``: a batch is acked once the body is done with it."""
+        manual = stream.noack()
+        async for batch in manual.take_events(max_, within=within):
+            yield batch
+            for event in batch:
+                await manual.ack(event)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         """The faust topic for a declared topic."""

@@ -79,7 +79,7 @@ def register(streams: Streams) -> None:
     )
     async def render_posts(stream: Any) -> None:
         """Write a post for each render request and publish it."""
-        async for event in stream.events():
+        async for event in streams.events(stream):  # acked once answered
             for table in tables:  # restored after a rebalance
                 await table.ready(event.message.partition)
             req = await streams.decode_or_dead_letter("render", RENDER_REQUESTS, event)

@@ -95,7 +95,7 @@ def register(streams: Streams) -> None:
     @streams.app.agent(streams.topic(SHARD_INBOX), name="advance_world")
     async def advance_world(stream: Any) -> None:
         """Decide a shard's NPCs on each tick; apply effect batches at the tick barrier."""
-        async for event in stream.events():
+        async for event in streams.events(stream):  # acked once handled
             await table.ready(event.message.partition)  # restored after a rebalance
             msg = await streams.decode_or_dead_letter("world", SHARD_INBOX, event)
             if msg is None:
