@@ -62,13 +62,22 @@ _RETRYABLE_NAMES = frozenset(str(code) for code in RETRYABLE_CODES)  # "StatusCo
 MAX_BACKOFF_S = 10.0
 
 
+#: What Triton answers while a (re)started server is still loading its models: the model
+#: is not there *yet*. Retried like a server that is away, not taken as a bad request.
+_LOADING = ("unknown model", "has no available versions", "is not ready")
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """True when ``exc`` is a transport failure worth retrying."""
+    """True when ``exc`` is a transport failure worth retrying, or a server still loading."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code() in RETRYABLE_CODES
+        return exc.code() in RETRYABLE_CODES or _loading(exc.details() or "")
     if isinstance(exc, InferenceServerException):
-        return exc.status() in _RETRYABLE_NAMES
+        return exc.status() in _RETRYABLE_NAMES or _loading(exc.message() or "")
     return isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError)
+
+
+def _loading(message: str) -> bool:
+    return any(words in message for words in _LOADING)
 
 
 def build_inputs(prompt: str, sampling: Mapping[str, Any]) -> list[grpcclient.InferInput]:

@@ -107,6 +107,10 @@ def test_retry_classification() -> None:
     assert not is_retryable(ValueError())
     md = grpc.aio.Metadata()
     assert is_retryable(grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, md, md))
+    # a restarted Triton answers before its model is loaded: wait for it, as for a server away
+    loading = "Request for unknown model: 'llm' has no available versions"
+    assert is_retryable(InferenceServerException(loading, status="StatusCode.NOT_FOUND"))
+    assert is_retryable(grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, md, md, details=loading))
     assert not is_retryable(grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, md, md))
 
 
