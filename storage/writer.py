@@ -159,7 +159,7 @@ def row_for(message: Any) -> tuple[str, Row]:
     if isinstance(message, TickCompleted):
         # the tick-wide tallies live in the ticks log (the clock recovers from it); the
         # table keeps its columns until a migration adds them
-        return "ticks", message.model_dump(exclude={"kind", "injected", *TICK_TALLIES})
+        return "ticks", message.model_dump(exclude={"kind", "injected", "focal", *TICK_TALLIES})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)
