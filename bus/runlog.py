@@ -20,6 +20,7 @@ from sim.replay import BranchPlan, RunLog, plan_branch
 from sim.world import WorldIndex
 from topics import (
     CLOCK_INBOX,
+    DECISIONS,
     EVENTS,
     POSTS,
     RENDER_REQUESTS,
@@ -29,7 +30,14 @@ from topics import (
     TICKS,
 )
 from topics.codec import encode
-from topics.models import EventHappened, PostPublished, RunCommanded, SnapshotPart, TickCompleted
+from topics.models import (
+    DecisionMade,
+    EventHappened,
+    PostPublished,
+    RunCommanded,
+    SnapshotPart,
+    TickCompleted,
+)
 from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,9 @@ async def read_run(settings: Settings, run_id: str, *, posts: bool = False) -> R
     ticks: list[TickCompleted] = await read_topic(settings, TICKS, mine)
     events: list[EventHappened] = await read_topic(settings, EVENTS, mine)
     parts: list[SnapshotPart] = await read_topic(settings, SNAPSHOTS, mine)
+    decisions: list[DecisionMade] = []
+    if start.decide_budget:  # keyed by request id: read them all, keep the run's
+        decisions = [d for d in await read_topic(settings, DECISIONS) if d.run_id == run_id]
     published: list[PostPublished] = []
     if posts:
         published = [p for p in await read_topic(settings, POSTS) if p.run_id == run_id]
@@ -64,6 +75,7 @@ async def read_run(settings: Settings, run_id: str, *, posts: bool = False) -> R
         (e for e in events if e.run_id == run_id),
         (p for p in parts if p.run_id == run_id),
         published,
+        decisions,
     )
 
 

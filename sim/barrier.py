@@ -184,6 +184,14 @@ def park_batch(batch: EffectsBatched, raw: bytes, read: Read) -> Step:
     return Step(writes=[_keep(batch, raw)])
 
 
+def park_decision(msg: DecisionMade, raw: bytes) -> Step:
+    """A decision for a shard whose machine is not loaded: kept in the table, where the
+    machine finds it when it is rebuilt (for the NPCs whose decision is pending)."""
+    return Step(
+        writes=[TableWrite(decision_key(msg.run_id, msg.shard, msg.request_id), raw, msg.shard)]
+    )
+
+
 def _keep(batch: EffectsBatched, raw: bytes) -> TableWrite:
     # the message as received: recovery reads its tick, parts and effects back
     key = in_key(batch.run_id, batch.shard, batch.from_shard, batch.part)

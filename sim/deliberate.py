@@ -83,6 +83,13 @@ REASONS: tuple[str, ...] = (
 FALLBACKS: tuple[str, ...] = ("timeout", "invalid", "error", "missing")
 
 
+def deliberation(decide: Decide, budget: int, deadline: int) -> tuple[int, int]:
+    """A run's (budget, deadline) from the settings: budget -1 and deadline 0 mean the
+    catalog's; a catalog without actions cannot deliberate (budget 0)."""
+    b = decide.budget_per_tick if budget < 0 else budget
+    return (b if decide.actions else 0), (deadline or decide.deadline_ticks)
+
+
 # ---- 1. who deliberates -------------------------------------------------------------------------
 
 

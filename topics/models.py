@@ -229,9 +229,6 @@ class StateRestored(StatesPart):
     start_minute: int = Field(ge=0, le=MAX_START_MINUTE)
 
 
-ShardInbox = Annotated[TickStarted | EffectsBatched | StateRestored, Field(discriminator="kind")]
-
-
 class SnapshotPart(Message):
     """One part of a full-world snapshot of a run after tick ``tick``.
 
@@ -563,5 +560,10 @@ class DecisionResolved(Message):
     model_reason: str | None = Field(None, max_length=400)
     event_id: str | None = Field(None, description="The event the NPC caused, if any.")
 
+
+ShardInbox = Annotated[
+    TickStarted | EffectsBatched | StateRestored | DecisionMade, Field(discriminator="kind")
+]
+"""The shard inbox: ticks, effect batches, a branch's states, and decisions due."""
 
 RunCommanded.model_rebuild()
