@@ -17,7 +17,7 @@ from bus.log import read_topic
 from posts.quota import inherited_quotas
 from sim.calendar import day_of, minute_of_tick
 from sim.replay import BranchPlan, RunLog, plan_branch
-from sim.world import WorldIndex
+from sim.world import WorldIndex, shard_of
 from topics import (
     CLOCK_INBOX,
     DECISIONS,
@@ -110,6 +110,11 @@ async def send_branch(settings: Settings, plan: BranchPlan) -> None:
             await producer.send(
                 inbox, encode(msg), key=str(msg.shard).encode(), partition=msg.shard
             )
+        n_shards = plan.restores[0].n_shards if plan.restores else 1
+        for made in plan.decisions:  # in flight at the branch tick: each member's shard
+            for shard in sorted({shard_of(n, n_shards) for n in made.npcs}):
+                copy = made.model_copy(update={"shard": shard})
+                await producer.send(inbox, encode(copy), key=str(shard).encode(), partition=shard)
         for story in plan.stories:
             await producer.send(settings.topic(EVENTS.name), encode(story), key=key)
         for quota in plan.quotas:  # keyed like the requests: on their author's partition

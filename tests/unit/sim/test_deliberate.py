@@ -272,3 +272,23 @@ def test_the_prompt_hash_names_the_prompt(thinking: LocalRun) -> None:
     by_hash: dict[str, str] = {}
     for r in thinking.requests:
         assert by_hash.setdefault(r.prompt_hash, r.prompt) == r.prompt
+
+
+def test_replay_and_branch_plans_read_decisions_from_the_log(town: WorldIndex) -> None:
+    from sim.replay import RunLog, plan_branch, replay
+
+    run = LocalRun(town, "logged", 7, 2, snapshot_every=24, decide_budget=4, decider=eager)
+    for _ in range(40):
+        run.step()
+    log = RunLog.of(
+        run.start_command(), run.completed, run.events, run.parts, decisions=run.decisions
+    )
+    report = replay(town, log)
+    assert report.identical, report.first_difference
+    lost = RunLog.of(run.start_command(), run.completed, run.events, run.parts)
+    assert not replay(town, lost).identical  # the decisions are part of the log
+    plan = plan_branch(town, log, 30, n_shards=2)
+    assert (plan.start.decide_budget, plan.start.decide_deadline) == (4, 1)
+    pending = {s["pend"][1] for part in plan.restores for s in part.states.values() if "pend" in s}
+    assert pending and {d.request_id for d in plan.decisions} == pending
+    assert {d.run_id for d in plan.decisions} == {plan.run_id}
