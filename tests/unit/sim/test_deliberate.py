@@ -292,3 +292,14 @@ def test_replay_and_branch_plans_read_decisions_from_the_log(town: WorldIndex) -
     pending = {s["pend"][1] for part in plan.restores for s in part.states.values() if "pend" in s}
     assert pending and {d.request_id for d in plan.decisions} == pending
     assert {d.run_id for d in plan.decisions} == {plan.run_id}
+
+
+def test_llm_chosen_events_are_written_up_like_any_other(
+    town: WorldIndex, thinking: LocalRun
+) -> None:
+    from sim.impact import Story, render_requests
+
+    llm = [e for e in thinking.events if e.source == "llm"]
+    requests = [r for e in llm for r in render_requests(town, Story(e))]
+    assert requests, "no LLM-chosen event crossed a channel threshold"
+    assert {r.event.source for r in requests} == {"llm"}
