@@ -63,6 +63,7 @@ from topics.models import (
     StateRestored,
     TickStarted,
 )
+from worldfeed.gcpause import gc_paused
 from worldfeed.ids import combine_digests
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class ShardBarrier:
     restored: set[int] = field(default_factory=set)  # restore parts received (a branch)
 
     @classmethod
+    @gc_paused()  # every NPC of the shard: seeded or read back
     def recover(
         cls,
         index: WorldIndex,
@@ -383,6 +385,7 @@ class ShardBarrier:
             parts = shard_parts(self.run_id, tick, self.shard, self.n_shards, self.states)
         return Step(writes=writes, snapshots=snapshots, parts=parts, report=done)
 
+    @gc_paused()
     def on_restore(self, msg: StateRestored) -> Step:
         """Take one part of the states a branch's shard starts from (before its first tick).
 

@@ -40,6 +40,7 @@ from topics.models import (
     StateRestored,
     TickCompleted,
 )
+from worldfeed.gcpause import gc_paused
 from worldfeed.ids import derive_id
 
 MAX_LISTED = 50  # events listed per side in a report
@@ -262,6 +263,7 @@ def branch_id(parent: str, at_tick: int, seed: int, injected: list[InjectedEvent
     return derive_id("br", parent, at_tick, seed, *what)[:64]
 
 
+@gc_paused()  # restores and serializes every NPC: millions of acyclic objects
 def plan_branch(
     index: WorldIndex,
     parent: RunLog,
@@ -327,7 +329,7 @@ def plan_branch(
         base=run.clock.state(),
         injected=injected,
     )
-    states = run.snapshot().states
+    states = run.states  # read only: no copy
     restores = restore_parts(new_id, at_tick, branch_start, states, shard_of, n_shards)
     parts = [clock_part(new_id, at_tick, n_shards, branch_start, run.clock.state())]
     for q in range(n_shards):
