@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -479,3 +479,19 @@ def world_at(index: WorldIndex, log: RunLog, tick: int) -> dict[str, Any]:
         done = log.ticks.get(t)
         run.step(done.injected if done else None)
     return run.snapshot().states
+
+
+def last_common_tick(a: RunLog, b: RunLog) -> int | None:
+    """The last tick both runs have, if they share one."""
+    last = min(a.last_tick, b.last_tick)
+    return last if last >= max(a.first_tick, b.first_tick) else None
+
+
+def compare(a: RunLog, b: RunLog, world: Callable[[], WorldIndex]) -> RunDiff:
+    """:func:`diff` of two runs, with their worlds at the last tick both have re-derived
+    (``world()`` loads the runs' world; it is called only when they share a tick)."""
+    last = last_common_tick(a, b)
+    if last is None:
+        return diff(a, b)
+    index = world()
+    return diff(a, b, world_at(index, a, last), world_at(index, b, last))
