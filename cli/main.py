@@ -22,8 +22,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worldfeed.settings import ROOT, Settings
+
+if TYPE_CHECKING:
+    from api.timeline import Timelines
+    from streams.app import Streams
 
 SCHEMAS_DIR = ROOT / "topics" / "schemas"
 
@@ -89,8 +94,22 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     app = create_app(
         settings, health_checks={"kafka": kafka}, on_startup=hooks_up, on_shutdown=hooks_down
     )
+    if with_sink and settings.api_timeline_posts > 0:
+        feed_timelines(app.state.timelines, streams)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
     return 0
+
+
+def feed_timelines(timelines: Timelines, streams: Streams) -> None:
+    """Let the embedded sink feed the API's in-memory timelines (api/timeline.py)."""
+    import orjson
+
+    def stored(table: str, lines: list[bytes]) -> None:
+        if table == "posts":
+            timelines.stored(orjson.loads(line) for line in lines)
+
+    streams.on_stored.append(stored)
+    timelines.live = True
 
 
 def start_minute_arg(day: int, time: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,8 @@ class Streams:
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
     stored: dict[str, int] = field(default_factory=dict)  # rows the sink stored, per table
     writer: ClickHouseWriter | None = None  # the sink's, created on first use
+    # called with (table, JSON rows) once the sink has stored them (the API's timelines)
+    on_stored: list[Callable[[str, list[bytes]], None]] = field(default_factory=list)
     _outbox: Outbox | None = None
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:

@@ -75,6 +75,7 @@ async def store_records(
     """Decode records of the stored topics (bad ones go to the DLQ), buffer their rows and
     flush until they are stored. Returns the rows written per table."""
     writer = writer_for(streams)
+    lines: dict[str, list[bytes]] = {}  # for streams.on_stored, when someone listens
     for record in records:
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
@@ -86,6 +87,8 @@ async def store_records(
                 continue
             if line is not None:
                 writer.add_json(table, line)
+                if streams.on_stored:
+                    lines.setdefault(table, []).append(line)
             continue
         try:
             msg = decode(spec, record.value)
@@ -103,10 +106,15 @@ async def store_records(
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
     for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
         try:
-            return await writer.flush()
+            written = await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
             log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
+            continue
+        for table, stored in lines.items():
+            for listener in streams.on_stored:
+                listener(table, stored)
+        return written
     raise AssertionError("unreachable: backoff() never ends")
 
 
