@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from aiokafka import ConsumerRecord, TopicPartition
+from pydantic import BaseModel
 
 from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
@@ -75,7 +76,7 @@ async def store_records(
     """Decode records of the stored topics (bad ones go to the DLQ), buffer their rows and
     flush until they are stored. Returns the rows written per table."""
     writer = writer_for(streams)
-    lines: dict[str, list[bytes]] = {}  # for streams.on_stored, when someone listens
+    stored: list[BaseModel] = []  # for streams.on_stored, when someone listens
     for record in records:
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
@@ -87,8 +88,6 @@ async def store_records(
                 continue
             if line is not None:
                 writer.add_json(table, line)
-                if streams.on_stored:
-                    lines.setdefault(table, []).append(line)
             continue
         try:
             msg = decode(spec, record.value)
@@ -104,6 +103,9 @@ async def store_records(
             writer.add_message(msg)
         except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
+            continue
+        if streams.on_stored:
+            stored.append(msg)
     for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
         try:
             written = await writer.flush()
@@ -111,9 +113,9 @@ async def store_records(
             log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             continue
-        for table, stored in lines.items():
+        if stored:
             for listener in streams.on_stored:
-                listener(table, stored)
+                listener(stored)
         return written
     raise AssertionError("unreachable: backoff() never ends")
 
