@@ -48,6 +48,7 @@ class LocalRun:
     completed: list[TickCompleted] = field(default_factory=list)  # the ticks log
     snapshot_every: int = 0  # ticks between full-world snapshots (0: none)
     parts: list[SnapshotPart] = field(default_factory=list)  # the snapshots written
+    restoring: bool = False  # the shards start from restored states (from_snapshot)
     clock: RunClock = field(init=False)
     tables: list[dict[bytes, bytes]] = field(init=False)  # per shard: its table
     shards: list[ShardBarrier] = field(init=False)
@@ -66,7 +67,9 @@ class LocalRun:
         )
         self.tables = [{} for _ in range(self.n_shards)]
         self.shards = [
-            ShardBarrier.recover(self.index, self.tick_message(0, q), self.tables[q].get)
+            ShardBarrier.recover(
+                self.index, self.tick_message(0, q), self.tables[q].get, restoring=self.restoring
+            )
             for q in range(self.n_shards)
         ]
 
@@ -104,6 +107,7 @@ class LocalRun:
             n_shards,
             start.step_minutes,
             start.start_minute,
+            restoring=True,
         )
         parts = restore_parts(run.run_id, snapshot.tick, start, snapshot.states, shard_of, n_shards)
         for part in parts:
