@@ -39,7 +39,7 @@ schemas: ## regenerate topic and catalog JSON Schemas
 bench: install ## benchmarks (world throughput, pipeline vs raw Kafka)
 	$(PY) -m bench.world
 
-bench-api: ## feed API p50/p99 at 200 req/s over 1M posts (chDB, uvicorn on loopback)
+bench-api: ## feed API p50/p99 at 200 req/s over 10M posts, 5,000 posts/s arriving (chDB, embedded sink, uvicorn on loopback)
 	$(PY) -m bench.api_feed
 
 stop: ## stop a local Kafka / Triton left running

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI, HTTPException, Request
@@ -43,9 +44,10 @@ from api.routes import (
     ui,
     views,
 )
+from api.timeline import Filter, Timelines
 from api.worlds import CATALOG_WORLDS, WorldCatalogs
 from bus.commands import CommandSender
-from storage import connect, database_of, migrate, run_in_thread
+from storage import connect, database_of, migrate, queries, run_in_thread
 from storage.queries import InvalidCursor, InvalidQuery, ping
 from worldfeed.settings import Settings
 
@@ -119,6 +121,26 @@ def create_app(
     app.state.seeding = None  # the world generation in progress (one at a time)
     app.state.live_streams = 0
     app.state.feed_cache = PageCache(feed_cache_s, max_bytes=settings.api_cache_max_bytes)
+
+    async def newest_posts(f: Filter, n: int) -> list[dict[str, Any]]:
+        storage: Storage = app.state.storage
+        run_id, channel, author = f
+        page = await run_in_thread(
+            queries.feed,
+            storage.client,
+            storage.database,
+            run_id=run_id,
+            channel=channel,
+            author=author,
+            limit=n,
+        )
+        return page.items
+
+    app.state.timelines = Timelines(
+        newest_posts,
+        capacity=settings.api_timeline_posts,
+        max_bytes=settings.api_timeline_max_bytes,
+    )
 
     app.add_middleware(AdminGuard, settings=settings)
     app.add_middleware(HostGuard, allowed=settings.api_allowed_hosts)

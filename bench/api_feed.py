@@ -1,15 +1,22 @@
-"""Feed API latency at 200 requests/s over >= 1M stored posts (``make bench-api``).
+"""Feed API latency at 200 requests/s over 10M stored posts while 5,000 posts/s arrive
+(``make bench-api``).
 
 1. A loader subprocess inserts the posts into an embedded chDB database and measures the
    baseline: the same feed queries called in-process through the storage client.
-2. The API runs in a uvicorn subprocess on loopback over that database (chDB allows one
-   engine per process, so the loader has exited by then).
-3. This process fires requests at ``/feed`` open-loop (a request every 1/rate s, whatever
+2. The API runs in a uvicorn subprocess on loopback over that database, as ``worldfeed
+   api`` runs it: with the embedded sink, which stores what arrives on the posts topic
+   and feeds the in-memory timelines (api/timeline.py). chDB allows one engine per
+   process, so the loader has exited by then. A broker is started unless
+   ``WORLDFEED_KAFKA_BOOTSTRAP`` names one.
+3. An ingest subprocess produces new posts to the posts topic at ``--ingest`` posts/s
+   (newest ticks of both runs, as a live run writes them) while
+4. this process fires requests at ``/feed`` open-loop (a request every 1/rate s, whatever
    the previous ones are doing; latency counts from the planned send time), with varied
-   filters, bounded by count and time; then prints p50/p90/p99/max, errors, and the
-   ratio to the baseline.
+   filters, bounded by count and time; then prints p50/p90/p99/max, errors, how pages
+   were served, the ratio to the baseline, and whether the sink kept up.
 
-    .venv/bin/python -m bench.api_feed [--posts 1000000] [--rate 200] [--seconds 20]
+    .venv/bin/python -m bench.api_feed [--posts 10000000] [--rate 200] [--seconds 20]
+        [--ingest 5000]
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -26,14 +34,22 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from bench.world import broker
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench"
 RUNS = ("run_a", "run_b")
 AUTHORS = 2000
 TARGET_P99_MS = 50.0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _free_port() -> int:
@@ -191,20 +207,79 @@ def load(path: str, n_posts: int) -> None:
     )
 
 
-def serve(path: str, port: int, cache_s: float) -> None:
-    """The API over the loaded database, in uvicorn on loopback (the server under test)."""
-    import uvicorn
-
-    from api.main import create_app
+def bench_settings(path: str, bootstrap: str, tag: str) -> Any:
     from worldfeed.settings import Settings
 
-    settings = Settings(
+    return Settings(
         env="test",
         clickhouse_dsn=f"chdb://{path}?database={DATABASE}",
-        kafka_bootstrap="127.0.0.1:1",  # admin commands are not used here
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"benchapi{tag}.",
+        app_id=f"benchapi-{tag}",
     )
-    app = create_app(settings, feed_cache_s=cache_s)
+
+
+def serve(path: str, port: int, cache_s: float, bootstrap: str, tag: str) -> None:
+    """The API over the loaded database with its embedded sink, in uvicorn on loopback
+    (the server under test), as ``worldfeed api`` runs it."""
+    import uvicorn
+
+    from cli.main import api_app
+
+    app = api_app(bench_settings(path, bootstrap, tag), with_sink=True, feed_cache_s=cache_s)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def ingest(bootstrap: str, tag: str, rate: float, seconds: float, first_tick: int) -> None:
+    """Produce ``rate`` new posts/s for ``seconds`` to the posts topic (both runs, newest
+    ticks: 50 posts a tick per run); print JSON: posts sent, achieved rate, last ticks."""
+    from aiokafka import AIOKafkaProducer
+
+    from topics import POSTS
+    from topics.codec import encode
+    from topics.models import PostPublished
+
+    settings = bench_settings("unused", bootstrap, tag)
+
+    async def run() -> dict[str, Any]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        await producer.start()
+        sent, t0 = 0, time.perf_counter()
+        topic = settings.topic(POSTS.name)
+        try:
+            while (elapsed := time.perf_counter() - t0) < seconds:
+                due = int(elapsed * rate) + 1
+                while sent < due:
+                    r = sent % len(RUNS)
+                    i = first_tick * 50 + sent // len(RUNS)
+                    post = PostPublished(
+                        post_id=f"po_{r}_{i:012x}",
+                        request_id=f"rq_{r}_{i:012x}",
+                        run_id=RUNS[r],
+                        event_id=f"ev_{r}_{i // 3:012x}",
+                        channel=("feed", "chat", "news")[i % 3],
+                        author=f"npc_{(i * 7919) % AUTHORS:05d}",
+                        tick=i // 50,
+                        sim_minute=i // 50 * 15,
+                        title=f"Headline {i}" if i % 3 == 2 else None,
+                        body=f"Live post {i} of {RUNS[r]}: something just happened.",
+                        source="llm",
+                        score=0.5,
+                        model="smollm2",
+                        tokens_in=200,
+                        tokens_out=30,
+                        latency_ms=400.0,
+                    )
+                    await producer.send(topic, encode(post), key=post.run_id.encode())
+                    sent += 1
+                await asyncio.sleep(0.01)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        last = first_tick * 50 + (sent - 1) // len(RUNS)
+        return {"sent": sent, "rate": sent / (time.perf_counter() - t0), "last_tick": last // 50}
+
+    print(json.dumps(asyncio.run(run())), flush=True)
 
 
 # ---- load generator ------------------------------------------------------------------------
@@ -285,23 +360,31 @@ def _line(s: dict[str, float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--posts", type=int, default=10_000_000)
+    parser.add_argument(
+        "--ingest", type=float, default=5000.0, help="new posts/s on the posts topic meanwhile"
+    )
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--cache-s", type=float, default=1.0, help="the API's feed cache TTL (0: off)"
     )
     parser.add_argument("--load", nargs=2, metavar=("PATH", "POSTS"), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--serve", nargs=3, metavar=("PATH", "PORT", "CACHE_S"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--ingest-run", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load(args.load[0], int(args.load[1]))
         return 0
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]), float(args.serve[2]))
+        path, port, cache_s, bootstrap, tag = args.serve
+        serve(path, int(port), float(cache_s), bootstrap, tag)
         return 0
+    if args.ingest_run:
+        bootstrap, tag, rate, seconds, first = args.ingest_run
+        ingest(bootstrap, tag, float(rate), float(seconds), int(first))
+        return 0
+    signal.signal(signal.SIGTERM, _interrupt)  # teardown (stop the API, the broker) runs
 
     with tempfile.TemporaryDirectory(prefix="wf-bench-api-") as tmp:
         path = str(Path(tmp) / "chdb")
@@ -316,36 +399,85 @@ def main() -> int:
         loaded = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {loaded['posts']:,} posts in {loaded['load_s']:.1f} s", flush=True)
 
-        port = _free_port()
-        log = open(Path(tmp) / "api.log", "wb")
-        api = subprocess.Popen(  # noqa: S603 - our own app
-            [sys.executable, "-m", "bench.api_feed", "--serve", path, str(port), str(args.cache_s)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/feed?limit=1", timeout=2):  # noqa: S310 - loopback
-                        break
-                except OSError:
-                    if api.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit((Path(tmp) / "api.log").read_text()[-3000:]) from None
-                    time.sleep(0.3)
-            print(
-                f"firing {args.rate:g} req/s for {args.seconds:g} s at {base}/feed ...", flush=True
-            )
-            result = asyncio.run(
-                fire(base, args.rate, args.seconds, loaded["max_tick"], loaded["scroll"])
-            )
-        finally:
-            api.terminate()
-            api.wait(20)
-            log.close()
+        with broker() as bootstrap:
+            result, fed = _serve_and_fire(args, path, tmp, loaded, bootstrap)
+    return _report(args, loaded, result, fed)
 
+
+def _serve_and_fire(
+    args: argparse.Namespace, path: str, tmp: str, loaded: dict[str, Any], bootstrap: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the API (with its sink) and the ingest; fire the requests; stop both."""
+    tag = uuid.uuid4().hex[:8]
+    port = _free_port()
+    log = open(Path(tmp) / "api.log", "wb")
+    api = subprocess.Popen(  # noqa: S603 - our own app
+        [sys.executable, "-m", "bench.api_feed", "--serve", path, str(port)]
+        + [str(args.cache_s), bootstrap, tag],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    feeder = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/feed?limit=1", timeout=2):  # noqa: S310 - loopback
+                    break
+            except OSError:
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit((Path(tmp) / "api.log").read_text()[-3000:]) from None
+                time.sleep(0.3)
+        feeder = subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", "bench.api_feed", "--ingest-run", bootstrap, tag]
+            + [str(args.ingest), str(args.seconds + 1), str(loaded["max_tick"] + 1)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # the ingest is under way when the requests start
+        print(
+            f"firing {args.rate:g} req/s for {args.seconds:g} s at {base}/feed while "
+            f"{args.ingest:g} posts/s arrive on the posts topic ...",
+            flush=True,
+        )
+        result = asyncio.run(
+            fire(base, args.rate, args.seconds, loaded["max_tick"], loaded["scroll"])
+        )
+        out, _ = feeder.communicate(timeout=120)
+        fed = json.loads(out.strip().splitlines()[-1])
+        fed["caught_up_s"] = _caught_up(base, fed["last_tick"], 120)
+        return result, fed
+    finally:
+        if feeder is not None and feeder.poll() is None:
+            feeder.terminate()
+            feeder.wait(20)
+        api.terminate()
+        api.wait(20)
+        log.close()
+
+
+def _caught_up(base: str, last_tick: int, timeout_s: float) -> float | None:
+    """Seconds after the ingest ended until both runs' feeds show its last tick (the sink
+    stored everything and the timelines have it), or None if not within ``timeout_s``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        ticks = []
+        for run in RUNS:
+            with urllib.request.urlopen(f"{base}/feed?run_id={run}&limit=1", timeout=5) as r:  # noqa: S310 - loopback
+                items = json.loads(r.read())["items"]
+            ticks.append(items[0]["tick"] if items else -1)
+        if min(ticks) >= last_tick:
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    return None
+
+
+def _report(
+    args: argparse.Namespace, loaded: dict[str, Any], result: dict[str, Any], fed: dict[str, Any]
+) -> int:
     base_s = loaded["baseline"]
     print("\nbaseline: storage.queries.feed in-process, sequential, no cache, same mix:")
     print(f"  all      n {base_s['n']:5d}  {_line(base_s)}")
@@ -371,14 +503,25 @@ def main() -> int:
     print(
         "  served: "
         + ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in sorted(served.items()))
-        + " (hit: cached page; shared: joined an identical query in flight; miss: queried)"
+        + " (memory: from the in-memory timelines; hit: cached page; shared: joined an "
+        "identical query in flight; miss: queried)"
+    )
+    caught = fed["caught_up_s"]
+    print(
+        f"ingest: {fed['sent']:,} posts at {fed['rate']:.0f}/s on the posts topic; the feed "
+        + (
+            f"showed the last of them {caught:.1f} s after the ingest ended"
+            if caught is not None
+            else "did not show the last of them within 120 s (the sink fell behind)"
+        )
     )
     print(
         f"ratio API/baseline: p50 {api_s['p50'] / base_s['p50']:.2f}x, "
         f"p99 {api_s['p99'] / base_s['p99']:.2f}x"
     )
-    ok = api_s["p99"] <= TARGET_P99_MS and not n_errors
-    print(f"target p99 <= {TARGET_P99_MS:g} ms, no errors: {'meets' if ok else 'misses'}")
+    ok = api_s["p99"] <= TARGET_P99_MS and not n_errors and caught is not None
+    verdict = "meets" if ok else "misses"
+    print(f"target p99 <= {TARGET_P99_MS:g} ms, no errors, the sink keeps up: {verdict}")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores; other work counts)")
     return 0
 

@@ -38,6 +38,7 @@ from topics.models import (
     SnapshotPart,
     TickCompleted,
 )
+from worldfeed.gcpause import gc_paused
 from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,11 @@ class UnknownRun(LookupError):
 
 async def read_run(settings: Settings, run_id: str, *, posts: bool = False) -> RunLog:
     """A run's log: its accepted start, completed ticks, events, snapshots (and posts)."""
+    with gc_paused():  # a run's log decodes into many acyclic objects
+        return await _read_run(settings, run_id, posts)
+
+
+async def _read_run(settings: Settings, run_id: str, posts: bool) -> RunLog:
     key = run_id.encode()
 
     def mine(k: bytes | None) -> bool:

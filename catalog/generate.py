@@ -7,10 +7,7 @@ local (each NPC knows a few NPCs with nearby ids), so generation is linear in ``
 
 from __future__ import annotations
 
-import gc
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +28,7 @@ from catalog.models import (
     Traits,
     World,
 )
+from worldfeed.gcpause import gc_paused
 
 M = TypeVar("M", bound=BaseModel)
 STARTER_WORLD = Path(__file__).resolve().parent / "worlds" / "town"
@@ -242,18 +240,6 @@ def _places(rng: random.Random, n_places: int) -> list[Place]:
     return places
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: it rescans the growing heap while we allocate ~1M acyclic objects."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def generate_world(
     n_npcs: int, seed: int, n_places: int | None = None, relationship_density: float = 0.05
 ) -> Catalog:
@@ -262,7 +248,7 @@ def generate_world(
     ``relationship_density`` is the fraction of an NPC's neighborhood (the ``NEIGHBORHOOD``
     nearest ids) it has a relationship with: 0.05 gives 5 outgoing edges per NPC.
     """
-    with _gc_paused():
+    with gc_paused():
         return _generate(n_npcs, seed, n_places, relationship_density)
 
 

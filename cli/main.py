@@ -22,8 +22,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from worldfeed.settings import ROOT, Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    from api.timeline import Timelines
+    from streams.app import Streams
 
 SCHEMAS_DIR = ROOT / "topics" / "schemas"
 
@@ -65,6 +73,15 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
     """Serve the API (and, in embedded mode, the ClickHouse sink in the same process)."""
     import uvicorn
 
+    app = api_app(settings, with_sink)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
+    """The API app of ``worldfeed api``: with the sink, its hooks start the sink in the
+    app's process and the sink feeds the app's in-memory feed timelines. ``options`` go
+    to :func:`api.main.create_app`."""
     from api.main import create_app
     from bus.admin import ensure_topics, kafka_health
     from streams.worker import create_streams
@@ -87,10 +104,26 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
         return await kafka_health(settings)
 
     app = create_app(
-        settings, health_checks={"kafka": kafka}, on_startup=hooks_up, on_shutdown=hooks_down
+        settings,
+        health_checks={"kafka": kafka},
+        on_startup=hooks_up,
+        on_shutdown=hooks_down,
+        **options,
     )
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
-    return 0
+    if with_sink and settings.api_timeline_posts > 0:
+        feed_timelines(app.state.timelines, streams)
+    return app
+
+
+def feed_timelines(timelines: Timelines, streams: Streams) -> None:
+    """Let the embedded sink feed the API's in-memory timelines (api/timeline.py)."""
+    from topics.models import PostPublished
+
+    def stored(messages: list[BaseModel]) -> None:
+        timelines.stored(m.model_dump() for m in messages if isinstance(m, PostPublished))
+
+    streams.on_stored.append(stored)
+    timelines.live = True
 
 
 def start_minute_arg(day: int, time: str) -> int:

@@ -79,7 +79,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bus.commands import send_command
     from bus.runlog import make_branch, read_run, send_branch
-    from sim.replay import BranchError, diff, replay, world_at
+    from sim.replay import BranchError, compare, replay
     from sim.world import load_world
     from topics.models import RunCommanded
 
@@ -126,12 +126,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.cmd == "diff":
         a = await read_run(settings, args.run_a, posts=True)
         b = await read_run(settings, args.run_b, posts=True)
-        last = min(a.last_tick, b.last_tick)
-        states: list[Any] = [None, None]
-        if last >= max(a.first_tick, b.first_tick):
-            index = load_world(a.start.world)
-            states = [await asyncio.to_thread(world_at, index, log, last) for log in (a, b)]
-        result = diff(a, b, states[0], states[1])
+        result = await asyncio.to_thread(compare, a, b, lambda: load_world(a.start.world))
         _print(dataclasses.asdict(result), args.json, _diff_text)
         return 0
     return 2

@@ -66,7 +66,8 @@ def inherited_quotas(
     ``run_id`` that continues that day: the branch's authors keep the posts they made."""
     quota: dict[bytes, bytes] = {}
     for req in requests:
-        apply_rate_limit(index, req, quota)
+        if day_of(req.event.sim_minute) == day:  # a day's quota counts only that day's posts
+            apply_rate_limit(index, req, quota)
     out = []
     for key, value in sorted(quota.items()):
         _, author, channel, key_day = key.decode().rsplit("/", 3)

@@ -67,6 +67,7 @@ from topics.models import (
     StateRestored,
     TickStarted,
 )
+from worldfeed.gcpause import gc_paused
 from worldfeed.ids import combine_digests
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ class ShardBarrier:
     ignored: int = 0  # decisions that came after their tick was decided, or twice
 
     @classmethod
+    @gc_paused()  # every NPC of the shard: seeded or read back
     def recover(
         cls,
         index: WorldIndex,
@@ -250,8 +252,15 @@ class ShardBarrier:
         read: Read,
         snapshot_every: int = 0,
         max_effects: int = MAX_EFFECTS_PER_MESSAGE,
+        restoring: bool = False,
     ) -> ShardBarrier:
-        """The machine of a tick's run and shard, rebuilt from the shard's table records."""
+        """The machine of a tick's run and shard, rebuilt from the shard's table records.
+
+        ``restoring``: built for a branch's restore (:meth:`on_restore`). Until the restore
+        is complete, NPCs it has not brought yet are not seeded from the catalog (their
+        restored states replace any seed; at 100k NPCs seeding took seconds of a branch's
+        start); whatever a complete restore did not bring is seeded then.
+        """
         run = cls(
             tick.run_id,
             index,
@@ -268,10 +277,14 @@ class ShardBarrier:
             if meta["done"] is not None:  # None: the tick a branch was restored at
                 run.last_done = ShardTickDone.model_validate(meta["done"])
         receipt = _load(read(restore_key(run.run_id, run.shard)))
-        if receipt is not None and run.finished < receipt["tick"]:
+        midway = receipt is not None and run.finished < receipt["tick"]
+        if midway:
             run.restored = set(receipt["got"])
+        unseeded = restoring and (meta is None or midway)  # the restore brings the states
         for npc_id in index.shard_npcs(run.shard, run.n_shards):
             rec = _load(read(npc_key(run.run_id, npc_id)))
+            if rec is None and unseeded:
+                continue
             if rec is None:  # never changed: the seed state, derived from the catalog
                 state = seed_state(index, npc_id)
             elif rec["t"] > run.finished:  # persisted by a tick that never finished
@@ -508,6 +521,7 @@ class ShardBarrier:
             parts = shard_parts(self.run_id, tick, self.shard, self.n_shards, self.states)
         return Step(writes=writes, snapshots=snapshots, parts=parts, report=done)
 
+    @gc_paused()
     def on_restore(self, msg: StateRestored) -> Step:
         """Take one part of the states a branch's shard starts from (before its first tick).
 
@@ -518,7 +532,8 @@ class ShardBarrier:
             return Step()  # restored already (a redelivery), or playing
         writes = []
         for npc_id in sorted(msg.states):
-            if npc_id not in self.states:
+            # owned: an NPC of the world on this shard (its state may not be seeded yet)
+            if npc_id not in self.index.location or shard_of(npc_id, self.n_shards) != self.shard:
                 log.warning("restored NPC %s not owned by shard %s", npc_id, self.shard)
                 continue
             body = orjson.dumps(msg.states[npc_id])
@@ -535,6 +550,13 @@ class ShardBarrier:
         )
         if len(self.restored) == msg.parts:
             self.finished = msg.tick
+            for npc_id in self.index.shard_npcs(self.shard, self.n_shards):
+                if npc_id not in self.states:  # not in the snapshot (defensive): the seed
+                    log.warning("restore of shard %s brought no state for %s", self.shard, npc_id)
+                    self.states[npc_id] = seed_state(self.index, npc_id)
+                    self.digests[npc_id] = digest(npc_id, self.states[npc_id])
+                    self.count_relationships(npc_id)
+                    self.dirty.add(npc_id)
             meta = {"finished": msg.tick, "done": None}
             writes.append(
                 TableWrite(meta_key(self.run_id, self.shard), orjson.dumps(meta), self.shard)

@@ -202,7 +202,8 @@ def book_of(
     book = StoryBook()
     requests: list[RenderRequested] = []
     for ev in sorted(events, key=lambda e: e.tick):  # stable: within a tick, log order
-        scored = book.add(index, ev.model_copy(deep=True))  # a re-score changes the story
+        # a copy: a re-score replaces the copy's impact (never mutates it in place)
+        scored = book.add(index, ev.model_copy())
         if scored is not None:
             requests.extend(scored.requests)
     return book, requests

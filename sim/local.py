@@ -80,6 +80,7 @@ class LocalRun:
     completed: list[TickCompleted] = field(default_factory=list)  # the ticks log
     snapshot_every: int = 0  # ticks between full-world snapshots (0: none)
     parts: list[SnapshotPart] = field(default_factory=list)  # the snapshots written
+    restoring: bool = False  # the shards start from restored states (from_snapshot)
     decide_budget: int = 0  # focal NPCs per tick (0: no deliberation)
     decide_deadline: int = 0  # ticks from a request to its application (0: the catalog's)
     decider: Decider | None = None  # None: every request is a recorded timeout
@@ -110,7 +111,9 @@ class LocalRun:
         )
         self.tables = [{} for _ in range(self.n_shards)]
         self.shards = [
-            ShardBarrier.recover(self.index, self.tick_message(0, q), self.tables[q].get)
+            ShardBarrier.recover(
+                self.index, self.tick_message(0, q), self.tables[q].get, restoring=self.restoring
+            )
             for q in range(self.n_shards)
         ]
 
@@ -155,6 +158,7 @@ class LocalRun:
             n_shards,
             start.step_minutes,
             start.start_minute,
+            restoring=True,
             decide_budget=start.decide_budget,
             decide_deadline=start.decide_deadline,
             decider=decider,

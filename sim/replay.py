@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from topics.models import (
     StateRestored,
     TickCompleted,
 )
+from worldfeed.gcpause import gc_paused
 from worldfeed.ids import derive_id
 
 MAX_LISTED = 50  # events listed per side in a report
@@ -284,6 +285,7 @@ def branch_id(parent: str, at_tick: int, seed: int, injected: list[InjectedEvent
     return derive_id("br", parent, at_tick, seed, *what)[:64]
 
 
+@gc_paused()  # restores and serializes every NPC: millions of acyclic objects
 def plan_branch(
     index: WorldIndex,
     parent: RunLog,
@@ -351,7 +353,7 @@ def plan_branch(
         decide_budget=start.decide_budget,
         decide_deadline=start.decide_deadline,
     )
-    states = run.snapshot().states
+    states = run.states  # read only: no copy
     restores = restore_parts(new_id, at_tick, branch_start, states, shard_of, n_shards)
     parts = [clock_part(new_id, at_tick, n_shards, branch_start, run.clock.state())]
     for q in range(n_shards):
@@ -522,3 +524,19 @@ def world_at(index: WorldIndex, log: RunLog, tick: int) -> dict[str, Any]:
         done = log.ticks.get(t)
         run.step(done.injected if done else None)
     return run.snapshot().states
+
+
+def last_common_tick(a: RunLog, b: RunLog) -> int | None:
+    """The last tick both runs have, if they share one."""
+    last = min(a.last_tick, b.last_tick)
+    return last if last >= max(a.first_tick, b.first_tick) else None
+
+
+def compare(a: RunLog, b: RunLog, world: Callable[[], WorldIndex]) -> RunDiff:
+    """:func:`diff` of two runs, with their worlds at the last tick both have re-derived
+    (``world()`` loads the runs' world; it is called only when they share a tick)."""
+    last = last_common_tick(a, b)
+    if last is None:
+        return diff(a, b)
+    index = world()
+    return diff(a, b, world_at(index, a, last), world_at(index, b, last))

@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from aiokafka import ConsumerRecord, TopicPartition
+from pydantic import BaseModel
 
 from storage.clickhouse import connect, database_of
 from storage.migrate import migrate
@@ -77,6 +78,7 @@ async def store_records(
     """Decode records of the stored topics (bad ones go to the DLQ), buffer their rows and
     flush until they are stored. Returns the rows written per table."""
     writer = writer_for(streams)
+    stored: list[BaseModel] = []  # for streams.on_stored, when someone listens
     for record in records:
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
@@ -103,12 +105,20 @@ async def store_records(
             writer.add_message(msg)
         except (TypeError, ValueError) as exc:  # a message the schema cannot hold is bad input
             await streams.dead_letter_record("sink", record, f"not storable: {exc}")
+            continue
+        if streams.on_stored:
+            stored.append(msg)
     for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
         try:
-            return await writer.flush()
+            written = await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
             log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
+            continue
+        if stored:
+            for listener in streams.on_stored:
+                listener(stored)
+        return written
     raise AssertionError("unreachable: backoff() never ends")
 
 

@@ -61,7 +61,7 @@ def register(streams: Streams) -> None:
             n_shards=msg.n_shards,
         )
 
-    def machine_for(tick: TickStarted) -> ShardBarrier:
+    def machine_for(tick: TickStarted, restoring: bool = False) -> ShardBarrier:
         machine = machines.get((tick.run_id, tick.shard))
         if machine is None:
             machine = ShardBarrier.recover(
@@ -69,6 +69,7 @@ def register(streams: Streams) -> None:
                 tick,
                 table.get,
                 snapshot_every=streams.settings.snapshot_every_ticks,
+                restoring=restoring,
             )
             machines[(tick.run_id, tick.shard)] = machine
         return machine
@@ -112,7 +113,7 @@ def register(streams: Streams) -> None:
             machine = machine_for(msg)
             step = machine.on_tick(msg)
         elif isinstance(msg, StateRestored):
-            machine = machine_for(restoring(msg))
+            machine = machine_for(restoring(msg), restoring=True)
             step = machine.on_restore(msg)
         elif isinstance(msg, DecisionMade):
             found = machines.get((msg.run_id, msg.shard))

@@ -134,6 +134,16 @@ class Settings(BaseSettings):
     api_cache_max_bytes: int = Field(
         64 * 2**20, ge=0, description="Memory bound of the /feed page cache (bodies and keys)."
     )
+    api_timeline_posts: int = Field(
+        500,
+        ge=0,
+        le=500,
+        description="Newest posts kept in memory per feed filter where the sink runs in the "
+        "API (0: none; every /feed page is read from ClickHouse). See api/timeline.py.",
+    )
+    api_timeline_max_bytes: int = Field(
+        128 * 2**20, ge=0, description="Memory bound of the in-memory feed timelines."
+    )
     stream_max_clients: int = Field(
         64, ge=1, le=10_000, description="Concurrent live streams (/stream/posts); then 503."
     )

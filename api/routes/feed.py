@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api.cache import PageCache
 from api.deps import Channel, Cursor, Limit, RunId, StorageDep, TickFrom, TickTo
 from api.schemas import PostPagePublic
+from api.timeline import Timelines
 from storage import queries, run_in_thread
 
 router = APIRouter(prefix="/feed", tags=["feed"])
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/feed", tags=["feed"])
 @router.get(
     "",
     response_model=PostPagePublic,
-    responses={200: {"headers": {"X-Cache": {"description": "hit, shared or miss"}}}},
+    responses={200: {"headers": {"X-Cache": {"description": "memory, hit, shared or miss"}}}},
 )
 async def read_feed(
     request: Request,
@@ -33,7 +34,10 @@ async def read_feed(
 ) -> Response:
     """Posts newest first (tick, post_id descending); blocked posts never appear.
 
-    Pages may be up to a second old (``X-Cache: hit``): see :mod:`api.cache`.
+    Where the sink runs in the API, a run's or channel's or author's recent pages come
+    from memory (``X-Cache: memory``), as fresh as what the sink has stored: see
+    :mod:`api.timeline`. Other pages may be up to a second old (``X-Cache: hit``): see
+    :mod:`api.cache`.
     """
 
     async def load() -> bytes:
@@ -52,6 +56,12 @@ async def read_feed(
         )
         return PostPagePublic.model_validate(page, from_attributes=True).model_dump_json().encode()
 
+    if place is None and tick_from is None and tick_to is None:  # a plain timeline
+        timelines: Timelines = request.app.state.timelines
+        after = queries.decode_cursor("feed", cursor) if cursor else None
+        body = await timelines.page((run_id, channel, author), limit, after)
+        if body is not None:
+            return Response(body, media_type="application/json", headers={"X-Cache": "memory"})
     cache: PageCache = request.app.state.feed_cache
     key = (storage.database, run_id, channel, author, place, tick_from, tick_to, limit, cursor)
     body, outcome = await cache.get(key, load)

@@ -25,7 +25,7 @@ from api.deps import CommandsDep, SettingsDep, require_admin
 from api.routes.admin import ACCEPTED, RUN_COMMAND, RUN_ID, _send
 from api.schemas import CommandAcceptedPublic
 from bus.runlog import UnknownRun, make_branch, read_run, send_branch
-from sim.replay import BranchError, RunLog, diff, replay, world_at
+from sim.replay import BranchError, RunLog, compare, last_common_tick, replay
 from sim.world import WorldIndex, load_world
 from topics.models import InjectedEvent, RunCommanded
 from worldfeed.settings import Settings
@@ -123,6 +123,11 @@ async def _world(*logs: RunLog) -> WorldIndex:
     return index
 
 
+def _loaded(index: WorldIndex | None) -> WorldIndex:
+    assert index is not None  # noqa: S101 - compare asks for it only when the runs share a tick
+    return index
+
+
 @admin.post(
     "/runs/{run_id}/snapshots",
     **{**RUN_COMMAND, "responses": {**RUN_COMMAND["responses"], **BUSY}},
@@ -209,11 +214,9 @@ async def diff_runs(run_a: RunId, run_b: RunId, settings: SettingsDep) -> dict[s
     async def work() -> dict[str, Any]:
         a = await _log(settings, run_a, posts=True)
         b = await _log(settings, run_b, posts=True)
-        last = min(a.last_tick, b.last_tick)
-        states: list[Any] = [None, None]
-        if last >= max(a.first_tick, b.first_tick):
-            index = await _world(a, b)
-            states = [await asyncio.to_thread(world_at, index, log, last) for log in (a, b)]
-        return dataclasses.asdict(diff(a, b, states[0], states[1]))
+        # the world (loaded off the loop, bounded) only when the runs share a tick
+        index = await _world(a, b) if last_common_tick(a, b) is not None else None
+        result = await asyncio.to_thread(compare, a, b, lambda: _loaded(index))
+        return dataclasses.asdict(result)
 
     return await _exclusive(work)

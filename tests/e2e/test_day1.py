@@ -65,6 +65,13 @@ async def test_day1_posts_reach_the_feed(
             break
         assert time.monotonic() < deadline, f"API shows {len(feed['items'])} of {len(posts)}"
         time.sleep(1)
+    # the run's feed comes from memory (the embedded sink fed the timelines as it stored
+    # the posts) and holds exactly what the engine holds, newest first
+    with urllib.request.urlopen(f"{api}/feed?run_id={run_id}&limit=200", timeout=30) as r:  # noqa: S310 - loopback
+        assert r.headers["X-Cache"] == "memory"
+        from_memory = [p["post_id"] for p in json.loads(r.read())["items"]]
+    stored = get(f"{api}/posts?run_id={run_id}&limit=500")["items"]  # read from the engine
+    assert from_memory == [p["post_id"] for p in reversed(stored)]
     llm_posts = [p for p in feed["items"] if p["source"] == "llm"]
     assert llm_posts, "no LLM-written post in the feed"
     assert all(p["body"].strip() for p in feed["items"])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from sim.barrier import ShardBarrier
 from sim.local import LocalRun
 from sim.replay import BranchError, RunLog, diff, plan_branch, replay, world_at
-from sim.snapshot import Snapshot, assemble
-from sim.world import WorldIndex
+from sim.snapshot import Snapshot, assemble, restore_parts
+from sim.world import WorldIndex, shard_of
 from topics.models import InjectedEvent
 
 TICKS = 48
@@ -173,3 +174,32 @@ def test_replay_compares_content_not_where_the_world_was_found(
     log = log_of(parent)
     log.events = [e.model_copy(update={"world": "/srv/worlds/town"}) for e in log.events]
     assert replay(town, log).identical
+
+
+def test_a_restore_cut_off_midway_resumes_from_the_shard_table(
+    town: WorldIndex, parent: LocalRun
+) -> None:
+    """A branch's shard that stops after some restore parts (kill -9), is rebuilt from its
+    table (restoring: the NPCs still to come are not seeded) and takes the rest, plays
+    exactly like the parent."""
+    at = 20
+    log = log_of(parent)
+    plan = plan_branch(town, log, at, n_shards=1)
+    parts = restore_parts(
+        plan.run_id, at, plan.start, world_at(town, log, at), shard_of, 1, max_bytes=2_000
+    )
+    assert len(parts) >= 3
+    branch = LocalRun(town, plan.run_id, plan.start.seed, restoring=True)
+    for msg in parts[:2]:
+        branch._carry_out(0, branch.shards[0].on_restore(msg))
+    table = branch.tables[0]
+    again = ShardBarrier.recover(town, branch.tick_message(0, 0), table.get, restoring=True)
+    assert again.restored == {0, 1} and len(again.states) < len(town.npc_ids)
+    branch.shards[0] = again
+    for msg in [parts[1], *parts[2:]]:  # the last one taken again: a redelivery
+        branch._carry_out(0, again.on_restore(msg))
+    assert again.finished == at and len(again.states) == len(town.npc_ids)
+    branch.clock.restore(plan.start.base)
+    for _ in range(TICKS - at - 1):
+        branch.step()
+    assert branch.hashes == parent.hashes[at + 1 :]
