@@ -466,8 +466,11 @@ def _caught_up(base: str, last_tick: int, timeout_s: float) -> float | None:
     while time.monotonic() - t0 < timeout_s:
         ticks = []
         for run in RUNS:
-            with urllib.request.urlopen(f"{base}/feed?run_id={run}&limit=1", timeout=5) as r:  # noqa: S310 - loopback
-                items = json.loads(r.read())["items"]
+            try:
+                with urllib.request.urlopen(f"{base}/feed?run_id={run}&limit=1", timeout=10) as r:  # noqa: S310 - loopback
+                    items = json.loads(r.read())["items"]
+            except OSError:  # a server still busy with the backlog: ask again
+                items = []
             ticks.append(items[0]["tick"] if items else -1)
         if min(ticks) >= last_tick:
             return time.monotonic() - t0

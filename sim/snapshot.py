@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from topics.models import ClockState, RunCommanded, SnapshotPart, StateRestored
+from worldfeed.gcpause import gc_paused
 
 MAX_PART_BYTES = 256 * 1024  # of state JSON per part: far below the topic's message limit
 
@@ -70,6 +71,7 @@ def split_states(
     return chunks
 
 
+@gc_paused()  # copies of every state: the collector would rescan them as they are made
 def shard_parts(
     run_id: str,
     tick: int,
