@@ -30,6 +30,7 @@ from api.cache import PageCache
 from api.deps import Storage, check_admin_token
 from api.routes import (
     admin,
+    decisions,
     events,
     feed,
     health,
@@ -155,7 +156,21 @@ def create_app(
             content={"detail": [{"type": "value_error", "loc": where, "msg": str(exc)}]},
         )
 
-    for module in (health, feed, posts, events, runs, npcs, stats, stream, admin, sql, views, ui):
+    for module in (
+        health,
+        feed,
+        posts,
+        events,
+        decisions,
+        runs,
+        npcs,
+        stats,
+        stream,
+        admin,
+        sql,
+        views,
+        ui,
+    ):
         app.include_router(module.router)
     app.include_router(lineage.admin)
     app.include_router(lineage.public)

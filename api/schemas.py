@@ -297,6 +297,50 @@ class WorldCreatedPublic(BaseModel):
     relationships: int
 
 
+class DecisionPublic(BaseModel):
+    """An LLM decision as the engine resolved it at its due tick."""
+
+    decision_id: str
+    request_id: str
+    run_id: str
+    tick: int = Field(description="The tick it applied at (its due tick).")
+    asked_tick: int = Field(description="The tick it was asked at.")
+    sim_minute: int
+    npc_id: str
+    cohort: bool = Field(description="Decided by one call for a cohort of similar NPCs.")
+    prompt_hash: str
+    status: str = Field(description="ok, repaired, retried, invalid, timeout or error.")
+    outcome: Literal["accepted", "rejected", "fallback"]
+    reason_code: str | None = Field(None, description="Why it was rejected or fell back.")
+    action: str | None = None
+    event_type: str | None = None
+    target: str | None = None
+    model_reason: str | None = Field(None, description="The model's short reason.")
+    event_id: str | None = Field(None, description="The event the NPC caused, if any.")
+
+
+class DecisionPagePublic(BaseModel):
+    """A page of decisions in log order."""
+
+    items: list[DecisionPublic]
+    next_cursor: str | None = None
+
+
+class DecisionCountsPublic(BaseModel):
+    """Decisions by outcome."""
+
+    total: int
+    accepted: int
+    accepted_first_try: int
+    repaired: int
+    retried: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    timed_out: int
+    fallback: int
+    fallback_by_cause: dict[str, int]
+
+
 class StatsPublic(BaseModel):
     """Row counts per table, posts per channel and moderation status, LLM usage, rates."""
 
@@ -305,3 +349,4 @@ class StatsPublic(BaseModel):
     post_tokens: PostTokensPublic
     llm_calls: LlmCallsOutcomesPublic
     rates: RatesPublic
+    decisions: DecisionCountsPublic

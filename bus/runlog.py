@@ -17,9 +17,10 @@ from bus.log import read_topic
 from posts.quota import inherited_quotas
 from sim.calendar import day_of, minute_of_tick
 from sim.replay import BranchPlan, RunLog, plan_branch
-from sim.world import WorldIndex
+from sim.world import WorldIndex, shard_of
 from topics import (
     CLOCK_INBOX,
+    DECISIONS,
     EVENTS,
     POSTS,
     RENDER_REQUESTS,
@@ -29,7 +30,14 @@ from topics import (
     TICKS,
 )
 from topics.codec import encode
-from topics.models import EventHappened, PostPublished, RunCommanded, SnapshotPart, TickCompleted
+from topics.models import (
+    DecisionMade,
+    EventHappened,
+    PostPublished,
+    RunCommanded,
+    SnapshotPart,
+    TickCompleted,
+)
 from worldfeed.gcpause import gc_paused
 from worldfeed.settings import Settings
 
@@ -61,6 +69,9 @@ async def _read_run(settings: Settings, run_id: str, posts: bool) -> RunLog:
     ticks: list[TickCompleted] = await read_topic(settings, TICKS, mine)
     events: list[EventHappened] = await read_topic(settings, EVENTS, mine)
     parts: list[SnapshotPart] = await read_topic(settings, SNAPSHOTS, mine)
+    decisions: list[DecisionMade] = []
+    if start.decide_budget:  # keyed by request id: read them all, keep the run's
+        decisions = [d for d in await read_topic(settings, DECISIONS) if d.run_id == run_id]
     published: list[PostPublished] = []
     if posts:
         published = [p for p in await read_topic(settings, POSTS) if p.run_id == run_id]
@@ -70,6 +81,7 @@ async def _read_run(settings: Settings, run_id: str, posts: bool) -> RunLog:
         (e for e in events if e.run_id == run_id),
         (p for p in parts if p.run_id == run_id),
         published,
+        decisions,
     )
 
 
@@ -104,6 +116,11 @@ async def send_branch(settings: Settings, plan: BranchPlan) -> None:
             await producer.send(
                 inbox, encode(msg), key=str(msg.shard).encode(), partition=msg.shard
             )
+        n_shards = plan.restores[0].n_shards if plan.restores else 1
+        for made in plan.decisions:  # in flight at the branch tick: each member's shard
+            for shard in sorted({shard_of(n, n_shards) for n in made.npcs}):
+                copy = made.model_copy(update={"shard": shard})
+                await producer.send(inbox, encode(copy), key=str(shard).encode(), partition=shard)
         for story in plan.stories:
             await producer.send(settings.topic(EVENTS.name), encode(story), key=key)
         for quota in plan.quotas:  # keyed like the requests: on their author's partition

@@ -18,6 +18,8 @@ from catalog.event_refs import closed_problem, event_problems, open_for
 from catalog.models import (
     Catalog,
     ConditionTrigger,
+    Decide,
+    DecideTemplate,
     DirectorRule,
     EventType,
     Npc,
@@ -43,6 +45,23 @@ TEMPLATE_FIELDS: dict[str, int] = {
     "memories": 0,  # sized per template: max_memories x MEMORY_CHARS
 }
 MEMORY_CHARS = 200
+# Placeholders a decide prompt may use, with the most characters each can expand to
+# (per listed item for the lists: sized by the template's limits, see decide_prompt_tokens).
+DECIDE_FIELDS: dict[str, int] = {
+    "name": 80,
+    "occupation": 60,
+    "voice": 300,
+    "place_name": 80,
+    "time": 16,
+    "world_title": 120,
+    "goals": 5 * 60,  # at most 5 goals listed
+    "relationships": 0,  # one line per person listed: max_nearby x NEARBY_CHARS
+    "nearby": 0,  # max_nearby x NEARBY_CHARS
+    "memories": 0,  # max_memories x MEMORY_CHARS
+    "actions": 0,  # the action kinds: their ids, descriptions and event types
+}
+NEARBY_CHARS = 48
+DECIDE_TOKEN_BUDGET = 1200
 CHARS_PER_TOKEN = 3.5  # conservative for English with a small BPE vocabulary
 PROMPT_TOKEN_BUDGET = 600
 RELATIONSHIP_FIELDS = frozenset({"affinity", "trust", "familiarity"})
@@ -109,6 +128,7 @@ def check_catalog(
     _check_event_types(catalog, parsed["event_types.json"], reporter("event_types.json"))
     _check_scheduled(catalog, parsed["scheduled.json"], reporter("scheduled.json"))
     _check_director(catalog, parsed["director.json"], reporter("director.json"))
+    _check_decide(catalog, parsed["decide.json"], reporter("decide.json"))
     return issues
 
 
@@ -434,4 +454,106 @@ def _check_director(
                     [i, "participants", "place", "kind"],
                     never + f"every {ps.kind} is closed at every hour the rule is due",
                     "can-fire",
+                )
+
+
+def decide_prompt_tokens(decide: Decide) -> int:
+    """Worst-case tokens of a rendered decide prompt (every placeholder full)."""
+    t: DecideTemplate = decide.template
+    chars = len(t.system) + len(t.prompt)
+    actions = sum(
+        len(a.id) + len(a.description) + sum(len(e) + 2 for e in a.event_types) + 8
+        for a in decide.actions
+    )
+    for name in placeholders(t.system) | placeholders(t.prompt):
+        if name == "memories":
+            chars += t.max_memories * MEMORY_CHARS
+        elif name in ("nearby", "relationships"):
+            chars += t.max_nearby * NEARBY_CHARS
+        elif name == "actions":
+            chars += actions
+        else:
+            chars += DECIDE_FIELDS.get(name, 0)
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def _probe(kind: str, event_type: str | None, target: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": kind, "reason": "probe"}
+    if event_type is not None:
+        out["event_type"] = event_type
+    if target:
+        out["target"] = "someone"
+    return out
+
+
+def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None]) -> None:
+    """decide.json: templates that render, action kinds whose schemas are valid JSON
+    Schemas pinned to their kind, mapped to event types that exist and agree on targets."""
+    t = decide.template
+    for part in ("system", "prompt"):
+        for name in sorted(placeholders(getattr(t, part)) - DECIDE_FIELDS.keys()):
+            report(["template", part], f"unknown placeholder {{{name}}}", "template-placeholders")
+    tokens = decide_prompt_tokens(decide)
+    if tokens > DECIDE_TOKEN_BUDGET:
+        report(
+            ["template", "prompt"],
+            f"worst-case prompt is ~{tokens} tokens, over {DECIDE_TOKEN_BUDGET}",
+            "prompt-budget",
+        )
+    if decide.budget_per_tick > 0 and not decide.actions:
+        report(["actions"], "a deliberation budget needs at least one action", "actions-needed")
+    _unique(
+        decide.actions, lambda a: a.id, lambda p, m, r: report(["actions", *p], m, r), "action id"
+    )
+    for i, a in enumerate(decide.actions):
+        where = ["actions", i]
+        needs = set()
+        for j, et in enumerate(a.event_types):
+            etype = catalog.event_types.get(et)
+            if etype is None:
+                report(
+                    [*where, "event_types", j], f"unknown event type {et!r}", "event-type-exists"
+                )
+            else:
+                needs.add(etype.needs_target)
+        if len(needs) > 1:
+            report(
+                [*where, "event_types"],
+                "event types of one action kind must all need a target or all not",
+                "action-target-consistency",
+            )
+        try:
+            Draft202012Validator.check_schema(a.action_schema)
+        except SchemaError as exc:
+            pointer = [*where, "action_schema", *exc.absolute_path]
+            report(pointer, f"not a valid JSON Schema: {exc.message}", "json-schema")
+            continue
+        validator = Draft202012Validator(a.action_schema)
+        target = needs == {True}
+        for et in a.event_types or [None]:  # type: ignore[list-item]
+            probe = _probe(a.id, et, target)
+            if not validator.is_valid(probe):
+                report(
+                    [*where, "action_schema"],
+                    f"rejects a well-formed decision {probe}",
+                    "action-schema-accepts",
+                )
+                break
+        other = _probe(a.id + "_other", a.event_types[0] if a.event_types else None, target)
+        if validator.is_valid(other):
+            report(
+                [*where, "action_schema"],
+                f"accepts a decision of another kind ({other['action']!r}): pin 'action' "
+                f"to {a.id!r} (const) and require it",
+                "action-schema-kind",
+            )
+        if target:
+            untargeted = {
+                k: v for k, v in _probe(a.id, a.event_types[0], True).items() if k != "target"
+            }
+            if validator.is_valid(untargeted):
+                report(
+                    [*where, "action_schema"],
+                    "accepts a decision without 'target' but its event types need one",
+                    "action-target-consistency",
                 )

@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticError
 from catalog import schemas
 from catalog.checks import check_catalog
 from catalog.errors import CatalogError, CatalogIssue, json_pointer
-from catalog.models import CATALOG_FILES, Catalog, Template, World
+from catalog.models import CATALOG_FILES, Catalog, Decide, Template, World
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,21 @@ def name_the_world(templates: list[Template], world: World) -> list[Template]:
     ]
 
 
+def name_the_decide(decide: Decide, world: World) -> Decide:
+    """decide.json with ``{world_title}`` filled in, like :func:`name_the_world`."""
+    t = decide.template
+    if WORLD_TITLE not in t.system and WORLD_TITLE not in t.prompt:
+        return decide
+    title = world.title.replace("{", "{{").replace("}", "}}")
+    named = t.model_copy(
+        update={
+            "system": t.system.replace(WORLD_TITLE, title),
+            "prompt": t.prompt.replace(WORLD_TITLE, title),
+        }
+    )
+    return decide.model_copy(update={"template": named})
+
+
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate the world directory at ``path``; raises CatalogError on any problem."""
     root = Path(path)
@@ -136,6 +151,7 @@ def load_catalog(path: str | Path) -> Catalog:
         templates=name_the_world(parsed["templates.json"], parsed["world.json"]),
         scheduled=parsed["scheduled.json"],
         director=parsed["director.json"],
+        decide=name_the_decide(parsed["decide.json"], parsed["world.json"]),
     )
     issues = check_catalog(catalog, lambda name: str(root / name), parsed)
     if issues:

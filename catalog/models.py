@@ -448,6 +448,89 @@ class DirectorRule(CatalogModel):
     summary: str | None = Field(None, max_length=300, description="Overrides the type's summary.")
 
 
+# ---- decide.json --------------------------------------------------------------------------
+
+DEFAULT_DECIDE_SYSTEM = (
+    "You decide what one person in {world_title} does next. Answer with one JSON object "
+    "and nothing else."
+)
+DEFAULT_DECIDE_PROMPT = (
+    "You are {name}, {occupation}. {voice}\nIt is {time} at {place_name}.\n"
+    "Goals: {goals}\nRecent memories: {memories}\nPeople here: {nearby}\n"
+    "Relationships: {relationships}\nAllowed actions: {actions}\n"
+    'Answer as {{"action": ..., "event_type": ..., "target": ..., "reason": ...}}.'
+)
+
+
+class DecideTemplate(CatalogModel):
+    """The prompt that asks the LLM what a focal NPC (or a cohort) does next."""
+
+    system: str = Field(DEFAULT_DECIDE_SYSTEM, min_length=1, max_length=1000)
+    prompt: str = Field(
+        DEFAULT_DECIDE_PROMPT,
+        min_length=1,
+        max_length=2000,
+        description="Placeholders: {name} {occupation} {voice} {place_name} {time} {goals} "
+        "{memories} {nearby} {relationships} {actions} {world_title}.",
+    )
+    max_memories: int = Field(3, ge=0, le=10, description="Memories the prompt may include.")
+    max_nearby: int = Field(8, ge=0, le=50, description="People here the prompt may list.")
+    max_tokens: int = Field(96, ge=16, le=1024, description="Tokens the LLM may write.")
+
+
+class ActionKind(CatalogModel):
+    """One kind of action the LLM may choose: the event types it maps to, and the JSON
+    Schema of a decision of this kind (``action`` pinned to the kind's id)."""
+
+    id: Id
+    description: str = Field(min_length=1, max_length=200, description="What the prompt says.")
+    event_types: Annotated[list[Id], Unique] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"uniqueItems": True},
+        description="Event types this kind maps to (one is chosen); empty: do nothing.",
+    )
+    action_schema: dict[str, Any] = Field(
+        description="JSON Schema (2020-12) of a decision of this kind: an object whose "
+        "'action' is this kind's id (const) and that requires 'target' when its event types "
+        "need one."
+    )
+
+
+class Decide(CatalogModel):
+    """decide.json: how NPCs deliberate with the LLM (off unless a run asks for it)."""
+
+    budget_per_tick: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Focal NPCs per tick across the world (the most salient); 0: none. A run "
+        "may override it (WORLDFEED_DECIDE_BUDGET).",
+    )
+    deadline_ticks: int = Field(
+        1, ge=1, le=96, description="A decision asked at tick t is applied at tick t+k."
+    )
+    min_salience: float = Field(
+        0.5, ge=0, le=10, description="Salience an NPC needs to be focal at all."
+    )
+    cohort_min: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="Focal NPCs sharing place, occupation and top goal kind are decided by one "
+        "call when at least this many (0: never).",
+    )
+    template: DecideTemplate = Field(default_factory=DecideTemplate)
+    actions: list[ActionKind] = Field(default_factory=list, max_length=64)
+
+    def action(self, kind: str) -> ActionKind | None:
+        """The action kind with this id, if any."""
+        for a in self.actions:
+            if a.id == kind:
+                return a
+        return None
+
+
 # ---- the files ------------------------------------------------------------------------------
 
 CATALOG_FILES: dict[str, Any] = {
@@ -461,6 +544,7 @@ CATALOG_FILES: dict[str, Any] = {
     "templates.json": list[Template],
     "scheduled.json": list[ScheduledEvent],
     "director.json": list[DirectorRule],
+    "decide.json": Decide,
 }
 
 
@@ -482,6 +566,7 @@ class Catalog:
         templates: list[Template],
         scheduled: list[ScheduledEvent],
         director: list[DirectorRule],
+        decide: Decide | None = None,
     ) -> None:
         self.world = world
         self.places: dict[str, Place] = {p.id: p for p in sorted(places, key=_by_id)}
@@ -493,6 +578,7 @@ class Catalog:
         self.templates: dict[str, Template] = {t.id: t for t in sorted(templates, key=_by_id)}
         self.scheduled = sorted(scheduled, key=lambda s: (s.sim_minute, s.id))
         self.director = list(director)
+        self.decide = decide if decide is not None else Decide()
         self._digest: str | None = None
 
     @property
@@ -522,6 +608,7 @@ class Catalog:
             "templates": list(self.templates.values()),
             "scheduled": sorted(self.scheduled, key=lambda s: s.id),
             "director": sorted(self.director, key=lambda d: d.id),
+            "decide": self.decide,
         }
 
     def files(self) -> dict[str, Any]:
@@ -537,6 +624,7 @@ class Catalog:
             "templates.json": [t.model_dump(mode="json") for t in self.templates.values()],
             "scheduled.json": [s.model_dump(mode="json") for s in self.scheduled],
             "director.json": [d.model_dump(mode="json") for d in self.director],
+            "decide.json": self.decide.model_dump(mode="json"),
         }
 
     def __repr__(self) -> str:

@@ -1,7 +1,7 @@
 """The ``worldfeed`` command line.
 
 worldfeed up            start Kafka, Triton, workers and the API; play Day 1; print the feed
-worldfeed worker        a stream worker (roles: clock, world, impact, render, sink)
+worldfeed worker        a stream worker (roles: clock, world, impact, render, deliberate, sink)
 worldfeed api           the API (in embedded mode it also runs the ClickHouse sink)
 worldfeed run-command   start / pause / resume / stop a run, or change its speed
                         (run-command speed RUN 4: four times real time; 0: as fast as possible)
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument(
         "--roles",
         default="clock,world,impact,render",
-        help="comma-separated: clock, world, impact, render, sink",
+        help="comma-separated: clock, world, impact, render, deliberate (LLM decisions: "
+        "needed when runs deliberate, WORLDFEED_DECIDE_BUDGET), sink",
     )
     a = sub.add_parser("api", help="serve the API")
     a.add_argument("--no-sink", action="store_true", help="do not run the embedded sink")
@@ -266,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             step_minutes=settings.step_minutes,
             start_minute=start_minute,
         )
+        if args.command == "start":
+            from cli.up import run_deliberation
+
+            command = command.model_copy(update=run_deliberation(settings))
         asyncio.run(send_command(settings, command))
         return 0
     if args.cmd in ("snapshot", "replay", "branch", "diff"):

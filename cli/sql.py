@@ -4,7 +4,7 @@ The query goes to the API's read-only SQL endpoint (``POST /admin/sql``, the adm
 token), so it works on the embedded path, where the ClickHouse engine lives inside the
 API process, and on the server path alike. Unqualified table names are the API's
 database: ``posts``, ``events``, ``ticks``, ``llm_calls``, ``npc_snapshots``,
-``relationship_snapshots``, ``runs``, ``dead_letters``.
+``relationship_snapshots``, ``runs``, ``decisions``, ``dead_letters``.
 """
 
 from __future__ import annotations

@@ -205,6 +205,21 @@ async def follow(
         await consumer.stop()
 
 
+def run_deliberation(settings: Settings) -> dict[str, int]:
+    """The start command's deliberation fields from the settings and the catalog."""
+    if settings.decide_budget == 0:
+        return {}
+    from catalog import load_catalog
+    from sim.deliberate import deliberation
+
+    budget, deadline = deliberation(
+        load_catalog(settings.catalog_dir).decide,
+        settings.decide_budget,
+        settings.decide_deadline_ticks,
+    )
+    return {"decide_budget": budget, "decide_deadline": deadline}
+
+
 def world_name(settings: Settings) -> str:
     """The run's world: 'town' for the starter world, else the catalog directory's path."""
     default = ROOT / "catalog" / "worlds" / "town"
@@ -252,7 +267,10 @@ def up(
     try:
         start_services(settings, sup)
         asyncio.run(ensure_topics(settings))
-        sup.spawn("worker", [exe, "worker"], env)
+        worker = [exe, "worker"]
+        if settings.decide_budget:  # runs deliberate: a worker answers their decisions
+            worker += ["--roles", "clock,world,impact,render,deliberate"]
+        sup.spawn("worker", worker, env)
         sup.spawn("api", [exe, "api"], env)
         api = f"http://{settings.api_host}:{settings.api_port}"
         wait_http(f"{api}/health", 120, sup)
@@ -271,6 +289,7 @@ def up(
                     step_minutes=settings.step_minutes,
                     world=world_name(settings),
                     start_minute=start_minute,
+                    **run_deliberation(settings),
                 ),
             )
         )

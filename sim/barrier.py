@@ -47,13 +47,17 @@ from typing import Any
 import orjson
 
 from sim.calendar import hour_of, minute_of_tick
-from sim.decide import decide_shard
+from sim.decide import Ctx, decide_shard
+from sim.deliberate import due_hour, pending_of, requests_for, resolve, shard_salient
 from sim.director import fired_on_shard, relationship_tally
 from sim.impact import Story, render_requests
 from sim.snapshot import shard_parts
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
 from sim.world import WorldIndex, shard_of
 from topics.models import (
+    DecisionMade,
+    DecisionRequested,
+    DecisionResolved,
     Effect,
     EffectsBatched,
     EventHappened,
@@ -82,6 +86,11 @@ def npc_key(run_id: str, npc_id: str) -> bytes:
 def meta_key(run_id: str, shard: int) -> bytes:
     """Table key of a shard's progress."""
     return f"{run_id}/~meta/{shard}".encode()
+
+
+def decision_key(run_id: str, shard: int, request_id: str) -> bytes:
+    """Table key of a decision a shard received (kept until its due tick is finished)."""
+    return f"{run_id}/~dec/{shard}/{request_id}".encode()
 
 
 def restore_key(run_id: str, shard: int) -> bytes:
@@ -155,6 +164,8 @@ class Step:
     writes: list[TableWrite] = field(default_factory=list)
     snapshots: list[NpcSnapshotted] = field(default_factory=list)
     parts: list[SnapshotPart] = field(default_factory=list)  # of a full-world snapshot
+    requests: list[DecisionRequested] = field(default_factory=list)  # to deliberate
+    outcomes: list[DecisionResolved] = field(default_factory=list)  # decisions applied
     report: ShardTickDone | None = None
 
 
@@ -172,6 +183,14 @@ def park_batch(batch: EffectsBatched, raw: bytes, read: Read) -> Step:
     if meta is not None and meta["finished"] >= batch.tick:
         return Step()
     return Step(writes=[_keep(batch, raw)])
+
+
+def park_decision(msg: DecisionMade, raw: bytes) -> Step:
+    """A decision for a shard whose machine is not loaded: kept in the table, where the
+    machine finds it when it is rebuilt (for the NPCs whose decision is pending)."""
+    return Step(
+        writes=[TableWrite(decision_key(msg.run_id, msg.shard, msg.request_id), raw, msg.shard)]
+    )
 
 
 def _keep(batch: EffectsBatched, raw: bytes) -> TableWrite:
@@ -214,6 +233,15 @@ class ShardBarrier:
     rel_total: list[int] = field(default_factory=lambda: [0, 0, 0])
     full_snapshots: set[int] = field(default_factory=set)  # ticks that write a snapshot
     restored: set[int] = field(default_factory=set)  # restore parts received (a branch)
+    # deliberation (sim.deliberate): the run's budget, the decisions received (request id ->
+    # answer), a tick that waits for the decisions due at it, and per tick the requests made
+    budget: int = 0
+    seed: int = 0
+    deadline: int = 1
+    decisions: dict[str, DecisionMade] = field(default_factory=dict)
+    waiting: TickStarted | None = None
+    asked: dict[int, dict[str, list[Any]]] = field(default_factory=dict)  # npc -> [due, id]
+    ignored: int = 0  # decisions that came after their tick was decided, or twice
 
     @classmethod
     @gc_paused()  # every NPC of the shard: seeded or read back
@@ -268,6 +296,13 @@ class ShardBarrier:
             run.states[npc_id] = state
             run.digests[npc_id] = digest(npc_id, state)
             run.count_relationships(npc_id)
+            pend = pending_of(state)
+            if pend is None and npc_id in run.prev:  # decided by the finished tick
+                pend = pending_of(orjson.loads(run.prev[npc_id]))
+            if pend is not None:
+                got = read(decision_key(run.run_id, run.shard, pend[1]))
+                if got is not None:
+                    run.decisions[pend[1]] = DecisionMade.model_validate_json(got)
         nxt = run.finished + 1
         for q in range(run.n_shards):
             part, parts = 0, 1
@@ -292,6 +327,7 @@ class ShardBarrier:
 
     def on_tick(self, tick: TickStarted) -> Step:
         """Decide the tick (events and outgoing batches), or re-send what a repeat asks for."""
+        self.budget, self.seed, self.deadline = tick.decide_budget, tick.seed, tick.decide_deadline
         if tick.tick < self.finished:
             return Step()
         if tick.tick == self.finished:  # the clock is missing reports or batches: re-send
@@ -299,11 +335,58 @@ class ShardBarrier:
                 return Step()  # the tick this branch was restored at: never played here
             # the shard's state at the start of the tick
             start = {**self.states, **{n: orjson.loads(p) for n, p in self.prev.items()}}
-            again = decide_shard(self.index, tick, start)
+            again, _, _, _ = self._decide(tick, start)
             return Step(batches=self._split(tick.tick, again), report=self.last_done)
         if tick.tick in self.decided:
             return Step(batches=list(self.outgoing.get(tick.tick, [])))
-        events = decide_shard(self.index, tick, self.states)
+        if self.budget and self.missing_decisions(tick.tick):
+            self.waiting = tick  # the barrier holds the tick until its decisions are in
+            return Step()
+        return self._play(tick)
+
+    def missing_decisions(self, tick: int) -> list[str]:
+        """Request ids due at ``tick`` whose decision has not arrived."""
+        return sorted(
+            {p[1] for p in map(pending_of, self.states.values()) if p and p[0] == tick}
+            - self.decisions.keys()
+        )
+
+    def due(self, tick: int, states: dict[str, State]) -> dict[str, str]:
+        """NPC -> request id of the decisions due at ``tick`` (from the NPCs' states)."""
+        out = {}
+        for npc_id, state in states.items():
+            pend = pending_of(state)
+            if pend is not None and pend[0] == tick:
+                out[npc_id] = pend[1]
+        return out
+
+    def _decide(
+        self, tick: TickStarted, states: dict[str, State]
+    ) -> tuple[
+        list[EventHappened], list[DecisionRequested], list[DecisionResolved], dict[str, str]
+    ]:
+        """The tick's events: the rules' for most NPCs, the decisions due now for the rest,
+        and the requests of this tick's focal NPCs."""
+        due = self.due(tick.tick, states) if self.budget or self.decisions else {}
+        events = decide_shard(self.index, tick, states, skip=due)
+        outcomes = []
+        if due:
+            ctx = Ctx(self.index, tick)
+            for npc_id in sorted(due):
+                rid = due[npc_id]
+                outcome, ev = resolve(ctx, npc_id, states[npc_id], self.decisions.get(rid), rid)
+                outcomes.append(outcome)
+                if ev is not None:
+                    events.append(ev)
+            events = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+        groups = [g for g in tick.focal if any(n in states for n in g)]
+        requests, marks = requests_for(self.index, tick, states, groups) if groups else ([], {})
+        return events, requests, outcomes, marks
+
+    def _play(self, tick: TickStarted) -> Step:
+        self.waiting = None
+        events, requests, outcomes, marks = self._decide(tick, self.states)
+        self.asked[tick.tick] = {n: [tick.tick + tick.decide_deadline, r] for n, r in marks.items()}
         batches = self._split(tick.tick, events)
         self.decided[tick.tick] = len(events)
         if tick.snapshot:
@@ -313,7 +396,25 @@ class ShardBarrier:
             fired_on_shard(self.index, tick),
         )
         self.outgoing = {tick.tick: batches}
-        return Step(events=events, batches=batches)
+        return Step(events=events, batches=batches, requests=requests, outcomes=outcomes)
+
+    def on_decision(self, msg: DecisionMade, raw: bytes) -> Step:
+        """Take a decision (or a recorded failure) for NPCs of this shard; the first one per
+        request wins. When a tick waits for it and it was the last missing, play the tick."""
+        if msg.due_tick <= self.finished or msg.request_id in self.decisions:
+            self.ignored += 1
+            return Step()
+        if msg.due_tick in self.decided:  # its tick was played without it: too late
+            self.ignored += 1
+            return Step()
+        self.decisions[msg.request_id] = msg
+        keep = TableWrite(decision_key(self.run_id, self.shard, msg.request_id), raw, self.shard)
+        waiting = self.waiting
+        if waiting is not None and not self.missing_decisions(waiting.tick):
+            step = self._play(waiting)
+            step.writes.insert(0, keep)
+            return step
+        return Step(writes=[keep])
 
     def on_batch(self, batch: EffectsBatched, raw: bytes) -> Step:
         """Collect one effect batch (part) sent to this shard; ``raw`` is it as received."""
@@ -349,16 +450,28 @@ class ShardBarrier:
         effects = canonical_order(e for part in self.batches.pop(tick).values() for e in part)
         for eff in effects:
             by_npc[eff.npc_id].append(eff)
+        # deliberation: the decisions due now are done, this tick's requests are pending
+        pend: dict[str, list[Any] | None] = {}
+        if self.budget or self.decisions:
+            pend = {n: None for n in self.due(tick, self.states)}
+        pend.update(self.asked.pop(tick, {}))
         self.prev = {}
         writes = []
-        for npc_id in sorted(by_npc):
+        for npc_id in sorted(by_npc.keys() | pend.keys()):
             state = self.states.get(npc_id)
             if state is None:
                 log.warning("effect for NPC %s not owned by shard %s", npc_id, self.shard)
                 continue
             before = orjson.dumps(state)
             self.prev[npc_id] = before
-            if apply_effects(state, by_npc[npc_id], tick):
+            changed = apply_effects(state, by_npc.get(npc_id, ()), tick)
+            if npc_id in pend:
+                changed = True
+                if pend[npc_id] is None:
+                    state.pop("pend", None)
+                else:
+                    state["pend"] = pend[npc_id]
+            if changed:
                 self.digests[npc_id] = digest(npc_id, state)
                 self.count_relationships(npc_id)
                 writes.append(
@@ -369,6 +482,17 @@ class ShardBarrier:
                     )
                 )
                 self.dirty.add(npc_id)
+        self.decisions = {
+            rid: d for rid, d in self.decisions.items() if d.due_tick >= tick
+        }  # a finished tick's decisions stay until the next (a re-send decides it again)
+        salient = []
+        if self.budget:
+            # awake when the next tick's requests fall due
+            hour = due_hour(self.start_minute, tick + 1 + self.deadline, self.step_minutes)
+            npcs = self.index.shard_npcs(self.shard, self.n_shards)
+            salient = shard_salient(
+                self.index, npcs, self.states, self.seed, tick + 1, hour, self.budget
+            )
         done = ShardTickDone(
             run_id=self.run_id,
             tick=tick,
@@ -383,6 +507,7 @@ class ShardBarrier:
             relationships=self.rel_total[1],
             in_conflict=self.rel_total[2],
             director_fired=fired,
+            salient=salient,
         )
         self.finished, self.last_done = tick, done
         meta = {"finished": tick, "done": done.model_dump(mode="json")}

@@ -26,6 +26,7 @@ from sim.calendar import (
     days_to_ticks,
     minute_of_tick,
 )
+from sim.deliberate import pick_focal
 from topics.models import (
     AFFINITY_SCALE,
     ClockState,
@@ -75,6 +76,9 @@ class RunClock:
     snapshot_asked: bool = False
     snapshotting: bool = False  # tick `current` writes one
     start: RunCommanded | None = None  # the run's start command: its manifest
+    decide_budget: int = 0  # focal NPCs per tick (sim.deliberate); 0: no deliberation
+    decide_deadline: int = 1  # ticks from a decision's request to its application
+    focal: list[list[str]] = field(default_factory=list)  # who deliberates next tick, by cohort
 
     @classmethod
     def from_command(
@@ -99,6 +103,8 @@ class RunClock:
             start_minute=cmd.start_minute,
             snapshot_every=snapshot_every,
             start=cmd,
+            decide_budget=cmd.decide_budget,
+            decide_deadline=cmd.decide_deadline,
         )
         if cmd.base is not None:
             run.restore(cmd.base)
@@ -114,6 +120,7 @@ class RunClock:
         self.affinity = (base.affinity_milli, base.relationships)
         self.conflict = (base.in_conflict, base.npcs)
         self.director_last = dict(base.director_last)
+        self.focal = [list(g) for g in base.focal]
 
     def state(self) -> ClockState:
         """The clock's inputs after the last completed tick (for snapshots and branches)."""
@@ -128,6 +135,7 @@ class RunClock:
             in_conflict=conflict[0],
             npcs=conflict[1],
             director_last=dict(sorted(self.director_last.items())),
+            focal=[list(g) for g in self.focal],
         )
 
     def apply(self, cmd: RunCommanded) -> None:
@@ -180,6 +188,9 @@ class RunClock:
             conflict_share=self.conflict_share,
             director_last=dict(sorted(self.director_last.items())),
             snapshot=self.snapshotting,
+            focal=[list(g) for g in self.focal],
+            decide_budget=self.decide_budget,
+            decide_deadline=self.decide_deadline,
         )
 
     @property
@@ -244,6 +255,11 @@ class RunClock:
             injected=list(self.in_flight),
         )
         self.tally(completed)
+        if self.decide_budget:
+            self.focal = pick_focal(
+                self.seed, self.current + 1, (r.salient for r in reports), self.decide_budget
+            )
+            completed.focal = [list(g) for g in self.focal]
         return completed
 
     @property
@@ -297,6 +313,7 @@ def recover(
         for tick in sorted(by_tick):  # replay the tallies in tick order, as record did
             run.tally(by_tick[tick])
         last = by_tick[max(by_tick)]
+        run.focal = [list(g) for g in last.focal]
         run.current = last.tick
         run.finished = last.last
         window = run.ticks_per_hour

@@ -9,7 +9,7 @@ worker count, dict order or timing.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from catalog.event_refs import closed_problem, event_problems
@@ -50,9 +50,15 @@ class Ctx:
 
 
 def decide_shard(
-    index: WorldIndex, tick: TickStarted, states: Mapping[str, State]
+    index: WorldIndex,
+    tick: TickStarted,
+    states: Mapping[str, State],
+    skip: Collection[str] = (),
 ) -> list[EventHappened]:
-    """Every event the shard's NPCs cause on this tick, sorted by event id."""
+    """Every event the shard's NPCs cause on this tick, sorted by event id.
+
+    ``skip``: NPCs whose action this tick is an LLM decision (:mod:`sim.deliberate`),
+    not the rules' (scheduled, director and injected events still include them)."""
     ctx = Ctx(index, tick)
     events: list[EventHappened] = []
     hour, location, traits = ctx.hour, index.location, index.traits
@@ -64,7 +70,7 @@ def decide_shard(
     place_goals = index.goal_place_npcs
     for npc_id in index.shard_npcs(tick.shard, tick.n_shards):
         place = location[npc_id][hour]
-        if place is None:
+        if place is None or (skip and npc_id in skip):
             continue
         chance = BASE_ACT_RATE * (0.5 + traits[npc_id]["extraversion"])
         draw = hash_text(f"{prefix}{npc_id}\x1fact\x1f") / TWO64
@@ -80,6 +86,24 @@ def decide_shard(
     events.extend(_injected(ctx, states))
     # de-duplicate by id (two paths can produce the same derived id) and sort canonically
     return sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+
+
+def decide_npc_by_rules(ctx: Ctx, npc_id: str, state: State) -> EventHappened | None:
+    """What the rules make one NPC do this tick (the act draw, then the choice): exactly
+    what :func:`decide_shard` would, for one NPC. A rejected or missing LLM decision
+    becomes this."""
+    index, tick = ctx.index, ctx.tick
+    place = index.location[npc_id][ctx.hour]
+    if place is None:
+        return None
+    chance = BASE_ACT_RATE * (0.5 + index.traits[npc_id]["extraversion"])
+    draw = hash_text(f"{hash_prefix(tick.seed, tick.tick)}{npc_id}\x1fact\x1f") / TWO64
+    if draw >= chance and (
+        npc_id not in index.goal_place_npcs
+        or draw >= chance * read_goals(index, npc_id, state).place_weight(place)
+    ):
+        return None
+    return _decide_npc(ctx, npc_id, state)
 
 
 def _trait_weight(etype: EventType, traits: Mapping[str, float]) -> float:

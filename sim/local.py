@@ -10,6 +10,7 @@ reference the streamed run must match, and by benchmarks as the compute-only bas
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,6 +22,9 @@ from sim.state import State
 from sim.world import WorldIndex, shard_of
 from topics.codec import encode
 from topics.models import (
+    DecisionMade,
+    DecisionRequested,
+    DecisionResolved,
     EffectsBatched,
     EventHappened,
     InjectedEvent,
@@ -31,6 +35,34 @@ from topics.models import (
 )
 
 ENDLESS = 1 << 62  # the reference plays as many ticks as it is stepped
+
+Decider = Callable[[DecisionRequested], DecisionMade]
+"""Answers a decision request: an LLM (through ``llm/``), a fake in tests, or the log."""
+
+
+def unanswered(req: DecisionRequested, status: str = "timeout") -> DecisionMade:
+    """The recorded failure of a request nobody answered (in time)."""
+    return DecisionMade(
+        request_id=req.request_id,
+        run_id=req.run_id,
+        tick=req.tick,
+        due_tick=req.due_tick,
+        shard=req.shard,
+        npcs=req.npcs,
+        prompt_hash=req.prompt_hash,
+        status=status,
+    )
+
+
+def recorded(decisions: Mapping[str, DecisionMade]) -> Decider:
+    """A decider that reads the log (replay, branches): never calls an LLM. A request the
+    log lacks is answered with a recorded error (the replay then shows the difference)."""
+
+    def decide(req: DecisionRequested) -> DecisionMade:
+        got = decisions.get(req.request_id)
+        return got if got is not None else unanswered(req, "error")
+
+    return decide
 
 
 @dataclass
@@ -49,11 +81,21 @@ class LocalRun:
     snapshot_every: int = 0  # ticks between full-world snapshots (0: none)
     parts: list[SnapshotPart] = field(default_factory=list)  # the snapshots written
     restoring: bool = False  # the shards start from restored states (from_snapshot)
+    decide_budget: int = 0  # focal NPCs per tick (0: no deliberation)
+    decide_deadline: int = 0  # ticks from a request to its application (0: the catalog's)
+    decider: Decider | None = None  # None: every request is a recorded timeout
+    requests: list[DecisionRequested] = field(default_factory=list)  # the decision log
+    decisions: list[DecisionMade] = field(default_factory=list)
+    outcomes: list[DecisionResolved] = field(default_factory=list)
+    # decisions not yet delivered, by request id (the log of a parent: restored runs)
+    answers: dict[str, DecisionMade] = field(default_factory=dict)
     clock: RunClock = field(init=False)
     tables: list[dict[bytes, bytes]] = field(init=False)  # per shard: its table
     shards: list[ShardBarrier] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.decide_deadline <= 0:
+            self.decide_deadline = self.index.catalog.decide.deadline_ticks
         self.clock = RunClock(
             run_id=self.run_id,
             seed=self.seed,
@@ -64,6 +106,8 @@ class LocalRun:
             n_shards=self.n_shards,
             start_minute=self.start_minute,
             snapshot_every=self.snapshot_every,
+            decide_budget=self.decide_budget,
+            decide_deadline=self.decide_deadline,
         )
         self.tables = [{} for _ in range(self.n_shards)]
         self.shards = [
@@ -95,10 +139,17 @@ class LocalRun:
 
     @classmethod
     def from_snapshot(
-        cls, index: WorldIndex, snapshot: Snapshot, run_id: str | None = None, n_shards: int = 1
+        cls,
+        index: WorldIndex,
+        snapshot: Snapshot,
+        run_id: str | None = None,
+        n_shards: int = 1,
+        decider: Decider | None = None,
+        answers: Mapping[str, DecisionMade] | None = None,
     ) -> LocalRun:
         """A run that continues after ``snapshot.tick`` from the snapshot's world (restored
-        through the shards' own restore protocol, as a branch's shards are)."""
+        through the shards' own restore protocol, as a branch's shards are). ``answers``:
+        the logged decisions of requests made before the snapshot and due after it."""
         start = snapshot.start
         run = cls(
             index,
@@ -108,6 +159,10 @@ class LocalRun:
             start.step_minutes,
             start.start_minute,
             restoring=True,
+            decide_budget=start.decide_budget,
+            decide_deadline=start.decide_deadline,
+            decider=decider,
+            answers=dict(answers or {}),
         )
         parts = restore_parts(run.run_id, snapshot.tick, start, snapshot.states, shard_of, n_shards)
         for part in parts:
@@ -125,6 +180,8 @@ class LocalRun:
             step_minutes=self.step_minutes,
             start_minute=self.start_minute,
             catalog_digest=self.index.catalog.digest,
+            decide_budget=self.decide_budget,
+            decide_deadline=self.decide_deadline,
         )
 
     def snapshot(self) -> Snapshot:
@@ -141,7 +198,10 @@ class LocalRun:
         events: list[EventHappened] = []
         sent: list[EffectsBatched] = []
         for q, shard in enumerate(self.shards):
+            self._deliver(q, tick)
             step = self._carry_out(q, shard.on_tick(self.tick_message(tick, q)))
+            if shard.waiting is not None:
+                raise RuntimeError(f"shard {q} waits for decisions at tick {tick}")
             events.extend(step.events)
             sent.extend(step.batches)
         for batch in sent:
@@ -166,7 +226,43 @@ class LocalRun:
         self.events.extend(events)
         return events
 
+    def _deliver(self, q: int, tick: int) -> None:
+        """Hand shard ``q`` the decisions due at ``tick`` (the barrier waits for them); a
+        request with no answer gets a recorded error, like a deadline passed in the stream."""
+        shard = self.shards[q]
+        if not self.decide_budget:
+            return
+        for rid in shard.missing_decisions(tick):
+            made = self.answers.get(rid)
+            if made is None:  # asked before a restore, and not in the log given
+                npcs = sorted(n for n, r in shard.due(tick, shard.states).items() if r == rid)
+                made = DecisionMade(
+                    request_id=rid,
+                    run_id=self.run_id,
+                    tick=max(0, tick - self.decide_deadline),
+                    due_tick=tick,
+                    shard=q,
+                    npcs=npcs,
+                    prompt_hash="",
+                    status="error",
+                )
+                self.decisions.append(made)
+            self._carry_out(q, shard.on_decision(made, encode(made)))
+        if q == self.n_shards - 1:  # every shard has had what is due now
+            self.answers = {r: d for r, d in self.answers.items() if d.due_tick > tick}
+
+    def _ask(self, step: Step) -> None:
+        """Ask the decider for each request of a step; its answer waits for the due tick."""
+        for req in step.requests:
+            self.requests.append(req)
+            made = self.decider(req) if self.decider is not None else unanswered(req)
+            self.decisions.append(made)
+            self.answers[req.request_id] = made
+
     def _carry_out(self, shard: int, step: Step) -> Step:
+        if step.requests:
+            self._ask(step)
+        self.outcomes.extend(step.outcomes)
         table = self.tables[shard]
         for write in step.writes:
             table[write.key] = write.value

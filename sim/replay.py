@@ -26,10 +26,11 @@ from typing import Any
 
 from sim.calendar import MINUTES_PER_DAY, days_to_ticks
 from sim.impact import book_of
-from sim.local import LocalRun
+from sim.local import LocalRun, recorded
 from sim.snapshot import Refused, Snapshot, assemble, clock_part, restore_parts, shard_parts
 from sim.world import WorldIndex, shard_of
 from topics.models import (
+    DecisionMade,
     EventHappened,
     InjectedEvent,
     PostPublished,
@@ -55,6 +56,9 @@ class RunLog:
     events: list[EventHappened] = field(default_factory=list)
     parts: list[SnapshotPart] = field(default_factory=list)
     posts: list[PostPublished] = field(default_factory=list)
+    # the decisions the run's shards received (sim.deliberate), by request id: a replay
+    # or branch reads them and never asks an LLM
+    decisions: dict[str, DecisionMade] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -64,15 +68,21 @@ class RunLog:
         events: Iterable[EventHappened] = (),
         parts: Iterable[SnapshotPart] = (),
         posts: Iterable[PostPublished] = (),
+        decisions: Iterable[DecisionMade] = (),
     ) -> RunLog:
-        """A log from messages as read (a tick or event logged twice is kept once)."""
+        """A log from messages as read (a tick or event logged twice is kept once; of a
+        decision logged twice, the first, as the shards took it)."""
         by_id = {e.event_id: e for e in events if e.restored is None}
+        chosen: dict[str, DecisionMade] = {}
+        for d in decisions:
+            chosen.setdefault(d.request_id, d)
         return cls(
             start,
             {t.tick: t for t in ticks},
             sorted(by_id.values(), key=lambda e: (e.tick, e.event_id)),
             list(parts),
             list(posts),
+            chosen,
         )
 
     @property
@@ -144,14 +154,25 @@ class ReplayReport:
 def _start_of(index: WorldIndex, log: RunLog) -> tuple[LocalRun, str | None]:
     """A local run at the log's start: fresh, or a branch's own first snapshot."""
     start = log.start
+    decider = recorded(log.decisions)
     if start.base is None:
-        run = LocalRun(index, log.run_id, start.seed, 1, start.step_minutes, start.start_minute)
+        run = LocalRun(
+            index,
+            log.run_id,
+            start.seed,
+            1,
+            start.step_minutes,
+            start.start_minute,
+            decide_budget=start.decide_budget,
+            decide_deadline=start.decide_deadline,
+            decider=decider,
+        )
         return run, None
     snap = log.snapshots().get(start.base.tick)
     if not isinstance(snap, Snapshot):
         why = "missing" if snap is None else snap.reason
         return LocalRun(index, log.run_id, start.seed), f"the branch's first snapshot: {why}"
-    return LocalRun.from_snapshot(index, snap), None
+    return LocalRun.from_snapshot(index, snap, decider=decider, answers=log.decisions), None
 
 
 def _compare_events(
@@ -255,6 +276,7 @@ class BranchPlan:
     # the parent's render requests up to the branch tick (the posting quotas derive from them)
     requests: list[RenderRequested] = field(default_factory=list)
     quotas: list[QuotaRestored] = field(default_factory=list)  # to the render stage
+    decisions: list[DecisionMade] = field(default_factory=list)  # in flight: to the shards
 
 
 def branch_id(parent: str, at_tick: int, seed: int, injected: list[InjectedEvent]) -> str:
@@ -328,6 +350,8 @@ def plan_branch(
         branch_tick=at_tick,
         base=run.clock.state(),
         injected=injected,
+        decide_budget=start.decide_budget,
+        decide_deadline=start.decide_deadline,
     )
     states = run.states  # read only: no copy
     restores = restore_parts(new_id, at_tick, branch_start, states, shard_of, n_shards)
@@ -336,6 +360,14 @@ def plan_branch(
         mine = {n: s for n, s in states.items() if shard_of(n, n_shards) == q}
         parts.extend(shard_parts(new_id, at_tick, q, n_shards, mine))
     stories, requests = open_stories(index, parent, at_tick, new_id, states)
+    # decisions the parent asked for by the branch tick and applied after it: the branch's
+    # shards wait for them (content ids: the same requests in the branch)
+    pending = {p[1] for p in (state.get("pend") for state in states.values()) if p}
+    decisions = [
+        d.model_copy(update={"run_id": new_id})
+        for rid, d in sorted(parent.decisions.items())
+        if rid in pending
+    ]
     return BranchPlan(
         new_id,
         branch_start,
@@ -346,6 +378,7 @@ def plan_branch(
         replayed,
         notes,
         requests,
+        decisions=decisions,
     )
 
 
@@ -358,7 +391,9 @@ def _restore(index: WorldIndex, parent: RunLog, at_tick: int) -> tuple[LocalRun,
         if isinstance(snap, Refused):
             notes.append(f"snapshot at tick {tick} refused ({snap.reason}); using an earlier one")
             continue
-        return LocalRun.from_snapshot(index, snap), tick, notes
+        decider = recorded(parent.decisions)
+        run = LocalRun.from_snapshot(index, snap, decider=decider, answers=parent.decisions)
+        return run, tick, notes
     start = parent.start
     if start.base is not None:
         raise BranchError(
@@ -366,7 +401,17 @@ def _restore(index: WorldIndex, parent: RunLog, at_tick: int) -> tuple[LocalRun,
         )
     if notes:
         notes.append("no usable snapshot: re-derived from the run's start")
-    run = LocalRun(index, parent.run_id, start.seed, 1, start.step_minutes, start.start_minute)
+    run = LocalRun(
+        index,
+        parent.run_id,
+        start.seed,
+        1,
+        start.step_minutes,
+        start.start_minute,
+        decide_budget=start.decide_budget,
+        decide_deadline=start.decide_deadline,
+        decider=recorded(parent.decisions),
+    )
     return run, -1, notes
 
 

@@ -33,6 +33,7 @@ POST_COLUMNS = TABLES["posts"].columns
 EVENT_COLUMNS = TABLES["events"].columns
 TICK_COLUMNS = TABLES["ticks"].columns
 NPC_SNAPSHOT_COLUMNS = TABLES["npc_snapshots"].columns
+DECISION_COLUMNS = TABLES["decisions"].columns
 
 
 class InvalidQuery(ValueError):
@@ -324,6 +325,96 @@ def events(
     return page
 
 
+def decisions(
+    client: Client,
+    database: str,
+    *,
+    run_id: str | None = None,
+    npc: str | None = None,
+    outcome: str | None = None,
+    reason: str | None = None,
+    tick_from: int | None = None,
+    tick_to: int | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """LLM decisions as the engine resolved them, in log order (tick, NPC, decision id),
+    filtered by run, NPC, outcome (accepted, rejected, fallback), reason code and ticks."""
+    db = check_identifier(database)
+    limit = _clamp(limit)
+    where = _Where()
+    where.equal(run_id=run_id, npc_id=npc, outcome=outcome, reason_code=reason)
+    _tick_range(where, tick_from, tick_to)
+    if cursor:
+        tick, key = decode_cursor("decisions", cursor)
+        npc_key, _, dec_key = key.partition("/")
+        where.add(
+            "(tick, npc_id, decision_id) > ({c_tick:UInt32}, {c_npc:String}, {c_key:String})",
+            c_tick=tick,
+            c_npc=npc_key,
+            c_key=dec_key,
+        )
+    sql = (
+        f"SELECT {', '.join(DECISION_COLUMNS)} FROM {db}.decisions FINAL WHERE {where.sql()} "  # noqa: S608 - checked identifiers, values bound
+        f"ORDER BY tick, npc_id, decision_id LIMIT {limit + 1}"
+    )
+    rows = _rows(client, sql, where.params)
+    page = Page(rows[:limit])
+    if len(rows) > limit:
+        last = page.items[-1]
+        key = f"{last['npc_id']}/{last['decision_id']}"
+        page.next_cursor = encode_cursor("decisions", last["tick"], key)
+    return page
+
+
+def decision_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
+    """Decisions by outcome: accepted first try, repaired, retried, rejected by rule (per
+    reason), timed out, other fallbacks (per cause)."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {}
+    run_filter = ""
+    if run_id is not None:
+        params["run_id"] = run_id
+        run_filter = " WHERE run_id = {run_id:String}"
+    rows = _rows(
+        client,
+        f"SELECT outcome, status, ifNull(reason_code, '') AS reason, count() AS n "  # noqa: S608 - checked identifiers, values bound
+        f"FROM {db}.decisions FINAL{run_filter} GROUP BY outcome, status, reason "
+        "ORDER BY outcome, status, reason",
+        params,
+    )
+    out: dict[str, Any] = {
+        "total": 0,
+        "accepted": 0,
+        "accepted_first_try": 0,
+        "repaired": 0,
+        "retried": 0,
+        "rejected": 0,
+        "rejected_by_reason": {},
+        "timed_out": 0,
+        "fallback": 0,
+        "fallback_by_cause": {},
+    }
+    for r in rows:
+        n = r["n"]
+        out["total"] += n
+        if r["status"] in ("repaired", "retried"):
+            out[r["status"]] += n
+        if r["outcome"] == "accepted":
+            out["accepted"] += n
+            out["accepted_first_try"] += n if r["status"] == "ok" else 0
+        elif r["outcome"] == "rejected":
+            out["rejected"] += n
+            by = out["rejected_by_reason"]
+            by[r["reason"]] = by.get(r["reason"], 0) + n
+        else:
+            out["fallback"] += n
+            out["timed_out"] += n if r["reason"] == "timeout" else 0
+            by = out["fallback_by_cause"]
+            by[r["reason"]] = by.get(r["reason"], 0) + n
+    return out
+
+
 def event_by_id(
     client: Client, database: str, event_id: str, run_id: str | None = None
 ) -> dict[str, Any] | None:
@@ -499,6 +590,7 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
         "posts_per_channel": per_channel,
         "post_tokens": post_tokens,
         "llm_calls": calls,
+        "decisions": decision_counts(client, database, run_id=run_id),
     }
 
 

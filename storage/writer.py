@@ -51,6 +51,7 @@ from storage.schema import JSON_TABLES, TABLES, json_table_for
 from topics.codec import encode
 from topics.models import (
     DeadLettered,
+    DecisionResolved,
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
@@ -140,6 +141,7 @@ def row_for(message: Any) -> tuple[str, Row]:
 
     Handles :class:`PostPublished` → ``posts``,
     :class:`TickCompleted` → ``ticks``, :class:`LLMCalled` → ``llm_calls``,
+    :class:`DecisionResolved` → ``decisions``,
     :class:`DeadLettered` → ``dead_letters`` and
     :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
     the wall clock at mapping time; a redelivered start keeps one row either way).
@@ -159,7 +161,9 @@ def row_for(message: Any) -> tuple[str, Row]:
     if isinstance(message, TickCompleted):
         # the tick-wide tallies live in the ticks log (the clock recovers from it); the
         # table keeps its columns until a migration adds them
-        return "ticks", message.model_dump(exclude={"kind", "injected", *TICK_TALLIES})
+        return "ticks", message.model_dump(exclude={"kind", "injected", "focal", *TICK_TALLIES})
+    if isinstance(message, DecisionResolved):
+        return "decisions", message.model_dump(exclude={"kind"})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)

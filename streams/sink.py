@@ -24,6 +24,7 @@ from storage.writer import ClickHouseWriter
 from streams import batches
 from streams.app import Streams
 from topics import (
+    DECISION_OUTCOMES,
     DLQ,
     EVENTS,
     LLM_CALLS,
@@ -50,6 +51,7 @@ STORED: tuple[TopicSpec, ...] = (
     NPC_SNAPSHOTS,
     LLM_CALLS,
     SNAPSHOTS,
+    DECISION_OUTCOMES,
     DLQ,
 )
 

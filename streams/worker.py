@@ -1,17 +1,17 @@
 """A stream worker: the faust app of :mod:`streams.app` with the agents of its roles.
 
 A process runs the roles it is asked for: ``clock``, ``world`` (the shards), ``impact``,
-``render`` and ``sink`` (the ClickHouse writer; in embedded mode it runs inside the API
-process, because chDB allows one engine per process). The processors import only
-:class:`~streams.app.Streams`; this module, which imports every processor, is imported
-by none of them.
+``render``, ``deliberate`` (decisions with the LLM) and ``sink`` (the ClickHouse writer;
+in embedded mode it runs inside the API process, because chDB allows one engine per
+process). The processors import only :class:`~streams.app.Streams`; this module, which
+imports every processor, is imported by none of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from streams import clock, impact, render, sink, world
+from streams import clock, deliberate, impact, render, sink, world
 from streams.app import Streams, build_streams
 from worldfeed.settings import Settings
 
@@ -20,6 +20,7 @@ REGISTER: dict[str, Callable[[Streams], None]] = {
     "world": world.register,
     "impact": impact.register,
     "render": render.register,
+    "deliberate": deliberate.register,
     "sink": sink.register,
 }
 ROLES = tuple(REGISTER)

@@ -13,12 +13,20 @@ import logging
 import time
 from typing import Any
 
-from sim.barrier import ShardBarrier, Step, park_batch
+from sim.barrier import ShardBarrier, Step, park_batch, park_decision
 from sim.world import load_world
 from streams.app import Streams
-from topics import CLOCK_INBOX, EVENTS, NPC_SNAPSHOTS, SHARD_INBOX, SNAPSHOTS
+from topics import (
+    CLOCK_INBOX,
+    DECISION_OUTCOMES,
+    DECISION_REQUESTS,
+    EVENTS,
+    NPC_SNAPSHOTS,
+    SHARD_INBOX,
+    SNAPSHOTS,
+)
 from topics.codec import encode
-from topics.models import EffectsBatched, StateRestored, TickStarted
+from topics.models import DecisionMade, EffectsBatched, StateRestored, TickStarted
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,10 @@ def register(streams: Streams) -> None:
         """Emit, send and write what a step says; the report last, once the rest is durable."""
         for ev in step.events:
             streams.send_batched(EVENTS, ev.run_id, ev)
+        for req in step.requests:  # to the deliberate stage
+            streams.send_batched(DECISION_REQUESTS, req.request_id, req)
+        for outcome in step.outcomes:
+            streams.send_batched(DECISION_OUTCOMES, outcome.run_id, outcome)
         for batch in step.batches:
             streams.outbox.add(inbox_topic, batch.shard, str(batch.shard).encode(), encode(batch))
         if step.events or step.batches:
@@ -93,7 +105,9 @@ def register(streams: Streams) -> None:
             log.debug("tick %s: flushed in %.3fs", step.report.tick, time.perf_counter() - t0)
             await streams.send(CLOCK_INBOX, step.report.run_id, step.report, 0)
 
-    async def handle(msg: TickStarted | EffectsBatched | StateRestored, raw: bytes) -> None:
+    async def handle(
+        msg: TickStarted | EffectsBatched | StateRestored | DecisionMade, raw: bytes
+    ) -> None:
         t0 = time.perf_counter()
         if isinstance(msg, TickStarted):
             machine = machine_for(msg)
@@ -101,6 +115,16 @@ def register(streams: Streams) -> None:
         elif isinstance(msg, StateRestored):
             machine = machine_for(restoring(msg), restoring=True)
             step = machine.on_restore(msg)
+        elif isinstance(msg, DecisionMade):
+            found = machines.get((msg.run_id, msg.shard))
+            if found is None:  # kept for the machine to find when it is rebuilt
+                await carry_out(park_decision(msg, raw))
+                return
+            machine, step = found, found.on_decision(msg, raw)
+            if found.ignored:
+                log.debug(
+                    "shard %s: %s late or repeated decisions ignored", msg.shard, found.ignored
+                )
         else:
             found = machines.get((msg.run_id, msg.shard))
             if found is None:  # its tick has not reached this shard yet, or we restarted

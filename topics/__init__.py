@@ -17,6 +17,9 @@ from topics.fastcheck import decoder_for
 from topics.models import (
     ClockInbox,
     DeadLettered,
+    DecisionMade,
+    DecisionRequested,
+    DecisionResolved,
     EventHappened,
     LLMCalled,
     NpcSnapshotted,
@@ -159,6 +162,32 @@ SNAPSHOTS = TopicSpec(
     1,
     {**_FOREVER, "max.message.bytes": str(2 * 1024 * 1024)},
 )
+DECISION_REQUESTS = TopicSpec(
+    "decision-requests",
+    DecisionRequested,
+    "request_id",
+    "Focal NPCs' situations and prompts: what the deliberate stage asks the LLM.",
+    None,
+    _RETAIN,
+)
+DECISIONS = TopicSpec(
+    "decisions",
+    DecisionMade,
+    "request_id",
+    "The LLM's decisions and recorded failures (timeouts, invalid answers): part of a run's "
+    "log; replay and branches read them instead of asking again.",
+    None,
+    _FOREVER,
+)
+DECISION_OUTCOMES = TopicSpec(
+    "decision-outcomes",
+    DecisionResolved,
+    "run_id",
+    "What the engine did with each decision at its due tick: accepted, rejected (reason) or "
+    "fallback, and the event it caused.",
+    None,
+    _FOREVER,
+)
 DLQ = TopicSpec(
     "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
 )
@@ -175,6 +204,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     NPC_SNAPSHOTS,
     LLM_CALLS,
     SNAPSHOTS,
+    DECISION_REQUESTS,
+    DECISIONS,
+    DECISION_OUTCOMES,
     DLQ,
 )
 

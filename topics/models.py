@@ -62,6 +62,15 @@ class RunCommanded(Message):
     base: ClockState | None = Field(
         None, description="The clock's state after branch_tick (a branch's start only)."
     )
+    decide_budget: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Focal NPCs that deliberate with the LLM per tick (start only; 0: none).",
+    )
+    decide_deadline: int = Field(
+        1, ge=1, le=96, description="Ticks from a decision's request to its application."
+    )
     injected: list[InjectedEvent] = Field(
         default_factory=list,
         description="Events the run's first tick takes (start only: a what-if branch's change).",
@@ -83,6 +92,9 @@ class ClockState(Message):
     relationships: int = Field(0, ge=0)
     in_conflict: int = Field(0, ge=0)
     npcs: int = Field(0, ge=0)
+    focal: list[list[str]] = Field(
+        default_factory=list, description="NPCs that deliberate on the next tick, by cohort."
+    )
     director_last: dict[str, int] = Field(
         default_factory=dict, description="Director rule id -> last tick it fired."
     )
@@ -148,6 +160,16 @@ class TickStarted(Message):
     snapshot: bool = Field(
         False, description="Write a full-world snapshot after this tick's effects."
     )
+    focal: list[list[str]] = Field(
+        default_factory=list,
+        description="NPCs that ask the LLM what to do on this tick (the world's most salient, "
+        "chosen by the clock from the shards' reports), grouped by cohort key; each group "
+        "sorted, groups by first member.",
+    )
+    decide_budget: int = Field(0, ge=0, description="Focal NPCs per tick (0: no deliberation).")
+    decide_deadline: int = Field(
+        1, ge=1, description="Decisions asked now apply this many ticks on."
+    )
 
 
 class Effect(Message):
@@ -207,9 +229,6 @@ class StateRestored(StatesPart):
     start_minute: int = Field(ge=0, le=MAX_START_MINUTE)
 
 
-ShardInbox = Annotated[TickStarted | EffectsBatched | StateRestored, Field(discriminator="kind")]
-
-
 class SnapshotPart(Message):
     """One part of a full-world snapshot of a run after tick ``tick``.
 
@@ -262,6 +281,12 @@ class ShardTickDone(TickTallies):
     events: int = Field(ge=0, description="Events the shard emitted this tick.")
     effects: int = Field(ge=0, description="Effects the shard applied this tick.")
     state_digest: int = Field(ge=0, description="Sum mod 2**64 of the shard's NPC state hashes.")
+    salient: list[tuple[int, str, str]] = Field(
+        default_factory=list,
+        description="The shard's most salient NPCs for the next tick: (salience in thousandths, "
+        "NPC, cohort key), at most the run's decide budget; the clock picks the world's focal "
+        "NPCs from them and groups them by cohort key.",
+    )
 
 
 # ---- world log ---------------------------------------------------------------------------------
@@ -304,7 +329,11 @@ class EventHappened(Message):
     place: str | None = None
     witnesses: list[str] = Field(default_factory=list)
     summary: str = Field(description="One-line, human-readable description.")
-    source: Literal["npc", "scheduled", "director", "admin"] = "npc"
+    source: Literal["npc", "scheduled", "director", "admin", "llm"] = Field(
+        "npc",
+        description="Who chose it: the rules, the calendar, the director, an admin, or an "
+        "LLM decision the rules accepted.",
+    )
     refs: list[str] = Field(default_factory=list, description="Earlier events this one reacts to.")
     actor_memories: list[str] = Field(
         default_factory=list, description="The actor's most salient memories at the tick's start."
@@ -335,6 +364,11 @@ class TickCompleted(TickTallies):
     effects: int = Field(ge=0)
     wall_ms: float = Field(ge=0, description="Wall time of the tick, barrier included.")
     last: bool = Field(False, description="True on the run's final tick.")
+    focal: list[list[str]] = Field(
+        default_factory=list,
+        description="The NPCs that deliberate on the next tick, by cohort (chosen from the shards' "
+        "reports; a recovering clock reads them back).",
+    )
     injected: list[InjectedEvent] = Field(
         default_factory=list, description="The admin-injected events this tick took."
     )
@@ -447,5 +481,89 @@ class DeadLettered(Message):
     reason: str
     at_ms: int = Field(description="Wall-clock ms when it was rejected (diagnostics only).")
 
+
+# ---- decisions (shards -> deliberate -> shards) -----------------------------------------------
+
+DecisionStatus = Literal["ok", "repaired", "retried", "invalid", "timeout", "error"]
+DecisionOutcome = Literal["accepted", "rejected", "fallback"]
+
+
+class DecisionRequested(Message):
+    """A shard asks what a focal NPC (or a cohort of similar ones) does at tick ``due_tick``."""
+
+    kind: Literal["decision_requested"] = "decision_requested"
+    request_id: str = Field(description="hash(run, tick, the NPCs asked about).")
+    run_id: str
+    world: str = "town"
+    tick: int = Field(ge=0, le=UINT32_MAX, description="Tick the request was made at.")
+    due_tick: int = Field(ge=0, le=UINT32_MAX, description="Tick the decision applies at.")
+    shard: int = Field(ge=0)
+    n_shards: int = Field(ge=1)
+    npcs: list[str] = Field(min_length=1, description="The NPC asked about, or a cohort (sorted).")
+    cohort: str | None = Field(None, description="Cohort key (place|occupation|goal), or null.")
+    situation: dict[str, Any] = Field(
+        description="What the NPC knows: profile, place and time, memories, goals, "
+        "relationships, people nearby, the actions allowed here and now."
+    )
+    system: str
+    prompt: str
+    answer_schema: dict[str, Any] = Field(description="JSON Schema an answer must satisfy.")
+    max_tokens: int = Field(96, ge=1, le=4096)
+    prompt_hash: str = Field(description="16 hex digits of hash(system, prompt, schema).")
+
+
+class DecisionMade(Message):
+    """The answer to a decision request, or its recorded failure: the log, not the LLM,
+    decides the run (a replay reads these and never asks again)."""
+
+    kind: Literal["decision_made"] = "decision_made"
+    request_id: str
+    run_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX)
+    due_tick: int = Field(ge=0, le=UINT32_MAX)
+    shard: int = Field(ge=0)
+    npcs: list[str] = Field(min_length=1)
+    prompt_hash: str
+    status: DecisionStatus = Field(
+        description="ok: schema-valid first try; repaired: valid after JSON repair; retried: "
+        "valid after another sampling; invalid: never valid; timeout: not back by the "
+        "deadline; error: the LLM failed."
+    )
+    answer: dict[str, Any] | None = Field(None, description="The parsed answer, if any.")
+    reason: str | None = Field(None, max_length=400, description="The model's short reason.")
+    attempts: int = Field(0, ge=0)
+    latency_ms: float = Field(0.0, ge=0, description="Wall time (diagnostics only).")
+
+
+class DecisionResolved(Message):
+    """What the engine did with one NPC's decision at its due tick."""
+
+    kind: Literal["decision_resolved"] = "decision_resolved"
+    decision_id: str = Field(description="hash(request, NPC).")
+    request_id: str
+    run_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX, description="Tick it applied at (the due tick).")
+    asked_tick: int = Field(ge=0, le=UINT32_MAX)
+    sim_minute: int = Field(ge=0, le=UINT32_MAX)
+    npc_id: str
+    cohort: bool = False
+    prompt_hash: str
+    status: DecisionStatus
+    outcome: DecisionOutcome = Field(
+        description="accepted: the rules took the LLM's choice; rejected: they refused it "
+        "(reason_code) and the rules chose; fallback: no usable answer, the rules chose."
+    )
+    reason_code: str | None = Field(None, description="Why it was rejected or fell back.")
+    action: str | None = None
+    event_type: str | None = None
+    target: str | None = None
+    model_reason: str | None = Field(None, max_length=400)
+    event_id: str | None = Field(None, description="The event the NPC caused, if any.")
+
+
+ShardInbox = Annotated[
+    TickStarted | EffectsBatched | StateRestored | DecisionMade, Field(discriminator="kind")
+]
+"""The shard inbox: ticks, effect batches, a branch's states, and decisions due."""
 
 RunCommanded.model_rebuild()

@@ -100,6 +100,26 @@ class Settings(BaseSettings):
         "(`worldfeed run-command start` takes its own --seed, default 1).",
     )
     step_minutes: int = Field(15, ge=1, le=1440, description="Simulated minutes per tick.")
+    decide_budget: int = Field(
+        0,
+        ge=-1,
+        le=100_000,
+        description="NPCs that ask the LLM what to do, per tick, in the runs this process "
+        "starts: 0 (default) = no deliberation, -1 = the catalog's decide.json budget_per_tick.",
+    )
+    decide_deadline_ticks: int = Field(
+        0,
+        ge=0,
+        le=96,
+        description="Ticks from a decision's request to its application "
+        "(0 = the catalog's deadline_ticks).",
+    )
+    decide_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Wall-clock time the deliberate stage gives one decision; then it records a "
+        "timeout (the rules decide) and ignores a later answer.",
+    )
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible; N = N x real time.")
 
     admin_token_file: Path = Field(

@@ -25,6 +25,7 @@ from catalog import Catalog
 from catalog.event_refs import event_problems
 from catalog.generate import NEIGHBORHOOD, generate_world, write_world
 from sim.calendar import MINUTES_PER_DAY, minute_at
+from sim.deliberate import deliberation
 from storage import queries, run_in_thread
 from topics.models import MAX_START_MINUTE, InjectedEvent, RunCommanded
 
@@ -162,13 +163,18 @@ async def _send(commands: CommandsDep, command: RunCommanded) -> CommandAccepted
     },
 )
 async def start_run(
-    body: RunStart, request: Request, storage: StorageDep, commands: CommandsDep
+    body: RunStart,
+    request: Request,
+    storage: StorageDep,
+    commands: CommandsDep,
+    settings: SettingsDep,
 ) -> CommandAcceptedPublic:
-    """Start a run on a world by name (under catalog/worlds, or made by POST /admin/worlds)."""
+    """Start a run on a world by name (under catalog/worlds, or made by POST /admin/worlds).
+    It deliberates as ``WORLDFEED_DECIDE_BUDGET`` says (off by default)."""
     catalogs = _catalogs(request)
     try:
         path = await asyncio.to_thread(catalogs.path_of, body.world)
-        await asyncio.to_thread(catalogs.load, path)  # a valid catalog, loaded off the loop
+        catalog = await asyncio.to_thread(catalogs.load, path)  # valid, loaded off the loop
     except UnknownWorld as exc:
         raise _unprocessable("world", str(exc), body.world) from exc
     # the world processor finds names under catalog/worlds only: others go as the directory
@@ -186,6 +192,11 @@ async def start_run(
         step_minutes=body.step_minutes,
         start_minute=minute_at(body.start_day, body.start_time),
     )
+    if settings.decide_budget:
+        budget, deadline = deliberation(
+            catalog.decide, settings.decide_budget, settings.decide_deadline_ticks
+        )
+        command = command.model_copy(update={"decide_budget": budget, "decide_deadline": deadline})
     return await _send(commands, command)
 
 

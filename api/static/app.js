@@ -237,8 +237,10 @@ async function showNpc(id) {
   const timeline = el("div", { class: "card" }, el("h4", { text: "Timeline" }));
   const list = el("ol", { class: "posts" });
   timeline.append(list);
+  const decided = el("div", { class: "card", id: "decisions" }, el("h4", { text: "Recent decisions (LLM)" }));
   const charts = el("div", { class: "card", id: "npc-charts" }, el("h2", { class: "h4", text: "Over the run" }));
-  box.replaceChildren(profile, charts, rels, goals, memories, timeline);
+  box.replaceChildren(profile, charts, rels, goals, memories, decided, timeline);
+  npcDecisions(decided, id).catch(() => decided.append(el("p", { class: "muted", text: "Decisions unavailable." })));
   if (state.run) npcCharts(charts, id).catch((err) => charts.append(el("p", { class: "muted", text: `Charts unavailable: ${err.message}` })));
   else charts.append(el("p", { class: "muted", text: "Pick a run to see charts." }));
   try {
@@ -254,6 +256,18 @@ async function showNpc(id) {
   } catch (err) {
     list.append(el("li", { class: "muted", text: "Timeline unavailable." }));
   }
+}
+
+// What the NPC chose when it deliberated, the model's reason, and what the rules made of it.
+async function npcDecisions(box, id) {
+  const page = await api("/decisions", { run_id: state.run, npc: id, limit: 100 });
+  const items = page.items.slice(-20).reverse();
+  if (!items.length) { box.append(el("p", { class: "muted", text: "None: this NPC has not deliberated in this run." })); return; }
+  box.append(el("ul", { class: "plain" }, ...items.map((d) => {
+    const chose = d.action ? `${d.action}${d.event_type ? " / " + d.event_type : ""}${d.target ? " → " + d.target : ""}` : "—";
+    const verdict = d.outcome === "accepted" ? "accepted" : `${d.outcome} (${d.reason_code || d.status})`;
+    return el("li", { text: `${simTime(d.sim_minute)} · ${chose} · ${verdict}${d.model_reason ? " · “" + d.model_reason + "”" : ""}` });
+  })));
 }
 
 async function main() {

@@ -11,7 +11,17 @@ from collections.abc import Callable
 import pytest
 
 from tests.fixtures.processes import Procs, produce, read_until, start_run
-from topics import CLOCK_INBOX, DLQ, EVENTS, POSTS, RENDER_REQUESTS, SHARD_INBOX, TICKS
+from topics import (
+    CLOCK_INBOX,
+    DECISION_OUTCOMES,
+    DECISION_REQUESTS,
+    DLQ,
+    EVENTS,
+    POSTS,
+    RENDER_REQUESTS,
+    SHARD_INBOX,
+    TICKS,
+)
 from topics.models import DeadLettered
 from worldfeed.settings import Settings
 
@@ -25,6 +35,10 @@ GARBAGE = [  # topic, value, the stages that consume it (each must dead-letter i
     (EVENTS, b'{"kind": "event_happened", "event_id": 5}', ("impact", "sink")),
     (RENDER_REQUESTS, b"[1, 2, 3]", ("render",)),
     (POSTS, b'{"kind": "post_published"}', ("sink",)),
+    # NPCs that think (issue 12): requests, decisions in the shard inbox, outcomes
+    (DECISION_REQUESTS, b'{"kind": "decision_requested", "npcs": []}', ("deliberate",)),
+    (SHARD_INBOX, b'{"kind": "decision_made", "status": "maybe"}', ("world",)),
+    (DECISION_OUTCOMES, b'{"kind": "decision_resolved", "outcome": 3}', ("sink",)),
 ]
 
 
@@ -32,7 +46,7 @@ async def test_garbage_is_dead_lettered_and_workers_go_on(
     settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
 ) -> None:
     settings = settings_factory(triton_grpc_url=triton_url)
-    procs.worker("worker", settings, "clock,world,impact,render,sink")
+    procs.worker("worker", settings, "clock,world,impact,render,deliberate,sink")
     for spec, value, _stages in GARBAGE:
         await produce(settings, spec, b"garbage", value, 0)
     expected = sorted(

@@ -21,6 +21,7 @@ def rebuild(cat: Catalog, **parts: list[Any]) -> WorldIndex:
         "templates": list(cat.templates.values()),
         "scheduled": list(cat.scheduled),
         "director": list(cat.director),
+        "decide": cat.decide,
     }
     args.update(parts)
     return WorldIndex.build(Catalog(**args))

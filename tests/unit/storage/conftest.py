@@ -17,6 +17,7 @@ from sim.snapshot import shard_parts
 from storage import ClickHouseWriter
 from topics.models import (
     DeadLettered,
+    DecisionResolved,
     EventHappened,
     LLMCalled,
     NpcSnapshotted,
@@ -178,6 +179,26 @@ def message_factory(
         if kind == "snapshots":
             states = {f"npc{i}": {"rep": 50.0, "rel": {}, "mem": [], "goal": {}, "cool": {}}}
             return shard_parts(f"run{i % 2}", i, 0, 1, states)[0]
+        if kind == "decisions":
+            return DecisionResolved(
+                decision_id=f"dc_{i:016x}",
+                request_id=f"dq_{i:016x}",
+                run_id="run1",
+                tick=i + 1,
+                asked_tick=i,
+                sim_minute=(i + 1) * 15,
+                npc_id=f"npc{i}",
+                cohort=i % 2 == 0,
+                prompt_hash=f"{i:016x}",
+                status="ok" if i % 3 else "timeout",
+                outcome="accepted" if i % 3 else "fallback",
+                reason_code=None if i % 3 else "timeout",
+                action="socialize" if i % 3 else None,
+                event_type="greeting" if i % 3 else None,
+                target="npc0" if i % 3 else None,
+                model_reason="why not" if i % 3 else None,
+                event_id=f"ev_{i:016x}",
+            )
         if kind == "dead_letters":
             return DeadLettered(
                 stage="render",

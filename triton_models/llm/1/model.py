@@ -45,6 +45,9 @@ _SAMPLING_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "presence_penalty": ("presence_penalty", (int, float)),
     "frequency_penalty": ("frequency_penalty", (int, float)),
 }
+# Constrained decoding, vLLM's names: {"guided_decoding": {"json": <JSON Schema>}} (and the
+# older {"guided_json": <schema>}); here a llama.cpp grammar built from the schema.
+_GUIDED_KEYS = {"guided_decoding", "guided_json"}
 # Keys a vLLM client may send that change nothing for a single, non-streamed sample.
 _IGNORED_KEYS = {"n", "best_of", "skip_special_tokens", "ignore_eos", "detokenize"}
 
@@ -122,11 +125,23 @@ def parse_sampling(raw: bytes | str | None, defaults: dict[str, Any], limit: int
             raise BadRequest(f"sampling_parameters is not valid JSON: {exc}") from None
         if not isinstance(given, dict):
             raise BadRequest("sampling_parameters must be a JSON object")
-        unknown = sorted(set(given) - set(_SAMPLING_KEYS) - _IGNORED_KEYS)
+        unknown = sorted(set(given) - set(_SAMPLING_KEYS) - _IGNORED_KEYS - _GUIDED_KEYS)
         if unknown:
             raise BadRequest(f"unknown sampling parameter(s): {', '.join(unknown)}")
         params.update({k: v for k, v in given.items() if k in _SAMPLING_KEYS})
+        schema = given.get("guided_json")
+        guided = given.get("guided_decoding")
+        if guided is not None:
+            if not isinstance(guided, dict) or not isinstance(guided.get("json"), dict):
+                raise BadRequest('guided_decoding must be {"json": <JSON Schema object>}')
+            schema = guided["json"]
+        if schema is not None and not isinstance(schema, dict):
+            raise BadRequest("guided_json must be a JSON Schema object")
+    else:
+        schema = None
     out: dict[str, Any] = {}
+    if schema is not None:  # llama.cpp turns the schema into a grammar
+        out["response_format"] = {"type": "json_object", "schema": schema}
     for key, value in params.items():
         if key not in _SAMPLING_KEYS or value is None:
             continue

@@ -1,0 +1,105 @@
+"""NPCs that think, on the real services (issue 12): a broker, a worker with the clock, two
+world shards and the deliberate stage, and a Triton server of this test only.
+
+A morning with deliberation on: decisions (the LLM's, constrained to the answer schema)
+are in the log, the engine accepts some and they change the world (events with source
+``llm``); a replay of the run from its log gives the same state hashes and events and
+asks no LLM. Then Triton is stopped in the middle of a second run: the run still
+completes, the decisions it could not get are recorded fallbacks (the rules decided),
+and its replay is identical too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from bus.runlog import read_run
+from sim.replay import replay
+from sim.world import load_world
+from tests.fixtures.processes import Procs, read_settled, read_until, start_run
+from tests.integration.test_render import OwnTriton
+from topics import DECISION_OUTCOMES, DECISIONS, TICKS
+from topics.models import DecisionResolved
+from worldfeed.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START = 9 * 60  # 09:00: shops and offices open, people meet
+TICKS_IN_RUN = 12  # three hours
+BUDGET = 2
+
+
+@pytest.fixture
+def triton() -> Iterator[OwnTriton]:
+    server = OwnTriton()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _finished(settings: Settings, run_id: str, timeout_s: float) -> None:
+    await read_until(
+        settings, TICKS, lambda m: any(t.run_id == run_id and t.last for t in m), timeout_s
+    )
+
+
+async def _outcomes(settings: Settings, run_id: str) -> list[DecisionResolved]:
+    got = await read_settled(settings, DECISION_OUTCOMES, settle_s=3)
+    return [o for o in got if o.run_id == run_id]
+
+
+async def test_a_morning_with_deliberation_and_an_outage(
+    settings_factory: Callable[..., Settings], procs: Procs, triton: OwnTriton
+) -> None:
+    settings = settings_factory(
+        world_partitions=2,
+        triton_grpc_url=triton.url,
+        llm_retries=0,
+        llm_timeout_s=60,
+        decide_timeout_s=45,
+        llm_cache=False,
+    )
+    procs.worker("worker", settings, "clock,world,deliberate")
+    index = load_world("town")
+    days = TICKS_IN_RUN * settings.step_minutes / 1440
+
+    # a morning: decisions in the log, some accepted, changing the world
+    await start_run(settings, "think", seed=4, days=days, start_minute=START, decide_budget=BUDGET)
+    await _finished(settings, "think", 900)
+    log = await read_run(settings, "think")
+    assert log.start.decide_budget == BUDGET
+    assert len(log.decisions) >= TICKS_IN_RUN  # about BUDGET per tick
+    statuses = Counter(d.status for d in log.decisions.values())
+    outcomes = await _outcomes(settings, "think")
+    assert outcomes, "no decision resolved"
+    by_outcome = Counter(o.outcome for o in outcomes)
+    print("statuses", dict(statuses), "outcomes", dict(by_outcome))
+    assert by_outcome["accepted"] >= 1, (statuses, by_outcome)
+    llm_events = [e for e in log.events if e.source == "llm"]
+    accepted = {o.event_id for o in outcomes if o.outcome == "accepted" and o.event_id}
+    assert accepted <= {e.event_id for e in llm_events}
+    # the replay reads the recorded decisions: identical, and no LLM is involved
+    report = replay(index, log)
+    assert report.identical, report.first_difference
+    assert report.ticks == TICKS_IN_RUN
+    procs.assert_alive()
+
+    # Triton stopped mid-run: the run completes on recorded fallbacks
+    await start_run(settings, "outage", seed=5, days=days, start_minute=START, decide_budget=BUDGET)
+    await read_until(settings, DECISIONS, lambda m: sum(d.run_id == "outage" for d in m) >= 2, 600)
+    triton.stop()
+    await _finished(settings, "outage", 1200)
+    procs.assert_alive()
+    outage = await read_run(settings, "outage")
+    causes = Counter(d.status for d in outage.decisions.values())
+    print("outage statuses", dict(causes))
+    assert causes["timeout"] + causes["error"] >= 1
+    fell_back = [o for o in await _outcomes(settings, "outage") if o.outcome == "fallback"]
+    assert fell_back and {o.reason_code for o in fell_back} <= {"timeout", "error", "invalid"}
+    again = replay(index, outage)
+    assert again.identical, again.first_difference
