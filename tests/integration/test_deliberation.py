@@ -1,10 +1,12 @@
 """NPCs that think, on the real services (issue 12): a broker, a worker with the clock, two
-world shards and the deliberate stage, and a Triton server of this test only.
+world shards, the deliberate stage, impact and render, and a Triton server of this test
+only.
 
 A morning with deliberation on: decisions (the LLM's, constrained to the answer schema)
 are in the log, the engine accepts some and they change the world (events with source
-``llm``); a replay of the run from its log gives the same state hashes and events and
-asks no LLM. Then Triton is stopped in the middle of a second run: the run still
+``llm``), and posts are written about those events like any other (the worker renders
+too); a replay of the run from its log gives the same state hashes and events and asks
+no LLM. Then Triton is stopped in the middle of a second run: the run still
 completes, the decisions it could not get are recorded fallbacks (the rules decided),
 and its replay is identical too.
 """
@@ -21,7 +23,7 @@ from sim.replay import replay
 from sim.world import load_world
 from tests.fixtures.processes import Procs, read_settled, read_until, start_run
 from tests.integration.test_render import OwnTriton
-from topics import DECISION_OUTCOMES, DECISIONS, TICKS
+from topics import DECISION_OUTCOMES, DECISIONS, POSTS, TICKS
 from topics.models import DecisionResolved
 from worldfeed.settings import Settings
 
@@ -64,7 +66,7 @@ async def test_a_morning_with_deliberation_and_an_outage(
         decide_timeout_s=45,
         llm_cache=False,
     )
-    procs.worker("worker", settings, "clock,world,deliberate")
+    procs.worker("worker", settings, "clock,world,deliberate,impact,render")
     index = load_world("town")
     days = TICKS_IN_RUN * settings.step_minutes / 1440
 
@@ -83,6 +85,17 @@ async def test_a_morning_with_deliberation_and_an_outage(
     llm_events = [e for e in log.events if e.source == "llm"]
     accepted = {o.event_id for o in outcomes if o.outcome == "accepted" and o.event_id}
     assert accepted <= {e.event_id for e in llm_events}
+    # what the LLM chose is written up like any other event: posts about those events
+    llm_ids = {e.event_id for e in llm_events}
+    posts = await read_until(
+        settings,
+        POSTS,
+        lambda m: any(p.run_id == "think" and p.event_id in llm_ids for p in m),
+        600,
+    )
+    about = [p for p in posts if p.run_id == "think" and p.event_id in llm_ids]
+    print("posts about LLM-chosen events:", [(p.channel, p.source, p.body[:80]) for p in about])
+    assert about
     # the replay reads the recorded decisions: identical, and no LLM is involved
     report = replay(index, log)
     assert report.identical, report.first_difference
