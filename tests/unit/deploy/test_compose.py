@@ -51,7 +51,7 @@ EXPECTED_DEPENDS_ON: dict[str, dict[str, str]] = {
 EXPECTED_COMMANDS = {
     "migrate": ["migrate"],
     "topics": ["topics"],
-    "worker": ["worker", "--roles", "clock,world,impact,render"],
+    "worker": ["worker", "--roles", "clock,world,impact,render,deliberate"],
     "sink": ["worker", "--roles", "sink"],
     "api": ["api", "--no-sink"],
 }
