@@ -115,6 +115,26 @@ async def test_killed_worker_is_replaced_and_the_run_is_exact(
     assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
 
 
+async def test_workers_joining_and_leaving_mid_run_keep_the_run_exact(
+    settings_factory: Callable[..., Settings], procs: Procs
+) -> None:
+    """Rebalances without a crash: a worker joins mid-run and takes half the shards, then
+    the first one leaves (SIGTERM) and the newcomer takes everything, the clock included.
+    No tick is skipped or repeated and every hash equals the reference."""
+    settings = settings_factory(world_partitions=4, tick_timeout_s=3.0, speed=3000.0)
+    procs.worker("worker0", settings, "clock,world,impact")
+    await start_run(settings, "moving-run", seed=11, speed=3000.0)  # ~0.3 s per tick
+    await read_until(settings, TICKS, lambda m: len(m) >= 15, 120)
+    procs.worker("worker1", settings, "clock,world,impact")  # takes half the shards
+    await read_until(settings, TICKS, lambda m: len(m) >= 45, 180)
+    procs.kill("worker0")  # leaves: worker1 takes everything, the clock included
+    procs.running = [(n, p) for n, p in procs.running if n != "worker0"]
+    ticks, events = await collect(settings, procs, "moving-run", TICKS_PER_DAY, 240)
+    ref = reference("moving-run", 11, TICKS_PER_DAY)
+    assert [t.state_hash for t in ticks] == ref.hashes
+    assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
+
+
 async def test_pause_resume_and_stop(
     settings_factory: Callable[..., Settings], procs: Procs
 ) -> None:
