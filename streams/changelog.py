@@ -40,6 +40,7 @@ from worldfeed.backoff import backoff
 log = logging.getLogger(__name__)
 
 FIRST_RETRY_S = 0.2  # a restore that failed (a broker away, a topic not yet known) retries
+LEADER_WAIT_S = 30.0  # a new changelog's partitions get leaders within this long
 MAX_RETRY_S = 5.0
 FETCH_MAX_RECORDS = 10_000
 
@@ -218,9 +219,27 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
                     log.info("created changelog topic %s", self.topic)
                 except TopicAlreadyExistsError:
                     pass  # another worker won the race
+            await self._await_leaders(admin)
         finally:
             await admin.close()
         self._created = True
+
+    async def _await_leaders(self, admin: AIOKafkaAdminClient) -> None:
+        """Wait until every partition of a new changelog has a leader: a record produced to
+        a partition without one waits in the producer, and the commit that flushes the
+        producer with it (a run's first tick stalled 15 s, once for good)."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            described = await admin.describe_topics([self.topic])
+            parts = described[0].get("partitions", []) if described else []
+            if len(parts) == self.partitions and all(p.get("leader", -1) >= 0 for p in parts):
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "changelog %s: partitions without a leader after %ss", self.topic, LEADER_WAIT_S
+                )
+                return
+            await asyncio.sleep(0.1)
 
     async def _read(self, partition: int) -> dict[bytes, bytes]:
         """Every key's latest value in one changelog partition, up to its current end."""
