@@ -146,10 +146,11 @@ class Streams:
         Goes straight to the app's producer rather than through faust's channel
         machinery: the topics are declared and created up front, and the shards send
         thousands of messages per tick, where faust's per-message wrapping dominates.
+        The topic is tracked by the producer's metadata first (:meth:`Outbox.track`).
         """
-        await self.app.producer.send(
-            self.settings.topic(spec.name), key.encode(), encode(value), partition, None, None
-        )
+        topic = self.settings.topic(spec.name)
+        await self.outbox.track(topic)
+        await self.app.producer.send(topic, key.encode(), encode(value), partition, None, None)
 
     @property
     def outbox(self) -> Outbox:

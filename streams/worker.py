@@ -67,11 +67,28 @@ def _dump_tasks_on_sigusr1(streams: Streams) -> None:
             out.write(f"{task.get_name()}:\n")
             for where in _awaiting(task.get_coro()):
                 out.write(f"    {where}\n")
+        out.write(_producer_state(streams))
         log.warning("asyncio tasks on SIGUSR1:\n%s", out.getvalue())
 
     @streams.app.task  # type: ignore[untyped-decorator]  # faust: untyped
     async def install_task_dump() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _producer_state(streams: Streams) -> str:
+    """What the app's producer holds: the topics its metadata tracks, and each partition
+    with queued batches and its leader (``None``: the metadata does not know the topic)."""
+    producer = getattr(streams.app.producer, "_producer", None)
+    if producer is None:
+        return "producer: not started\n"
+    client = producer.client
+    lines = [f"producer: metadata tracks {sorted(client._topics)}"]  # noqa: SLF001 - diagnostics
+    queued = producer._message_accumulator._batches  # noqa: SLF001 - diagnostics
+    for tp, batches in queued.items():
+        if batches:
+            leader = client.cluster.leader_for_partition(tp)
+            lines.append(f"    {tp.topic}[{tp.partition}]: {len(batches)} batches, leader {leader}")
+    return "\n".join(lines) + "\n"
 
 
 def _awaiting(coro: Any) -> list[str]:

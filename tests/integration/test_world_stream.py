@@ -83,6 +83,28 @@ async def test_streamed_run_matches_reference(
     assert ticks[-1].last and ticks[-1].npcs == len(ref.index.npc_ids)
 
 
+async def test_a_run_whose_first_tick_has_events_completes(
+    settings_factory: Callable[..., Settings], procs: Procs
+) -> None:
+    """A run from 07:00 has events in its first tick, and its shards send each other effect
+    batches. Those were queued in the producer just before the shards' first changelog
+    records, whose new topic made the producer's metadata forget the shard inbox: the tick
+    stalled for good, the commit waiting in the producer's flush (streams/outbox.py). The
+    watchdog's re-send is kept out of the way: a send to the inbox un-sticks the tick."""
+    settings = settings_factory(world_partitions=4, tick_timeout_s=600.0)
+    procs.worker("worker", settings, "clock,world,impact")
+    n_ticks, start = 3, 7 * 60
+    days = n_ticks * settings.step_minutes / 1440
+    await start_run(settings, "morning-run", seed=4, days=days, start_minute=start)
+    ticks, events = await collect(settings, procs, "morning-run", n_ticks, 120)
+    ref = LocalRun(load_world("town"), "morning-run", 4, start_minute=start)
+    for _ in range(n_ticks):
+        ref.step()
+    assert ticks[0].events > 0, "the first tick should have events"
+    assert [t.state_hash for t in ticks] == ref.hashes
+    assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
+
+
 async def test_different_seed_gives_different_run(
     settings_factory: Callable[..., Settings], procs: Procs
 ) -> None:
