@@ -225,9 +225,9 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self._created = True
 
     async def _await_leaders(self, admin: AIOKafkaAdminClient) -> None:
-        """Wait until every partition of a new changelog has a leader: a record produced to
-        a partition without one waits in the producer, and the commit that flushes the
-        producer with it (a run's first tick stalled 15 s, once for good)."""
+        """Wait until every partition of a new changelog has a leader, so the restore that
+        follows reads it at once. (Added for a first-tick stall that it did not cure: that
+        one was the producer's metadata forgetting the other topics; see streams/outbox.py.)"""
         deadline = time.monotonic() + LEADER_WAIT_S
         while True:
             described = await admin.describe_topics([self.topic])
