@@ -20,7 +20,9 @@ After each round: every tick's state hash equals the in-process reference
 (sim.local.LocalRun) and the events are the reference's; every render request became
 exactly one post, counted in raw ClickHouse rows (not FINAL), except the requests
 dead-lettered as over their author's daily quota; ticks and events are stored once
-(raw rows); and the dead-letter topic holds nothing new that was not sent there on
+(raw rows: an event's re-scores are rows of their own, with a higher ``score_version``,
+until a merge keeps the highest, so an event's row is counted once per version); and the
+dead-letter topic holds nothing new that was not sent there on
 purpose (over quota, or an LLM answer that failed validation and fell back to the
 template). The round's recovery time is measured from the end of the fault until the
 run completed a new tick, every render request made before then was answered, and the
@@ -263,7 +265,8 @@ class Rig:
             return dict(json.loads(resp.read())["tables"])
 
     def raw_counts(self, run_id: str) -> dict[str, list[int]]:
-        """Raw rows (count, distinct ids) per table for a run, read with the API stopped
+        """Raw rows (count, distinct ids, distinct row versions) per table for a run, read
+        with the API stopped
         (chDB: one engine per process, so a short subprocess of our own)."""
         dsn = self.settings.clickhouse_dsn
         out = subprocess.run(  # noqa: S603 - our own module
@@ -492,9 +495,12 @@ async def play_round(rig: Rig, number: int, fault: str) -> Round:
     finally:
         rig.start_api()
     for table, k in expected.items():
-        rows, distinct = raw[table]
-        if rows != k or distinct != k:
-            rnd.problems.append(f"{table}: {rows} raw rows, {distinct} distinct, expected {k}")
+        rows, distinct, versions = raw[table]
+        if rows != versions or distinct != k:
+            rnd.problems.append(
+                f"{table}: {rows} raw rows, {distinct} distinct, {versions} distinct versions, "
+                f"expected {k} (a row stored twice: raw rows above versions)"
+            )
 
     letters = await read_all(settings, DLQ)
     new, rig.dlq_seen = letters[rig.dlq_seen :], len(letters)
@@ -552,19 +558,26 @@ async def chaos(rig: Rig, rounds: list[Round]) -> None:
 
 
 def raw_counts(dsn: str, run_id: str) -> dict[str, list[int]]:
-    """(raw rows, distinct ids) of a run's posts, events and ticks: no FINAL."""
+    """(raw rows, distinct ids, distinct row versions) of a run's posts, events and ticks:
+    no FINAL. An event re-scored has a row per score (``score_version``, the table's
+    ReplacingMergeTree version) until a merge; a row stored twice has the same version."""
     from storage import connect, database_of
 
     client = connect(dsn)
     db = database_of(dsn)
-    ids = {"posts": "post_id", "events": "event_id", "ticks": "tick"}
+    keys = {
+        "posts": ("post_id", "post_id"),
+        "events": ("event_id", "event_id, score_version"),
+        "ticks": ("tick", "tick"),
+    }
     out = {}
-    for table, key in ids.items():
+    for table, (key, version) in keys.items():
         row = client.query(
-            f"SELECT count(), uniqExact({key}) FROM {db}.{table} WHERE run_id = {{r:String}}",  # noqa: S608 - fixed identifiers
+            f"SELECT count(), uniqExact({key}), uniqExact({version}) FROM {db}.{table} "  # noqa: S608 - fixed identifiers
+            "WHERE run_id = {r:String}",
             parameters={"r": run_id},
         ).result_rows[0]
-        out[table] = [int(row[0]), int(row[1])]
+        out[table] = [int(row[0]), int(row[1]), int(row[2])]
     return out
 
 
