@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 .PHONY: help install run test test-unit test-integration lint format schemas bench stop clean \
-	bench-branch bench-decide
+	bench-branch bench-decide chaos
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,3 +57,6 @@ bench-decide: ## LLM decisions: decisions/s, p50/p99 at concurrency 1/2/4, valid
 
 bench-branch: install ## snapshot size/time at 10k and 100k NPCs, branch -> first tick, replay speed vs the original run
 	$(PY) -m bench.branch
+
+chaos: install ## repeated fault rounds on a real multi-worker run (ROUNDS=50); invariants checked after each
+	$(PY) -m bench.chaos --rounds $(or $(ROUNDS),50)

@@ -32,7 +32,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str
             NewTopic(
                 settings.topic(spec.name),
                 spec.partition_count(settings.world_partitions),
-                1,
+                settings.kafka_replication,
                 topic_configs=dict(spec.config),
             )
             for spec in TOPICS

@@ -37,6 +37,7 @@ class CommandSender:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.settings.kafka_bootstrap,
                     acks="all",
+                    enable_idempotence=True,
                     request_timeout_ms=int(SEND_TIMEOUT_S * 1000),
                 )
                 try:

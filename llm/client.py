@@ -270,6 +270,8 @@ class TritonLLM:
         try:
             async for result, error in responses:
                 if error is not None:
+                    if is_retryable(error):  # a restarted server still loading its model
+                        raise error  # retried by generate() like a server that is away
                     raise LLMError(f"model {self.model!r} returned an error: {error}")
                 if result is None:  # an empty final-flag response carries nothing
                     continue

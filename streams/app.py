@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from pydantic import BaseModel
 
+from streams.changelog import ChangelogTable
 from streams.outbox import Outbox
 from topics import DLQ, TOPICS, TopicSpec
 from topics.codec import DecodeError, decode, encode, printable
@@ -57,6 +58,31 @@ def _shorten_fetch_wait() -> None:
     thread._worldfeed_fetch_wait = FETCH_MAX_WAIT_MS  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
 
 
+def _idempotent_producer() -> None:
+    """Make faust's producer idempotent (``enable_idempotence``, which implies acks=all).
+
+    faust turns idempotence on only for its exactly-once (transactional) mode. Without
+    it a produce request retried after a lost ack (a broker killed between writing a
+    batch and answering) is written twice; with it the broker drops the retry by its
+    sequence number. The outbox's ``send_batch`` goes through the same producer.
+    """
+    producer = faust_aiokafka.Producer
+    if getattr(producer, "_worldfeed_idempotent", False):
+        return
+    extra = producer._settings_extra  # noqa: SLF001
+
+    def settings_extra(self: Any) -> Any:
+        return {**extra(self), "acks": "all", "enable_idempotence": True}
+
+    producer._settings_extra = settings_extra  # type: ignore[method-assign]  # noqa: SLF001
+    producer._worldfeed_idempotent = True  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
+
+
+def broker_urls(bootstrap: str) -> str:
+    """faust's broker setting for a ``host:port[,host:port...]`` bootstrap list."""
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
 @dataclass
 class Streams:
     """A faust app plus what its agents share: settings, topics and helpers."""
@@ -71,6 +97,46 @@ class Streams:
     on_stored: list[Callable[[list[BaseModel]], None]] = field(default_factory=list)
     _outbox: Outbox | None = None
 
+    def changelog_table(self, name: str, source: TopicSpec) -> ChangelogTable:
+        """A :class:`~streams.changelog.ChangelogTable` partitioned like ``source``, whose
+        agent awaits ``table.ready(partition)`` before handling a message of it."""
+        table = ChangelogTable(
+            self.app,
+            name,
+            self.settings.topic(source.name),
+            source.partition_count(self.settings.world_partitions),
+            self.settings.kafka_bootstrap,
+            self.settings.kafka_replication,
+            lambda topic, partition, key, value: self.outbox.add(topic, partition, key, value),
+            self.flush,
+        )
+        table.attach(self.app)
+        return table
+
+    @staticmethod
+    async def events(stream: Any) -> AsyncIterator[Any]:
+        """A faust stream's events, each acked only when the agent's loop body is done with it.
+
+        faust acks an event in a ``finally``: an agent cancelled half-way through one (a
+        worker stopping on SIGTERM, with ``stream_wait_empty`` off) acks it all the same, and
+        the offset is committed on the way out. Measured in ``make chaos``: a render request
+        in flight when its worker was stopped became neither a post nor a dead letter. Here
+        the ack comes after the body, which a cancellation never reaches.
+        """
+        manual = stream.noack()
+        async for event in manual.events():
+            yield event
+            await manual.ack(event)
+
+    @staticmethod
+    async def event_batches(stream: Any, max_: int, within: float) -> AsyncIterator[Sequence[Any]]:
+        """:meth:`events` for ``take_events``: a batch is acked once the body is done with it."""
+        manual = stream.noack()
+        async for batch in manual.take_events(max_, within=within):
+            yield batch
+            for event in batch:
+                await manual.ack(event)
+
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         """The faust topic for a declared topic."""
         return self.topics[spec.name]
@@ -83,10 +149,11 @@ class Streams:
         Goes straight to the app's producer rather than through faust's channel
         machinery: the topics are declared and created up front, and the shards send
         thousands of messages per tick, where faust's per-message wrapping dominates.
+        The topic is tracked by the producer's metadata first (:meth:`Outbox.track`).
         """
-        await self.app.producer.send(
-            self.settings.topic(spec.name), key.encode(), encode(value), partition, None, None
-        )
+        topic = self.settings.topic(spec.name)
+        await self.outbox.track(topic)
+        await self.app.producer.send(topic, key.encode(), encode(value), partition, None, None)
 
     @property
     def outbox(self) -> Outbox:
@@ -158,15 +225,16 @@ def build_streams(settings: Settings, app_id: str) -> Streams:
     """The faust app of ``app_id`` with every declared topic, no agents yet (see
     :func:`streams.worker.create_streams`, which registers the roles' agents)."""
     _shorten_fetch_wait()
+    _idempotent_producer()
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(
         app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=broker_urls(settings.kafka_bootstrap),
         store=settings.store,
         datadir=str(settings.state_dir / "{conf.name}"),
         web_enabled=False,
         autodiscover=False,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication,
         topic_partitions=settings.world_partitions,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
@@ -174,6 +242,8 @@ def build_streams(settings: Settings, app_id: str) -> Streams:
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,  # whole-tick batches (streams/outbox.py)
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         table_cleanup_interval=3600.0,

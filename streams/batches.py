@@ -7,11 +7,10 @@ per message. Each has its own consumer group (``<app id>-<name>``): partitions s
 over every process of that role, and a partition that moves is re-read from its last
 commit, so the work must be idempotent (the sink's inserts are).
 
-Impact stays a faust agent. As a batch consumer beside the world shards it stalled a
-run on a rebalance (a worker joining or leaving) in 4 of 10 tries, faust's changelog
-recovery hanging ("No event received for active tp"); as a faust agent, 2 of 11 tries
-stalled too, so the rebalance problem is faust's recovery, not only this. The sink runs
-in its own worker or in the API process.
+Impact stays a faust agent. (Rebalances once stalled runs in faust's table recovery,
+"No event received for active tp"; the tables are :mod:`streams.changelog`'s now, restored
+by reading their changelogs directly.) The sink runs in its own worker or in the API
+process.
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ from llm.decide import answer_request
 from llm.gate import LLMGate
 from sim.world import shard_of
 from streams.app import Streams
-from streams.render import _raw_table
+from streams.changelog import ChangelogTable
 from topics import DECISION_REQUESTS, DECISIONS, LLM_CALLS, SHARD_INBOX
 from topics.models import LLMCalled
 
 log = logging.getLogger(__name__)
 
 
-def _completer(streams: Streams) -> Completer:
+def _completer(streams: Streams) -> tuple[Completer, ChangelogTable | None]:
     from llm.client import TritonLLM  # only a worker with this role needs the gRPC stack
 
     settings = streams.settings
@@ -42,21 +42,24 @@ def _completer(streams: Streams) -> Completer:
         settings.llm_timeout_s,
         settings.llm_retries,
     )
-    return Completer(
+    # decision completions by cache key, partitioned like the requests (their agent awaits it)
+    cache = (
+        streams.changelog_table("decide-cache", DECISION_REQUESTS) if settings.llm_cache else None
+    )
+    completer = Completer(
         client,
-        cache=_raw_table(streams, "decide-cache", "decision completions by cache key")
-        if settings.llm_cache
-        else None,
+        cache=cache,
         gate=LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s),
         ledger=ledger,
         outage_s=settings.decide_timeout_s,  # an outage longer than the deadline: a timeout
         budget_wait_s=settings.decide_timeout_s,
     )
+    return completer, cache
 
 
 def register(streams: Streams) -> None:
     """Register the deliberate agent."""
-    completer = _completer(streams)
+    completer, cache = _completer(streams)
     counts: Counter[str] = Counter()
 
     @streams.app.agent(
@@ -66,7 +69,9 @@ def register(streams: Streams) -> None:
     )
     async def deliberate(stream: Any) -> None:
         """Answer each decision request; send the decision to the log and its shards."""
-        async for event in stream.events():
+        async for event in streams.events(stream):  # acked once its decision is sent
+            if cache is not None:  # restored after a rebalance
+                await cache.ready(event.message.partition)
             req = await streams.decode_or_dead_letter("deliberate", DECISION_REQUESTS, event)
             if req is None:
                 continue

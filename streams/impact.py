@@ -60,7 +60,7 @@ def register(streams: Streams) -> None:
         handed to the producer before the next batch is taken (faust flushes the
         producer before it commits those offsets: at least once).
         """
-        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        async for batch in streams.event_batches(stream, BATCH, BATCH_WITHIN_S):
             for raw in batch:
                 await score(raw)
             await streams.outbox.send()

@@ -9,6 +9,20 @@ future, faust's ``FutureMessage`` and buffer hop, aiokafka's accumulator), which
 
 Keyed messages land on the partition Kafka's default partitioner would pick
 (murmur2 of the key), so consumers and tools see what a plain ``send`` would give.
+
+Every topic is *tracked* by the producer's metadata before its first record is handed
+over (:meth:`Outbox.track`). Once aiokafka's client tracks any topic, it asks the broker
+for the metadata of the tracked topics only, and a metadata response replaces all it
+knew. It tracks a topic only if the topic was unknown when first sent to; a topic it
+already knew stays untracked, and faust refreshes the metadata of every topic (nothing
+tracked yet) after declaring its topics at start. The first send to a topic created
+later (a changelog) then refreshed the metadata with that topic alone and forgot every
+other one: a batch still queued for one of them found no leader and waited until
+something sent to its topic again (or the request timeout, faust's 20 min). Measured: a
+run whose first tick had events (shards exchanging effect batches) stalled at that tick,
+the shards' batches for each other queued with no leader on the shard inbox, the
+producer tracking only the changelog, faust's commit waiting for them in the producer's
+flush.
 """
 
 from __future__ import annotations
@@ -33,7 +47,15 @@ class Outbox:
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
         self._pending: list[asyncio.Future[Any]] = []
+        self._tracked: set[str] = set()  # topics in the producer's metadata refreshes
         self.count = 0
+
+    async def track(self, topic: str) -> None:
+        """Have the producer's metadata refreshes include ``topic`` from now on (see the
+        module docstring); call before handing the producer anything for ``topic``."""
+        if topic not in self._tracked:
+            await self.producer.client.add_topic(topic)
+            self._tracked.add(topic)
 
     def add(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
         """Queue one message for a given partition."""
@@ -65,6 +87,7 @@ class Outbox:
         self._full, self._open = [], {}
         for topic, partition, builder in batches:
             if builder.record_count():
+                await self.track(topic)
                 self._pending.append(
                     await self.producer.send_batch(builder, topic, partition=partition)
                 )

@@ -18,6 +18,7 @@ from llm.gate import LLMGate
 from posts.quota import restore_quota
 from posts.service import PostRenderer, stats_summary
 from streams.app import Streams
+from streams.changelog import ChangelogTable
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
 from topics.models import LLMCalled, QuotaRestored
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 STATS_EVERY_POSTS = 50
 
 
-def _raw_table(streams: Streams, name: str, help_: str) -> Any:
+def _raw_table(streams: Streams, name: str) -> ChangelogTable:
     """A changelog-backed table of raw bytes, partitioned like the render requests.
 
     Render requests are keyed by author, and a prompt includes its author, so identical
@@ -34,17 +35,10 @@ def _raw_table(streams: Streams, name: str, help_: str) -> Any:
     suffices. Not a GlobalTable: after a worker restart its recovery never let the
     render agent start again.
     """
-    return streams.app.Table(
-        name,
-        partitions=streams.settings.world_partitions,
-        help=help_,
-        # bytes make the table's serializers raw: changelog recovery decodes with those
-        key_type=bytes,
-        value_type=bytes,
-    )
+    return streams.changelog_table(name, RENDER_REQUESTS)
 
 
-def _service(streams: Streams) -> PostRenderer:
+def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
     """The render service wired to Triton, the budget, the tables and the cost ledger."""
     # imported here: only a worker with the render role needs the gRPC stack
     from llm.client import TritonLLM
@@ -61,23 +55,23 @@ def _service(streams: Streams) -> PostRenderer:
         settings.llm_timeout_s,
         settings.llm_retries,
     )
+    cache = _raw_table(streams, "llm-cache") if settings.llm_cache else None  # by cache key
     completer = Completer(
         client,
-        cache=_raw_table(streams, "llm-cache", "LLM completions by cache key")
-        if settings.llm_cache
-        else None,
+        cache=cache,
         gate=LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s),
         ledger=ledger,
         outage_s=settings.llm_outage_s,
         budget_wait_s=settings.llm_budget_wait_s,
     )
-    quota = _raw_table(streams, "render-quota", "Request ids per author/channel/day")
-    return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens)
+    quota = _raw_table(streams, "render-quota")  # request ids per author/channel/day
+    tables = [quota] if cache is None else [quota, cache]
+    return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens), tables
 
 
 def register(streams: Streams) -> None:
     """Register the render agent (its concurrency feeds the LLM budget's priority queue)."""
-    service = _service(streams)
+    service, tables = _service(streams)
 
     @streams.app.agent(
         streams.topic(RENDER_REQUESTS),
@@ -86,7 +80,9 @@ def register(streams: Streams) -> None:
     )
     async def render_posts(stream: Any) -> None:
         """Write a post for each render request and publish it."""
-        async for event in stream.events():
+        async for event in streams.events(stream):  # acked once answered
+            for table in tables:  # restored after a rebalance
+                await table.ready(event.message.partition)
             req = await streams.decode_or_dead_letter("render", RENDER_REQUESTS, event)
             if req is None:
                 continue

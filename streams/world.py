@@ -3,8 +3,8 @@
 :class:`~sim.barrier.ShardBarrier` decides, collects effect batches, applies them at
 the tick barrier and says what to emit, send and write; this agent decodes the inbox,
 feeds it the messages and carries out its steps on Kafka. The shard's state lives in a
-faust table backed by a changelog topic (record formats: :mod:`sim.barrier`); a
-machine is rebuilt from it whenever a shard is (re)loaded.
+:class:`~streams.changelog.ChangelogTable` backed by a changelog topic (record formats:
+:mod:`sim.barrier`); a machine is rebuilt from it whenever a shard is (re)loaded.
 """
 
 from __future__ import annotations
@@ -33,13 +33,7 @@ log = logging.getLogger(__name__)
 
 def register(streams: Streams) -> None:
     """Register the world-shard agent and its state table."""
-    table = streams.app.Table(
-        "npc-state",
-        partitions=streams.settings.world_partitions,
-        key_type=bytes,  # bytes -> the "raw" codec, for writes and changelog recovery alike
-        value_type=bytes,
-    )
-    changelog = table.changelog_topic.get_topic_name()
+    table = streams.changelog_table("npc-state", SHARD_INBOX)  # restored by streams.changelog
     inbox_topic = streams.settings.topic(SHARD_INBOX.name)
     machines: dict[tuple[str, int], ShardBarrier] = {}
 
@@ -87,14 +81,7 @@ def register(streams: Streams) -> None:
         if step.events or step.batches:
             await streams.outbox.send()  # other shards wait for these batches: off they go
         for write in step.writes:
-            # what ``table[key] = value`` does, minus faust's per-record send machinery (a
-            # tick writes thousands of records). The changelog record is the same bytes on
-            # the same partition, so faust's changelog recovery restores it as usual. (With
-            # the rocksdb store faust would also note the record's offset as persisted;
-            # without that note a restarted rocksdb table re-reads more of its changelog
-            # than it needs to, and ends in the same state.)
-            table.data[write.key] = write.value
-            streams.outbox.add(changelog, write.partition, write.key, write.value)
+            table.put(write.partition, write.key, write.value)  # memory + changelog record
         for snap in step.snapshots:
             streams.send_batched(NPC_SNAPSHOTS, snap.npc_id, snap)
         for part in step.parts:
@@ -151,7 +138,8 @@ def register(streams: Streams) -> None:
     @streams.app.agent(streams.topic(SHARD_INBOX), name="advance_world")
     async def advance_world(stream: Any) -> None:
         """Decide a shard's NPCs on each tick; apply effect batches at the tick barrier."""
-        async for event in stream.events():
+        async for event in streams.events(stream):  # acked once handled
+            await table.ready(event.message.partition)  # restored after a rebalance
             msg = await streams.decode_or_dead_letter("world", SHARD_INBOX, event)
             if msg is None:
                 continue

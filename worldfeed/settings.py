@@ -32,6 +32,21 @@ class Settings(BaseSettings):
         "INFO", description="Log level of worldfeed's own loggers (libraries stay at INFO)."
     )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_replication: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replication factor of the topics worldfeed creates (3 on a 3-broker "
+        "cluster, whose brokers set min.insync.replicas=2).",
+    )
+    kafka_session_timeout_s: float = Field(
+        15.0,
+        ge=6.0,
+        le=300.0,
+        description="Consumer group session timeout: a worker killed without leaving (kill -9, "
+        "a lost machine) keeps its partitions this long before the others take them over. "
+        "Raise it if a worker's event loop can block longer (huge worlds).",
+    )
     topic_prefix: str = Field("wf.", description="Prefix for every topic name (tests use a uuid).")
     world_partitions: int = Field(
         1, ge=1, le=256, description="Partitions of the world shard topics (= max world workers)."

@@ -73,3 +73,36 @@ async def _check(bootstrap: str) -> None:
 
 def test_outbox_partitions_orders_and_delivers(kafka_bootstrap: str) -> None:
     asyncio.run(_check(kafka_bootstrap))
+
+
+async def _first_send_to_a_new_topic(bootstrap: str) -> None:
+    known = await _topic(bootstrap)  # exists before the producer starts: in its bootstrap
+    # long linger: the batch for `known` is still queued when the new topic's metadata lands
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=500, acks="all")
+    await producer.start()
+    try:
+        # what faust does after declaring each topic: a refresh while the producer tracks no
+        # topic fetches every topic's metadata, so `known` is known but untracked
+        await producer.client.force_metadata_update()
+        later = await _topic(bootstrap)  # created once the producer runs (like a changelog)
+        box = Outbox(producer, {known: PARTITIONS, later: PARTITIONS})
+        box.add(known, 0, b"k", b"queued before the new topic")
+        box.add(later, 0, b"k", b"the new topic's first record")
+        # aiokafka alone: the refresh for `later` forgot `known`, whose batch then waited
+        # for a leader until the request timeout (faust's: 20 min)
+        await asyncio.wait_for(box.delivered(), 20)
+        await producer.send_and_wait(known, b"then a plain send", key=b"k", partition=1)
+        await asyncio.wait_for(producer.flush(), 20)
+    finally:
+        await producer.stop()
+    assert len(await _read_all(bootstrap, known, 2)) == 2
+    assert len(await _read_all(bootstrap, later, 1)) == 1
+
+
+def test_a_first_send_to_a_new_topic_leaves_queued_batches_deliverable(
+    kafka_bootstrap: str,
+) -> None:
+    """A run whose first tick had events stalled in the commit's flush: the shards' first
+    changelog records (a topic created after the producer started) made the producer's
+    metadata forget the topic of the effect batches queued just before them."""
+    asyncio.run(_first_send_to_a_new_topic(kafka_bootstrap))

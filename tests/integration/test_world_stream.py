@@ -83,6 +83,28 @@ async def test_streamed_run_matches_reference(
     assert ticks[-1].last and ticks[-1].npcs == len(ref.index.npc_ids)
 
 
+async def test_a_run_whose_first_tick_has_events_completes(
+    settings_factory: Callable[..., Settings], procs: Procs
+) -> None:
+    """A run from 07:00 has events in its first tick, and its shards send each other effect
+    batches. Those were queued in the producer just before the shards' first changelog
+    records, whose new topic made the producer's metadata forget the shard inbox: the tick
+    stalled for good, the commit waiting in the producer's flush (streams/outbox.py). The
+    watchdog's re-send is kept out of the way: a send to the inbox un-sticks the tick."""
+    settings = settings_factory(world_partitions=4, tick_timeout_s=600.0)
+    procs.worker("worker", settings, "clock,world,impact")
+    n_ticks, start = 3, 7 * 60
+    days = n_ticks * settings.step_minutes / 1440
+    await start_run(settings, "morning-run", seed=4, days=days, start_minute=start)
+    ticks, events = await collect(settings, procs, "morning-run", n_ticks, 120)
+    ref = LocalRun(load_world("town"), "morning-run", 4, start_minute=start)
+    for _ in range(n_ticks):
+        ref.step()
+    assert ticks[0].events > 0, "the first tick should have events"
+    assert [t.state_hash for t in ticks] == ref.hashes
+    assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
+
+
 async def test_different_seed_gives_different_run(
     settings_factory: Callable[..., Settings], procs: Procs
 ) -> None:
@@ -112,6 +134,26 @@ async def test_killed_worker_is_replaced_and_the_run_is_exact(
     ref = reference("crash-run", 9, TICKS_PER_DAY)
     assert [t.state_hash for t in ticks] == ref.hashes
     assert tallies(ticks) == tallies(ref.completed)  # the recovered clock's inputs too
+    assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
+
+
+async def test_workers_joining_and_leaving_mid_run_keep_the_run_exact(
+    settings_factory: Callable[..., Settings], procs: Procs
+) -> None:
+    """Rebalances without a crash: a worker joins mid-run and takes half the shards, then
+    the first one leaves (SIGTERM) and the newcomer takes everything, the clock included.
+    No tick is skipped or repeated and every hash equals the reference."""
+    settings = settings_factory(world_partitions=4, tick_timeout_s=3.0, speed=3000.0)
+    procs.worker("worker0", settings, "clock,world,impact")
+    await start_run(settings, "moving-run", seed=11, speed=3000.0)  # ~0.3 s per tick
+    await read_until(settings, TICKS, lambda m: len(m) >= 15, 120)
+    procs.worker("worker1", settings, "clock,world,impact")  # takes half the shards
+    await read_until(settings, TICKS, lambda m: len(m) >= 45, 180)
+    procs.kill("worker0")  # leaves: worker1 takes everything, the clock included
+    procs.running = [(n, p) for n, p in procs.running if n != "worker0"]
+    ticks, events = await collect(settings, procs, "moving-run", TICKS_PER_DAY, 240)
+    ref = reference("moving-run", 11, TICKS_PER_DAY)
+    assert [t.state_hash for t in ticks] == ref.hashes
     assert sorted(e.event_id for e in events) == sorted(e.event_id for e in ref.events)
 
 

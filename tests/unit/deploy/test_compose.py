@@ -29,16 +29,28 @@ from worldfeed.settings import ROOT, Settings
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-PROFILES = ("cpu", "gpu")
+PROFILES = ("cpu", "gpu", "kafka-cluster")
 
 APP_SERVICES = {"migrate", "topics", "worker", "sink", "api"}
-LONG_RUNNING = {"kafka", "clickhouse", "triton", "triton-cpu", "worker", "sink", "api"}
+LONG_RUNNING = {
+    "kafka",
+    "kafka-2",
+    "kafka-3",
+    "clickhouse",
+    "triton",
+    "triton-cpu",
+    "worker",
+    "sink",
+    "api",
+}
 ONE_SHOT = {"migrate", "topics"}
 
 HEALTHY = "service_healthy"
 DONE = "service_completed_successfully"
 EXPECTED_DEPENDS_ON: dict[str, dict[str, str]] = {
     "kafka": {},
+    "kafka-2": {},
+    "kafka-3": {},
     "clickhouse": {},
     "triton": {},
     "triton-cpu": {},
@@ -173,7 +185,9 @@ def test_services_and_profiles(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == set(EXPECTED_DEPENDS_ON)
     assert services["triton"].get("profiles") == ["gpu"]
     assert services["triton-cpu"].get("profiles") == ["cpu"]
-    for name in set(services) - {"triton", "triton-cpu"}:
+    assert services["kafka-2"].get("profiles") == ["kafka-cluster"]
+    assert services["kafka-3"].get("profiles") == ["kafka-cluster"]
+    for name in set(services) - {"triton", "triton-cpu", "kafka-2", "kafka-3"}:
         assert not services[name].get("profiles"), f"{name} must run in every profile"
 
 
@@ -278,6 +292,56 @@ def test_kafka_is_single_node_kraft(services: dict[str, dict[str, Any]]) -> None
         for p in services["kafka"]["ports"]
     ]
     assert "9092" in published
+
+
+CLUSTER_ENV = {
+    "KAFKA_CLUSTER_VOTERS": "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093",
+    "KAFKA_CLUSTER_BOOTSTRAP": "kafka:19092,kafka-2:19092,kafka-3:19092",
+    "KAFKA_CLUSTER_REPLICATION": "3",
+    "KAFKA_CLUSTER_MIN_ISR": "2",
+}
+
+
+def test_kafka_cluster_profile_is_three_replicated_kraft_nodes() -> None:
+    """With the profile kafka-cluster and the four variables .env.example names, compose
+    resolves a 3-voter KRaft quorum with replication factor 3, min.insync.replicas 2,
+    and app services that bootstrap from every broker and create topics with 3 replicas."""
+    result = _run_config(ENV_EXAMPLE, **CLUSTER_ENV)
+    assert result.returncode == 0, result.stderr
+    services = _yaml_to_data(result.stdout)["services"]
+    brokers = ("kafka", "kafka-2", "kafka-3")
+    ids = []
+    for name in brokers:
+        env = _env(services[name])
+        ids.append(env["KAFKA_NODE_ID"])
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == CLUSTER_ENV["KAFKA_CLUSTER_VOTERS"]
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+        assert env["CLUSTER_ID"] == _env(services["kafka"])["CLUSTER_ID"], name
+        for key in (
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        ):
+            assert env[key] == "3", (name, key)
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
+        assert f"PLAINTEXT://{name}:19092" in env["KAFKA_ADVERTISED_LISTENERS"].split(","), name
+        assert services[name].get("healthcheck"), name
+    assert sorted(ids) == ["1", "2", "3"]
+    for name in APP_SERVICES:
+        env = _env(services[name])
+        assert env["WORLDFEED_KAFKA_BOOTSTRAP"] == CLUSTER_ENV["KAFKA_CLUSTER_BOOTSTRAP"], name
+        assert env["WORLDFEED_KAFKA_REPLICATION"] == "3", name
+
+
+def test_single_broker_by_default_creates_unreplicated_topics(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in APP_SERVICES:
+        assert _env(services[name])["WORLDFEED_KAFKA_REPLICATION"] == "1", name
+    env = _env(services["kafka"])
+    assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "1"
 
 
 # --------------------------------------------------------------------------- ClickHouse

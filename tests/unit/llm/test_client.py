@@ -98,6 +98,69 @@ async def test_a_retry_that_succeeds_returns_and_model_errors_are_not_retried(
     assert len(script) == 1
 
 
+class _Result:
+    """A stream response with the output tensors."""
+
+    def __init__(self, text: str) -> None:
+        self.tensors = {
+            "text_output": np.array([text.encode()], dtype=np.object_),
+            "num_input_tokens": np.array([5], np.int32),
+            "num_output_tokens": np.array([2], np.uint32),
+        }
+
+    def as_numpy(self, name: str) -> Any:
+        return self.tensors[name]
+
+
+class _Stream:
+    """What ``stream_infer`` returns: ``(result, error)`` pairs, then ``cancel``."""
+
+    def __init__(self, answers: list[tuple[Any, Any]]) -> None:
+        self.answers = answers
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> tuple[Any, Any]:
+        if not self.answers:
+            raise StopAsyncIteration
+        return self.answers.pop(0)
+
+    def cancel(self) -> None:
+        self.answers = []
+
+
+async def test_a_model_still_loading_answered_on_the_stream_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted Triton answers on the gRPC stream before its model is loaded: the error
+    comes as the stream's response, not as a raised exception, and was taken as the model's
+    answer to this request (LLMError: a template post and a dead letter, make chaos's
+    'stop Triton' rounds). It is retried like a server that is away."""
+
+    async def sleep(_s: float) -> None:
+        return None
+
+    monkeypatch.setattr(client_module.asyncio, "sleep", sleep)
+    llm = TritonLLM("127.0.0.1:1", retries=3)
+    loading = "[StatusCode.NOT_FOUND] Request for unknown model: 'llm' has no available versions"
+    streams = [
+        _Stream([(None, InferenceServerException(loading))]),
+        _Stream([(_Result("hello"), None)]),
+    ]
+
+    class Client:
+        def stream_infer(self, _requests: Any, stream_timeout: float) -> _Stream:
+            return streams.pop(0)
+
+    monkeypatch.setattr(llm, "_get_client", Client)
+    assert (await llm.generate("hi", {})).text == "hello"
+    # an error of the request itself is the model's answer: not retried
+    streams[:] = [_Stream([(None, InferenceServerException("bad sampling"))])]
+    with pytest.raises(LLMError, match="bad sampling"):
+        await llm.generate("hi", {})
+
+
 def test_retry_classification() -> None:
     assert is_retryable(InferenceServerException("x", status="StatusCode.UNAVAILABLE"))
     assert is_retryable(InferenceServerException("x", status="StatusCode.DEADLINE_EXCEEDED"))
