@@ -448,7 +448,8 @@ def _serve_and_fire(
         )
         out, _ = feeder.communicate(timeout=120)
         fed = json.loads(out.strip().splitlines()[-1])
-        fed["caught_up_s"] = _caught_up(base, fed["last_tick"], 120)
+        # (with --ingest 0 there is nothing to catch up with)
+        fed["caught_up_s"] = _caught_up(base, fed["last_tick"], 120) if args.ingest else 0.0
         return result, fed
     finally:
         if feeder is not None and feeder.poll() is None:
