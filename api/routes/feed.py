@@ -34,7 +34,7 @@ async def read_feed(
 ) -> Response:
     """Posts newest first (tick, post_id descending); blocked posts never appear.
 
-    Where the sink runs in the API, a run's or channel's or author's recent pages come
+    Where the sink runs in the API, a run's or a channel's recent pages come
     from memory (``X-Cache: memory``), as fresh as what the sink has stored: see
     :mod:`api.timeline`. Other pages may be up to a second old (``X-Cache: hit``): see
     :mod:`api.cache`.
