@@ -627,51 +627,38 @@ def resolve(
                 target = _pick_cohort_target(ctx, npc_id, state, etype)
                 if target is None:
                     verdict = Verdict("no_target", kind.id, etype)
-                    return _rejected(ctx, npc_id, state, base, made, cohort, reason, verdict)
+                    event = decide_npc_by_rules(ctx, npc_id, state)
+                    return _judged(base, made, cohort, reason, verdict, event)
                 answer = {**answer, "target": target}
     verdict = check(ctx, npc_id, state, answer)
-    if verdict.reason is not None:
-        return _rejected(ctx, npc_id, state, base, made, cohort, reason, verdict)
-    event = None
-    if verdict.etype is not None:
+    if verdict.reason is not None:  # rejected: the rules choose
+        event = decide_npc_by_rules(ctx, npc_id, state)
+    elif verdict.etype is not None:
         place = ctx.index.location[npc_id][ctx.hour]
         rng = _rng(ctx, npc_id, "decision")
         event = build_event(ctx, verdict.etype, npc_id, verdict.target, place, state, rng, "llm")
-    return (
-        DecisionResolved(
-            **base,
-            cohort=cohort,
-            prompt_hash=made.prompt_hash,
-            status=made.status,
-            outcome="accepted",
-            action=verdict.action,
-            event_type=verdict.etype.id if verdict.etype else None,
-            target=verdict.target,
-            model_reason=reason,
-            event_id=event.event_id if event else None,
-        ),
-        event,
-    )
+    else:
+        event = None
+    return _judged(base, made, cohort, reason, verdict, event)
 
 
-def _rejected(
-    ctx: Ctx,
-    npc_id: str,
-    state: State,
+def _judged(
     base: dict[str, Any],
     made: DecisionMade,
     cohort: bool,
     reason: str | None,
     verdict: Verdict,
+    event: EventHappened | None,
 ) -> tuple[DecisionResolved, EventHappened | None]:
-    event = decide_npc_by_rules(ctx, npc_id, state)
+    """The record of a decision the rules judged: accepted (``event`` is the LLM's), or
+    rejected with ``verdict.reason`` (``event`` is the rules' choice)."""
     return (
         DecisionResolved(
             **base,
             cohort=cohort,
             prompt_hash=made.prompt_hash,
             status=made.status,
-            outcome="rejected",
+            outcome="accepted" if verdict.reason is None else "rejected",
             reason_code=verdict.reason,
             action=verdict.action,
             event_type=verdict.etype.id if verdict.etype else None,
