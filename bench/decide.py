@@ -48,18 +48,7 @@ def eager(req: DecisionRequested) -> DecisionMade:
                 if v["targets"]:
                     answer["target"] = v["targets"][0]
                 break
-    return DecisionMade(
-        request_id=req.request_id,
-        run_id=req.run_id,
-        tick=req.tick,
-        due_tick=req.due_tick,
-        shard=req.shard,
-        npcs=req.npcs,
-        prompt_hash=req.prompt_hash,
-        status="ok",
-        answer=answer,
-        attempts=1,
-    )
+    return req.decided("ok", answer=answer, attempts=1)
 
 
 def _play(index: Any, ticks: int, budget: int, decider: Any = None, **kw: Any) -> Any:

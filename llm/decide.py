@@ -103,15 +103,8 @@ async def answer_request(
     except Exception:  # noqa: BLE001 - the gate's OverBudget, a client bug: a recorded error
         status = "error"
     reason = fields.get("reason") if fields else None
-    return DecisionMade(
-        request_id=req.request_id,
-        run_id=req.run_id,
-        tick=req.tick,
-        due_tick=req.due_tick,
-        shard=req.shard,
-        npcs=req.npcs,
-        prompt_hash=req.prompt_hash,
-        status=status,
+    return req.decided(
+        status,
         answer=fields,
         reason=str(reason)[:MAX_REASON] if reason is not None else None,
         attempts=attempts,

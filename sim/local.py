@@ -25,6 +25,7 @@ from topics.models import (
     DecisionMade,
     DecisionRequested,
     DecisionResolved,
+    DecisionStatus,
     EffectsBatched,
     EventHappened,
     InjectedEvent,
@@ -40,18 +41,9 @@ Decider = Callable[[DecisionRequested], DecisionMade]
 """Answers a decision request: an LLM (through ``llm/``), a fake in tests, or the log."""
 
 
-def unanswered(req: DecisionRequested, status: str = "timeout") -> DecisionMade:
+def unanswered(req: DecisionRequested, status: DecisionStatus = "timeout") -> DecisionMade:
     """The recorded failure of a request nobody answered (in time)."""
-    return DecisionMade(
-        request_id=req.request_id,
-        run_id=req.run_id,
-        tick=req.tick,
-        due_tick=req.due_tick,
-        shard=req.shard,
-        npcs=req.npcs,
-        prompt_hash=req.prompt_hash,
-        status=status,
-    )
+    return req.decided(status)
 
 
 def recorded(decisions: Mapping[str, DecisionMade]) -> Decider:

@@ -511,6 +511,21 @@ class DecisionRequested(Message):
     max_tokens: int = Field(96, ge=1, le=4096)
     prompt_hash: str = Field(description="16 hex digits of hash(system, prompt, schema).")
 
+    def decided(self, status: DecisionStatus, **answer: Any) -> DecisionMade:
+        """This request's decision with ``status`` (``answer``: the answer fields of
+        :class:`DecisionMade`, none for a recorded failure)."""
+        return DecisionMade(
+            request_id=self.request_id,
+            run_id=self.run_id,
+            tick=self.tick,
+            due_tick=self.due_tick,
+            shard=self.shard,
+            npcs=self.npcs,
+            prompt_hash=self.prompt_hash,
+            status=status,
+            **answer,
+        )
+
 
 class DecisionMade(Message):
     """The answer to a decision request, or its recorded failure: the log, not the LLM,

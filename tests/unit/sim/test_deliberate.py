@@ -21,15 +21,8 @@ TICKS = 96  # day 1
 
 def made(req: DecisionRequested, answer: Any, status: str = "ok") -> DecisionMade:
     reason = answer.get("reason") if isinstance(answer, dict) else None
-    return DecisionMade(
-        request_id=req.request_id,
-        run_id=req.run_id,
-        tick=req.tick,
-        due_tick=req.due_tick,
-        shard=req.shard,
-        npcs=req.npcs,
-        prompt_hash=req.prompt_hash,
-        status=status,  # type: ignore[arg-type]
+    return req.decided(
+        status,  # type: ignore[arg-type]
         answer=answer if isinstance(answer, dict) else None,
         reason=reason,
         attempts=1,
