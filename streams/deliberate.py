@@ -17,42 +17,24 @@ from typing import Any
 
 from llm.complete import Completer
 from llm.decide import answer_request
-from llm.gate import LLMGate
 from sim.world import shard_of
 from streams.app import Streams
 from streams.changelog import ChangelogTable
-from topics import DECISION_REQUESTS, DECISIONS, LLM_CALLS, SHARD_INBOX
-from topics.models import LLMCalled
+from streams.render import triton_completer
+from topics import DECISION_REQUESTS, DECISIONS, SHARD_INBOX
 
 log = logging.getLogger(__name__)
 
 
 def _completer(streams: Streams) -> tuple[Completer, ChangelogTable | None]:
-    from llm.client import TritonLLM  # only a worker with this role needs the gRPC stack
-
     settings = streams.settings
-
-    async def ledger(call: LLMCalled) -> None:
-        await streams.send(LLM_CALLS, call.request_id, call)
-
-    client = TritonLLM(
-        settings.triton_grpc_url,
-        settings.triton_model,
-        settings.llm_concurrency,
-        settings.llm_timeout_s,
-        settings.llm_retries,
-    )
     # decision completions by cache key, partitioned like the requests (their agent awaits it)
-    cache = (
-        streams.changelog_table("decide-cache", DECISION_REQUESTS) if settings.llm_cache else None
-    )
-    completer = Completer(
-        client,
-        cache=cache,
-        gate=LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s),
-        ledger=ledger,
-        outage_s=settings.decide_timeout_s,  # an outage longer than the deadline: a timeout
-        budget_wait_s=settings.decide_timeout_s,
+    cache = None
+    if settings.llm_cache:
+        cache = streams.changelog_table("decide-cache", DECISION_REQUESTS)
+    # an outage longer than the deadline: a timeout
+    completer = triton_completer(
+        streams, cache, settings.decide_timeout_s, settings.decide_timeout_s
     )
     return completer, cache
 

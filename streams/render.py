@@ -38,9 +38,12 @@ def _raw_table(streams: Streams, name: str) -> ChangelogTable:
     return streams.changelog_table(name, RENDER_REQUESTS)
 
 
-def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
-    """The render service wired to Triton, the budget, the tables and the cost ledger."""
-    # imported here: only a worker with the render role needs the gRPC stack
+def triton_completer(
+    streams: Streams, cache: ChangelogTable | None, outage_s: float, budget_wait_s: float
+) -> Completer:
+    """A :class:`~llm.complete.Completer` on the settings' Triton server, with the LLM
+    budget and the cost ledger (to ``llm-calls``): what every stage that asks the LLM uses."""
+    # imported here: only a worker with a role that asks the LLM needs the gRPC stack
     from llm.client import TritonLLM
 
     settings = streams.settings
@@ -55,15 +58,21 @@ def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
         settings.llm_timeout_s,
         settings.llm_retries,
     )
-    cache = _raw_table(streams, "llm-cache") if settings.llm_cache else None  # by cache key
-    completer = Completer(
+    return Completer(
         client,
         cache=cache,
         gate=LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s),
         ledger=ledger,
-        outage_s=settings.llm_outage_s,
-        budget_wait_s=settings.llm_budget_wait_s,
+        outage_s=outage_s,
+        budget_wait_s=budget_wait_s,
     )
+
+
+def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
+    """The render service wired to Triton, the budget, the tables and the cost ledger."""
+    settings = streams.settings
+    cache = _raw_table(streams, "llm-cache") if settings.llm_cache else None  # by cache key
+    completer = triton_completer(streams, cache, settings.llm_outage_s, settings.llm_budget_wait_s)
     quota = _raw_table(streams, "render-quota")  # request ids per author/channel/day
     tables = [quota] if cache is None else [quota, cache]
     return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens), tables
