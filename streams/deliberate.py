@@ -2,11 +2,13 @@
 
 The work is :func:`llm.decide.answer_request` (the prompt the shard rendered, the
 answer schema as a constraint, parse/repair/validate, retry with other sampling, a
-wall-clock deadline that records a timeout). This agent decodes, calls it, and sends
-the decision to the ``decisions`` log and to the shard inbox of every shard with an
-NPC it decides for (a cohort may span shards); the shards hold the due tick until it
-is there. Garbage on the request topic goes to the DLQ. Completions are cached in a
-changelog-backed table, and every LLM call goes to the cost ledger.
+wall-clock deadline that records a timeout). This agent decodes, calls it, moderates the
+model's reason (:func:`posts.moderation.moderate_decision`: a blocked one is withheld
+before anything publishes it) and sends the decision to the ``decisions`` log and to the
+shard inbox of every shard with an NPC it decides for (a cohort may span shards); the
+shards hold the due tick until it is there. Garbage on the request topic goes to the
+DLQ. Completions are cached in a changelog-backed table, and every LLM call goes to the
+cost ledger.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from llm.complete import Completer
 from llm.decide import answer_request
+from posts.moderation import Moderator, moderate_decision
 from sim.world import shard_of
 from streams.app import Streams
 from streams.changelog import ChangelogTable
@@ -42,6 +45,8 @@ def _completer(streams: Streams) -> tuple[Completer, ChangelogTable | None]:
 def register(streams: Streams) -> None:
     """Register the deliberate agent."""
     completer, cache = _completer(streams)
+    moderator = Moderator()
+    moderator.warm()
     counts: Counter[str] = Counter()
 
     @streams.app.agent(
@@ -58,6 +63,7 @@ def register(streams: Streams) -> None:
             if req is None:
                 continue
             made = await answer_request(completer, req, streams.settings.decide_timeout_s)
+            made = moderate_decision(moderator, made)
             counts[made.status] += 1
             await streams.send(DECISIONS, made.request_id, made)
             for shard in sorted({shard_of(n, req.n_shards) for n in req.npcs}):

@@ -81,6 +81,7 @@ def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
 def register(streams: Streams) -> None:
     """Register the render agent (its concurrency feeds the LLM budget's priority queue)."""
     service, tables = _service(streams)
+    service.moderator.warm()
 
     @streams.app.agent(
         streams.topic(RENDER_REQUESTS),

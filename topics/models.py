@@ -546,6 +546,11 @@ class DecisionMade(Message):
     )
     answer: dict[str, Any] | None = Field(None, description="The parsed answer, if any.")
     reason: str | None = Field(None, max_length=400, description="The model's short reason.")
+    reason_moderation: str | None = Field(
+        None,
+        description="Moderation's verdict on the reason when not published as is: "
+        "'blocked: <why>' (the reason withheld, here and in the answer) or 'flagged: <why>'.",
+    )
     attempts: int = Field(0, ge=0)
     latency_ms: float = Field(0.0, ge=0, description="Wall time (diagnostics only).")
 
