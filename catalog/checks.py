@@ -43,6 +43,16 @@ TEMPLATE_FIELDS: dict[str, int] = {
     "channel": 8,
     "world_title": 120,  # world.json title, filled in at load (catalog.loader.name_the_world)
     "memories": 0,  # sized per template: max_memories x MEMORY_CHARS
+    "author_style": 300,  # the NPC's style: register, emoji, quirks
+    "length": 40,  # from the style: "one short sentence" .. "two or three sentences"
+    "actor_name": 80,
+    "target_name": 80,
+    "who": 200,  # "<name> is <occupation>." for actor and target
+    "who_list": 200,  # the same, as "- " lines
+    "mood": 120,  # from the event type's valence
+    "must_name": 200,  # who (and where) the post must name
+    "examples": 0,  # sized per template: its examples
+    "day": 4,
 }
 MEMORY_CHARS = 200
 # Placeholders a decide prompt may use, with the most characters each can expand to
@@ -63,7 +73,7 @@ DECIDE_FIELDS: dict[str, int] = {
 NEARBY_CHARS = 48
 DECIDE_TOKEN_BUDGET = 1200
 CHARS_PER_TOKEN = 3.5  # conservative for English with a small BPE vocabulary
-PROMPT_TOKEN_BUDGET = 600
+PROMPT_TOKEN_BUDGET = 1000
 RELATIONSHIP_FIELDS = frozenset({"affinity", "trust", "familiarity"})
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     "events_last_hour": (0, math.inf),
@@ -88,11 +98,12 @@ def estimate_prompt_tokens(template: Template) -> int:
     """Worst-case tokens of a rendered prompt (system + prompt, every placeholder full)."""
     chars = len(template.system) + len(template.prompt)
     for name in placeholders(template.system) | placeholders(template.prompt):
-        chars += (
-            template.max_memories * MEMORY_CHARS
-            if name == "memories"
-            else TEMPLATE_FIELDS.get(name, 0)
-        )
+        if name == "memories":
+            chars += template.max_memories * MEMORY_CHARS
+        elif name == "examples":
+            chars += sum(len(e) + 4 for e in template.examples)
+        else:
+            chars += TEMPLATE_FIELDS.get(name, 0)
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 

@@ -175,6 +175,27 @@ class ScheduleBlock(CatalogModel):
     activity: str = Field(min_length=1, max_length=60)
 
 
+class Style(CatalogModel):
+    """How an NPC writes, beyond the free-text ``voice``: it shapes the prompt and the
+    sampling, so that an NPC's posts are recognisably theirs."""
+
+    manner: Literal["casual", "formal", "playful", "blunt", "warm"] = Field(
+        "casual", description="Tone of address; told to the model."
+    )
+    length: Literal["terse", "short", "chatty"] = Field(
+        "short", description="terse: one sentence; short: one or two; chatty: up to three."
+    )
+    emoji: bool = Field(False, description="Ends posts with an emoji now and then.")
+    quirks: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Habits the model is asked to show, e.g. 'signs off with More soon.'",
+    )
+    temperature: float = Field(
+        0.0, ge=-0.2, le=0.3, description="Added to every attempt's sampling temperature."
+    )
+
+
 class Npc(CatalogModel):
     """A person of the world."""
 
@@ -188,6 +209,7 @@ class Npc(CatalogModel):
     traits: Traits
     interests: list[str] = Field(default_factory=list, max_length=12)
     voice: str = Field(min_length=5, max_length=300, description="How they write, for prompts.")
+    style: Style = Field(default_factory=Style, description="Register, length, emoji, quirks.")
     fame: float = Field(ge=0, le=100)
     channels: Annotated[list[ChannelId], Unique] = Field(
         default_factory=list,
@@ -318,6 +340,11 @@ class EventType(CatalogModel):
     impact: Impact
     channels: dict[ChannelId, ChannelRule] = Field(default_factory=dict)
     cooldown_ticks: int = Field(0, ge=0)
+    valence: Literal["positive", "negative", "neutral", "mixed"] = Field(
+        "neutral",
+        description="How the event feels to those it happens to: a post's tone must fit it "
+        "(no cheer about a collapse, no bitterness about a rescue).",
+    )
 
 
 # ---- channels.json / templates.json -----------------------------------------------------------
@@ -330,6 +357,9 @@ class Channel(CatalogModel):
     name: str = Field(min_length=1, max_length=40)
     rate_limit_per_day: int = Field(ge=1, le=1000, description="Posts per author per sim day.")
     post_schema: dict[str, Any] = Field(description="JSON Schema of a finished post.")
+    requires_place: bool = Field(
+        False, description="A post here must name where its event happened (feed, news)."
+    )
 
 
 class Template(CatalogModel):
@@ -341,6 +371,12 @@ class Template(CatalogModel):
     prompt: str = Field(min_length=1, max_length=2000)
     max_memories: int = Field(3, ge=0, le=10, description="Memories the prompt may include.")
     max_tokens: int = Field(80, ge=8, le=1024, description="Tokens the LLM may write.")
+    examples: list[Annotated[str, Field(min_length=1, max_length=400)]] = Field(
+        default_factory=list,
+        max_length=2,
+        description="One or two short example posts about other things, shown in the prompt "
+        "as {examples}: the form to copy, never the facts.",
+    )
 
 
 # ---- scheduled.json ------------------------------------------------------------------------------

@@ -42,12 +42,27 @@ def prompt_hash(prompt: LLMPrompt) -> str:
 
 
 def sampling_for(prompt: LLMPrompt, attempt: int) -> dict[str, Any]:
-    """Sampling of an attempt; the seed depends on the prompt and attempt only (cacheable)."""
-    return dict(
+    """Sampling of an attempt; the seed depends on the prompt and attempt only (cacheable).
+
+    A prompt may also carry ``stop`` (its chat template's end-of-turn markers),
+    ``grammar`` (GBNF; sent as vLLM's ``guided_decoding``) and ``temperature`` (added
+    to the attempt's temperature: the author's style).
+    """
+    out: dict[str, Any] = dict(
         ATTEMPTS[attempt - 1],
         max_tokens=prompt.max_tokens,
         seed=stable_hash64(prompt_hash(prompt), attempt) % (2**31),
     )
+    shift = float(getattr(prompt, "temperature", 0.0) or 0.0)
+    if shift:
+        out["temperature"] = round(max(0.0, out["temperature"] + shift), 3)
+    stop = getattr(prompt, "stop", ())
+    if stop:
+        out["stop"] = list(stop)
+    grammar = getattr(prompt, "grammar", None)
+    if grammar:
+        out["guided_decoding"] = {"grammar": grammar}
+    return out
 
 
 def cache_key(model: str, prompt: LLMPrompt, sampling: dict[str, Any]) -> bytes:

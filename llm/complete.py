@@ -53,11 +53,17 @@ def _no_problems(_fields: dict[str, Any]) -> list[str]:
 @dataclass(frozen=True)
 class Expect:
     """What a valid answer is: parsed (and repaired) from the text, then valid against a
-    JSON Schema, then free of the caller's extra problems (empty list = none)."""
+    JSON Schema, then free of the caller's extra problems (empty list = none).
+
+    ``revise`` gives the prompt of a retry from the attempt number (2, 3, ...) and the
+    previous answer's problems (the caller puts the reasons into the prompt, or
+    constrains the answer more); None = every attempt asks the same prompt.
+    """
 
     schema: dict[str, Any]
     parse: Callable[[str], Parsed] = parse_json
     check: Callable[[dict[str, Any]], list[str]] = _no_problems
+    revise: Callable[[int, list[str]], LLMPrompt] | None = None
 
     def judge(self, text: str) -> tuple[Parsed, list[str]]:
         """The parsed answer and what is wrong with it (schema errors first)."""
@@ -126,9 +132,12 @@ class Completer:
         failure = None
         tokens_in = tokens_out = hits = 0
         latency = 0.0
-        phash = prompt_hash(prompt)
         n = 0  # calls made for this ask, across attempts: numbers the ledger records
+        problems: list[str] = []
         for attempt in range(1, len(ATTEMPTS) + 1):
+            if attempt > 1 and expect.revise is not None and problems:
+                prompt = expect.revise(attempt, problems)
+            phash = prompt_hash(prompt)
             outage_started: float | None = None
             gave_up = False
             done: dict[str, Any] | None = None
@@ -159,7 +168,8 @@ class Completer:
                 tokens_in += int(done["tokens_in"])
                 tokens_out += int(done["tokens_out"])
                 latency += float(done["latency_ms"])
-            parsed, problems = expect.judge(done["text"])
+            # the answer includes its given beginning (the prompt's prefill, if any)
+            parsed, problems = expect.judge(str(getattr(prompt, "prefill", "")) + done["text"])
             if not cached:
                 outcome = "invalid" if problems else ("repaired" if parsed.repaired else "valid")
                 await self._record(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm.base import LLM, Completion
+from llm.chat import DEFAULT, ChatTemplate
 from llm.complete import Answer, Ask, Completer, Expect
 from topics.models import DecisionMade, DecisionRequested, DecisionStatus
 
@@ -34,11 +35,17 @@ class DecidePrompt:
     system: str
     user: str
     max_tokens: int
+    chat: ChatTemplate = DEFAULT
 
     @property
     def text(self) -> str:
-        """The text the model sees: the system part, then the question."""
-        return f"{self.system}\n\n{self.user}"
+        """The text the model sees: the system part and the question, in the chat template."""
+        return self.chat.render(self.system, self.user)
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """The chat template's end-of-turn markers."""
+        return self.chat.stop
 
 
 @dataclass
@@ -73,10 +80,15 @@ def _status(answer: Answer) -> DecisionStatus:
 
 
 async def answer_request(
-    completer: Completer, req: DecisionRequested, timeout_s: float, guided: bool = True
+    completer: Completer,
+    req: DecisionRequested,
+    timeout_s: float,
+    guided: bool = True,
+    chat: ChatTemplate = DEFAULT,
 ) -> DecisionMade:
     """The decision for one request: the LLM's answer (with how it was obtained), or a
-    recorded ``timeout`` / ``invalid`` / ``error``. Never raises for a bad answer."""
+    recorded ``timeout`` / ``invalid`` / ``error``. Never raises for a bad answer.
+    ``chat`` is the served model's chat template."""
     started = time.perf_counter()
     loop = Completer(
         Guided(completer.llm, req.answer_schema, guided),
@@ -88,7 +100,7 @@ async def answer_request(
         completer.budget_wait_s,
         completer.sleep,
     )
-    prompt = DecidePrompt(req.system, req.prompt, req.max_tokens)
+    prompt = DecidePrompt(req.system, req.prompt, req.max_tokens, chat)
     ask = Ask(req.request_id, req.run_id, DECIDE_PRIORITY)
     status: DecisionStatus
     fields: dict[str, Any] | None = None

@@ -83,13 +83,18 @@ def _is_echo(line: str, prompt_lines: list[set[str]]) -> bool:
     return any(sum(w in pl for w in words) / len(words) >= 0.7 for pl in prompt_lines)
 
 
-def _clean_lines(text: str, prompt: str | None) -> tuple[list[str], bool]:
-    """Drop echoed scaffolding, salutations and sign-offs; True when something was dropped."""
+def _clean_lines(text: str, prompt: str | None, keep: str = "") -> tuple[list[str], bool]:
+    """Drop echoed scaffolding, salutations and sign-offs; True when something was dropped.
+
+    A line that starts with ``keep`` (the answer's given beginning) is never an echo."""
     prompt_lines = [set(_words(ln)) for ln in (prompt or "").splitlines() if ln.strip()]
     kept, dropped = [], False
     for line in text.splitlines():
         if not line.strip():
             kept.append("")
+            continue
+        if keep and line.strip().startswith(keep.strip()[:40]):
+            kept.append(line.strip())
             continue
         if (
             _ECHO_LINE.match(line)
@@ -126,6 +131,14 @@ def _finish(text: str, max_sentences: int | None) -> tuple[str, bool]:
     return " ".join(parts), changed
 
 
+def _finish_paragraphs(text: str) -> tuple[str, bool]:
+    """:func:`_finish` over the last paragraph only (the others ended before it)."""
+    paras = text.split("\n\n")
+    last, cut = _finish(paras[-1], None)
+    paras = [*paras[:-1], last] if last else paras[:-1]
+    return "\n\n".join(paras), cut
+
+
 def headline_from(summary: str, limit: int = 120) -> str:
     """A deterministic headline from an event summary (used when the model's is unusable)."""
     text = summary.strip().rstrip(".")
@@ -138,11 +151,14 @@ def parse_output(
     schema: dict[str, Any],
     prompt: str | None = None,
     fallback_title: str | None = None,
+    keep: str = "",
 ) -> Parsed:
     """Turn model text into the channel's fields (title/body), repairing what can be repaired.
 
-    ``prompt`` lets echoed prompt lines be recognised and cut; ``fallback_title`` is the
-    news headline used when the model's first line is not a usable headline.
+    ``prompt`` lets echoed prompt lines be recognised and cut (except a line starting
+    with ``keep``, the answer's given beginning); ``fallback_title`` is the news
+    headline used when the model's first line is not a usable headline (None: the title
+    stays empty, and the checks reject it). A news body keeps its paragraphs.
     """
     props = schema.get("properties", {})
     body_max = min(int(props.get("body", {}).get("maxLength", 500)), MAX_CHARS.get(channel, 10**6))
@@ -162,18 +178,26 @@ def parse_output(
                     fallback_title or _cut(fields["body"], title_max)
                 )
             return Parsed(fields, repaired=True)
-    lines, repaired = _clean_lines(_strip(raw), prompt)
+    lines, repaired = _clean_lines(_strip(raw), prompt, keep)
     if "title" in props:
-        lines = [ln for ln in lines if ln]
+        while lines and not lines[0]:
+            lines = lines[1:]
         if not lines:
             return Parsed({"title": "", "body": ""}, repaired=repaired)
         title = _HEADLINE.sub("", lines[0]).strip(" *\"'#")
         body_lines = lines[1:]
-        if not title or len(title.split()) > MAX_TITLE_WORDS or not body_lines:
-            # no headline line: the whole text is the body, the headline comes from the event
+        if not title or len(title.split()) > MAX_TITLE_WORDS or not any(body_lines):
+            # no headline line: the whole text is the body
             body_lines = lines
-            title, repaired = fallback_title or title, True
-        body, cut = _finish(" ".join(_LEAD.sub("", ln) for ln in body_lines).strip(), None)
+            title, repaired = fallback_title or "", True
+        paragraphs: list[list[str]] = [[]]
+        for ln in body_lines:
+            if ln:
+                paragraphs[-1].append(_LEAD.sub("", ln))
+            elif paragraphs[-1]:
+                paragraphs.append([])
+        text = "\n\n".join(" ".join(p) for p in paragraphs if p).strip()
+        body, cut = _finish_paragraphs(text)
         return Parsed(
             {"title": _cut(title, title_max), "body": _cut(body, body_max)},
             repaired=repaired or cut,

@@ -3,36 +3,82 @@
 A 135M-parameter model copes best with short, concrete prompts written from the
 author's point of view, so the event summary is re-voiced for the author ("You saved
 Otto Brandt at Market Square" rather than "Ines Alvarez saved Otto Brandt at Market
-Square at Market Square") and the place is named once.
+Square at Market Square") and the place is named once. The facts come first, then how
+the event feels (the event type's valence), one or two example posts about other things
+(the form to copy), and the task naming who and where the post must name.
+
+The prompt is rendered in the model's chat template (:mod:`llm.chat`), and may end
+inside the answer: :func:`revise` builds the retries, first with the grounding
+validator's reasons added, last with the answer's first sentence given (the event, in
+the author's words) so that the model only continues it; a news article's form
+(headline, blank line, two paragraphs) is a grammar the server constrains decoding to.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from catalog.models import Template
+from catalog.models import Npc, Template
+from llm.chat import DEFAULT, ChatTemplate
 from sim.calendar import MINUTES_PER_HOUR, day_of, hour_of
 from sim.world import WorldIndex
 from topics.models import RenderRequested
 
-MAX_PROMPT_CHARS = 1800  # ~450 tokens for SmolLM2's tokenizer on English text
+MAX_PROMPT_CHARS = 3600  # ~900 tokens for SmolLM2's tokenizer on English text
 NO_MEMORIES = "nothing in particular"
+
+
+MOODS = {
+    "negative": "this is bad news; sound upset, worried or annoyed, never cheerful",
+    "positive": "this is good news; sound glad and warm",
+    "mixed": "people will disagree about this; sound thoughtful, not cheerful",
+    "neutral": "an ordinary moment; sound natural and matter-of-fact",
+}
+LENGTHS = {"terse": "one short sentence", "short": "one or two sentences"}
+LENGTHS["chatty"] = "two or three sentences"
+# Sentences a post may have, by the author's style (chat is one message: at most two).
+MAX_SENTENCES = {"terse": 1, "short": 2, "chatty": 3}
+# headline, blank line, two paragraphs that end a sentence (GBNF: llama.cpp and vLLM's xgrammar)
+NEWS_GRAMMAR = (
+    'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
+    "title ::= [A-Z] [^\\n.!?:]{8,70}\n"
+    'para ::= [^\\n]{30,330} [.!?"]\n'
+)
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """A prompt ready for the LLM, plus what built it."""
+    """A prompt ready for the LLM, plus what built it.
+
+    ``prefill`` is the answer's beginning (the model continues it; the post includes
+    it); ``grammar`` a GBNF grammar decoding is constrained to; ``temperature`` is added
+    to every attempt's sampling temperature (the author's style).
+    """
 
     system: str
     user: str
     max_tokens: int
     template: str
+    prefill: str = ""
+    grammar: str | None = None
+    chat: ChatTemplate = DEFAULT
+    temperature: float = 0.0
 
     @property
     def text(self) -> str:
-        """System and user parts as one text (what the model sees besides the chat markup)."""
+        """The exact text the model sees: chat markup, system, user, answer's start."""
+        return self.chat.render(self.system, self.user, self.prefill)
+
+    @property
+    def content(self) -> str:
+        """System and user parts without the markup (what an echo would repeat)."""
         return f"{self.system}\n\n{self.user}"
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Where generation stops: the chat template's end-of-turn markers."""
+        return self.chat.stop
 
 
 class _Defaults(dict[str, str]):
@@ -66,10 +112,60 @@ def voiced_summary(index: WorldIndex, req: RenderRequested, first_person: bool =
     return text + "."
 
 
+def _short(npc: Npc) -> str:
+    """How a post may name someone briefly: the full name (never ambiguous)."""
+    return npc.display_name
+
+
+def must_name(index: WorldIndex, req: RenderRequested) -> list[str]:
+    """Who (and where) the post must name: the actor and target unless the author is
+    them, and the place where the channel needs it."""
+    ev = req.event
+    out = [
+        _short(index.npc(who))
+        for who in (ev.actor, ev.target)
+        if who and (who != req.author or req.channel == "news")
+    ]
+    if ev.place and index.catalog.channels[req.channel].requires_place:
+        out.append(index.place_name(ev.place))
+    return out
+
+
+def style_of(npc: Npc) -> str:
+    """The author's style as prompt words (manner, emoji, quirks)."""
+    st = npc.style
+    parts = [f"Manner: {st.manner}."]
+    if st.emoji:
+        parts.append("You end posts with an emoji.")
+    if st.quirks:
+        parts.append("Habits: " + "; ".join(st.quirks) + ".")
+    return " ".join(parts)
+
+
+def _who(index: WorldIndex, req: RenderRequested) -> list[str]:
+    ev = req.event
+    out = []
+    for who in (ev.actor, ev.target):
+        if who:
+            npc = index.npc(who)
+            out.append(f"{npc.display_name} is {_occupation(npc)}.")
+    return out
+
+
+def _occupation(npc: Npc) -> str:
+    occ = npc.occupation
+    occ = occ.lower() if occ[:1].isupper() and not occ.isupper() else occ
+    return ("the " if occ in ("mayor", "editor", "principal") else "a ") + occ
+
+
 def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> dict[str, str]:
     """Placeholder values for a request's template."""
     author = index.npc(req.author)
     ev = req.event
+    etype = index.catalog.event_types.get(ev.type)
+    template = index.catalog.templates.get(req.template)
+    names = must_name(index, req)
+    who = _who(index, req)
     return _Defaults(
         author_name=author.display_name,
         author_handle=author.handle,
@@ -86,15 +182,29 @@ def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> 
         channel=req.channel,
         day=str(day_of(ev.sim_minute)),
         time=f"{hour_of(ev.sim_minute):02d}:{ev.sim_minute % MINUTES_PER_HOUR:02d}",
+        author_style=style_of(author),
+        length=LENGTHS[author.style.length] if req.channel != "chat" else "one short message",
+        who=" ".join(who),
+        who_list="\n".join(f"- {w}" for w in who),
+        mood=MOODS[etype.valence if etype else "neutral"],
+        must_name=" and ".join(names) if names else "nobody else",
+        examples="\n".join(f'"{e}"' if req.channel != "news" else e for e in template.examples)
+        if template
+        else "",
     )
 
 
 def build_prompt(
-    index: WorldIndex, req: RenderRequested, template: Template, max_tokens: int | None = None
+    index: WorldIndex,
+    req: RenderRequested,
+    template: Template,
+    max_tokens: int | None = None,
+    chat: ChatTemplate = DEFAULT,
 ) -> Prompt:
     """Fill the template; memories (the actor's most salient) are trimmed to fit the budget.
 
-    ``max_tokens`` (``WORLDFEED_LLM_MAX_TOKENS``) caps the template's own ``max_tokens``.
+    ``max_tokens`` (``WORLDFEED_LLM_MAX_TOKENS``) caps the template's own ``max_tokens``;
+    ``chat`` is the model's chat template (``WORLDFEED_LLM_CHAT_TEMPLATE``).
     """
     memories = (
         req.event.actor_memories[: template.max_memories] if req.author == req.event.actor else []
@@ -106,9 +216,48 @@ def build_prompt(
         if len(system) + len(user) <= MAX_PROMPT_CHARS or not memories:
             break
         memories = memories[:-1]
+    author = index.npc(req.author)
+    grammar = None
+    if req.channel == "news":
+        grammar = NEWS_GRAMMAR.replace("lead para", "para")
     return Prompt(
         system=system,
         user=user[: MAX_PROMPT_CHARS - len(system)],
         max_tokens=min(template.max_tokens, max_tokens or template.max_tokens),
         template=template.id,
+        grammar=grammar,
+        chat=chat,
+        temperature=author.style.temperature,
     )
+
+
+def lead_for(index: WorldIndex, req: RenderRequested) -> str:
+    """The event as the answer's first sentence, in the author's words ("I made peace
+    with Leo Marchetti at The Daily Grind."; news: the summary with its place)."""
+    text = voiced_summary(index, req, first_person=req.channel != "news")
+    if text.startswith("You "):
+        text = "I " + text[4:]
+    text = re.sub(r"\byou\b", "me", text)
+    return text[:1].upper() + text[1:]
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def revise(
+    index: WorldIndex, req: RenderRequested, prompt: Prompt, attempt: int, problems: list[str]
+) -> Prompt:
+    """The prompt of a retry: the validator's reasons added to the task; on the last
+    attempt the answer also starts with the event (feed, chat: the first sentence is
+    given; news: the first paragraph must open with it)."""
+    reasons = "; ".join(p.split(": ", 1)[-1] for p in problems[:3])
+    user = f"{prompt.user}\nYour last draft was rejected ({reasons}). Write a new one."
+    revised = replace(prompt, user=user[:MAX_PROMPT_CHARS])
+    if attempt < 3:
+        return revised
+    lead = lead_for(index, req)
+    if req.channel == "news":
+        grammar = NEWS_GRAMMAR.replace("lead para", f"{_gbnf_literal(lead + ' ')} para")
+        return replace(revised, grammar=grammar)
+    return replace(revised, prefill=lead + " ")

@@ -2,8 +2,11 @@
 
 Per request: the world and template it names -> the author's daily quota (news may go
 to another journalist) -> prompt from the catalog template -> the LLM loop (the
-channel's JSON Schema plus post quality checks) -> deterministic template fallback
-(``source=template``, plus a dead letter saying why) -> moderation -> ``PostPublished``.
+channel's JSON Schema, post quality checks and the grounding validator; a rejected
+answer is retried with the validator's reasons in the prompt, the last time with the
+answer's first sentence given) -> deterministic template fallback (``source=template``,
+plus a dead letter saying why) -> moderation -> ``PostPublished``. Every failed rule is
+counted (``grounding_<rule>``), and so is the attempt that passed (``attempt_<n>``).
 The LLM is injected (an :class:`llm.complete.Completer`), so the service runs without
 Kafka or Triton; the stream processor only moves messages.
 """
@@ -14,12 +17,15 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm.chat import DEFAULT, ChatTemplate
 from llm.complete import Answer, Ask, CallCounts, Completer, Expect
 from llm.gate import OverBudget
 from llm.parse import Parsed
+from posts.grounding import Subject, names_of, rule_of
+from posts.grounding import problems as grounding_problems
 from posts.moderation import Moderator, Verdict
 from posts.output import headline_from, parse_output, quality_problems
-from posts.prompt import Prompt, build_prompt
+from posts.prompt import Prompt, build_prompt, lead_for, revise
 from posts.quota import apply_rate_limit
 from sim.world import WorldIndex, load_world
 from topics.models import PostPublished, RenderRequested
@@ -85,18 +91,53 @@ def template_fallback(index: WorldIndex, req: RenderRequested) -> dict[str, str]
     return {"body": f"{ev.summary}."[:500]}
 
 
-def expected_post(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Expect:
-    """What a usable answer is for this request: the channel's post, schema-valid and good."""
+def subject_of(index: WorldIndex, req: RenderRequested) -> Subject:
+    """What a request's post must be about (for the grounding validator)."""
+    ev = req.event
+    etype = index.catalog.event_types.get(ev.type)
+    return Subject(
+        channel=req.channel,
+        author=req.author,
+        actor=ev.actor,
+        target=ev.target,
+        place=ev.place,
+        summary=ev.summary,
+        valence=etype.valence if etype else "neutral",
+        requires_place=index.catalog.channels[req.channel].requires_place,
+    )
+
+
+def expected_post(
+    index: WorldIndex, req: RenderRequested, prompt: Prompt, stats: CallCounts | None = None
+) -> Expect:
+    """What a usable answer is for this request: the channel's post, schema-valid, good
+    and grounded; a retry's prompt carries the reasons (:func:`posts.prompt.revise`).
+    ``stats`` counts every failed grounding rule as ``grounding_<rule>``."""
     schema = index.catalog.channels[req.channel].post_schema
-    title = headline_from(req.event.summary) if req.channel == "news" else None
+    lead = lead_for(index, req)
+    subject = subject_of(index, req)
+    names = names_of(index)
+    vocabulary = frozenset(w for w in prompt.content.split() if w[:1].islower())
 
     def parse(text: str) -> Parsed:
-        return parse_output(req.channel, text, schema, prompt.text, title)
+        return parse_output(req.channel, text, schema, prompt.content, None, keep=lead)
 
     def check(fields: dict[str, Any]) -> list[str]:
-        return quality_problems(fields, prompt.text)
+        found = quality_problems(fields, prompt.content)
+        if found:
+            return found
+        found = grounding_problems(
+            {k: str(v) for k, v in fields.items()}, subject, names, vocabulary
+        )
+        if stats is not None:
+            for problem in found:
+                stats.add(f"grounding_{rule_of(problem)}")
+        return found
 
-    return Expect(schema, parse, check)
+    def retry(attempt: int, problems: list[str]) -> Prompt:
+        return revise(index, req, prompt, attempt, problems)
+
+    return Expect(schema, parse, check, retry)
 
 
 def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublished:
@@ -140,6 +181,7 @@ class PostRenderer:
         load: Loads the world a request names.
         max_tokens: Cap on a template's ``max_tokens`` (``WORLDFEED_LLM_MAX_TOKENS``);
             None = the templates decide.
+        chat: The model's chat template (``WORLDFEED_LLM_CHAT_TEMPLATE``).
     """
 
     llm: Completer
@@ -147,6 +189,7 @@ class PostRenderer:
     moderator: Moderator = field(default_factory=Moderator)
     load: Callable[[str], WorldIndex] = load_world
     max_tokens: int | None = None
+    chat: ChatTemplate = DEFAULT
 
     @property
     def stats(self) -> CallCounts:
@@ -167,7 +210,7 @@ class PostRenderer:
             self.stats.add("rate_limited")
             return Outcome(dead_letter=reason or "rate limited")
         req = limited
-        prompt = build_prompt(index, req, template, self.max_tokens)
+        prompt = build_prompt(index, req, template, self.max_tokens, self.chat)
         try:
             out = await self.render(index, req, prompt)
         except OverBudget as exc:
@@ -183,7 +226,7 @@ class PostRenderer:
     async def render(self, index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Rendered:
         """Ask the LLM (retrying invalid output with other sampling) or fall back."""
         ask = Ask(req.request_id, req.run_id, req.score)
-        answer = await self.llm.complete(ask, prompt, expected_post(index, req, prompt))
+        answer = await self.llm.complete(ask, prompt, expected_post(index, req, prompt, self.stats))
         if answer.fields is not None:
             self._count(answer.attempts, answer.repaired)
             return Rendered(answer, answer.fields, "llm")
@@ -192,6 +235,7 @@ class PostRenderer:
 
     def _count(self, attempt: int, repaired: bool) -> None:
         self.stats.add("posts")
+        self.stats.add(f"attempt_{attempt}" if attempt else "attempt_fallback")
         if attempt == 0:
             self.stats.add("fell_back")
         elif attempt > 1:

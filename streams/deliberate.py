@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from llm.chat import template_named
 from llm.complete import Completer
 from llm.decide import answer_request
 from posts.moderation import Moderator, moderate_decision
@@ -45,6 +46,8 @@ def _completer(streams: Streams) -> tuple[Completer, ChangelogTable | None]:
 def register(streams: Streams) -> None:
     """Register the deliberate agent."""
     completer, cache = _completer(streams)
+    settings = streams.settings
+    chat = template_named(settings.llm_chat_template)
     moderator = Moderator()
     moderator.warm()
     counts: Counter[str] = Counter()
@@ -62,7 +65,7 @@ def register(streams: Streams) -> None:
             req = await streams.decode_or_dead_letter("deliberate", DECISION_REQUESTS, event)
             if req is None:
                 continue
-            made = await answer_request(completer, req, streams.settings.decide_timeout_s)
+            made = await answer_request(completer, req, settings.decide_timeout_s, chat=chat)
             made = moderate_decision(moderator, made)
             counts[made.status] += 1
             await streams.send(DECISIONS, made.request_id, made)

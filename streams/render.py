@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from llm.chat import template_named
 from llm.complete import Completer
 from llm.gate import LLMGate
 from posts.quota import restore_quota
@@ -75,7 +76,8 @@ def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
     completer = triton_completer(streams, cache, settings.llm_outage_s, settings.llm_budget_wait_s)
     quota = _raw_table(streams, "render-quota")  # request ids per author/channel/day
     tables = [quota] if cache is None else [quota, cache]
-    return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens), tables
+    chat = template_named(settings.llm_chat_template)
+    return PostRenderer(completer, quota, max_tokens=settings.llm_max_tokens, chat=chat), tables
 
 
 def register(streams: Streams) -> None:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint host:port.")
     triton_model: str = Field("llm", description="Model name in the Triton model repository.")
+    llm_chat_template: Literal["chatml", "llama3", "plain"] = Field(
+        "chatml",
+        description="The served model's chat template, rendered by the client (llm.chat): "
+        "chatml for SmolLM2 and Qwen, llama3 for Llama 3 instruct models, plain for none.",
+    )
     llm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent LLM requests.")
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")
     llm_retries: int = Field(3, ge=0, le=20, description="Retries of a failed LLM request.")

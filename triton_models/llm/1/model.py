@@ -4,10 +4,13 @@ The tensor interface is the one of Triton's vLLM backend, so the same client
 (``llm/client.py``) talks to this CPU model locally and to the official vLLM backend
 on a GPU in production:
 
-- in:  ``text_input`` (the user message), ``sampling_parameters`` (optional JSON
-  object with vLLM's names: ``temperature``, ``top_p``, ``top_k``, ``min_p``,
-  ``max_tokens``, ``seed``, ``stop``, ``repetition_penalty``, ``presence_penalty``,
-  ``frequency_penalty``), and the optional BOOL flags ``stream``,
+- in:  ``text_input`` (the raw prompt: the client renders the chat template, as it must
+  for vLLM; ``"prompt_format": "chat"`` in model.json makes it the user message of a
+  chat instead), ``sampling_parameters`` (optional JSON object with vLLM's names:
+  ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``max_tokens``, ``seed``, ``stop``,
+  ``repetition_penalty``, ``presence_penalty``, ``frequency_penalty``, and
+  ``guided_decoding``: ``{"json": <JSON Schema>}`` or ``{"grammar": <GBNF>}``), and
+  the optional BOOL flags ``stream``,
   ``exclude_input_in_output``, ``return_num_input_tokens``,
   ``return_num_output_tokens`` (accepted for parity; this model never streams, never
   echoes the prompt and always returns the token counts);
@@ -45,8 +48,9 @@ _SAMPLING_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "presence_penalty": ("presence_penalty", (int, float)),
     "frequency_penalty": ("frequency_penalty", (int, float)),
 }
-# Constrained decoding, vLLM's names: {"guided_decoding": {"json": <JSON Schema>}} (and the
-# older {"guided_json": <schema>}); here a llama.cpp grammar built from the schema.
+# Constrained decoding, vLLM's names: {"guided_decoding": {"json": <JSON Schema>}} or
+# {"guided_decoding": {"grammar": <GBNF>}} (and the older {"guided_json": <schema>});
+# here a llama.cpp grammar built from the schema or parsed from the GBNF.
 _GUIDED_KEYS = {"guided_decoding", "guided_json"}
 # Keys a vLLM client may send that change nothing for a single, non-streamed sample.
 _IGNORED_KEYS = {"n", "best_of", "skip_special_tokens", "ignore_eos", "detokenize"}
@@ -130,18 +134,29 @@ def parse_sampling(raw: bytes | str | None, defaults: dict[str, Any], limit: int
             raise BadRequest(f"unknown sampling parameter(s): {', '.join(unknown)}")
         params.update({k: v for k, v in given.items() if k in _SAMPLING_KEYS})
         schema = given.get("guided_json")
+        grammar = None
         guided = given.get("guided_decoding")
         if guided is not None:
-            if not isinstance(guided, dict) or not isinstance(guided.get("json"), dict):
-                raise BadRequest('guided_decoding must be {"json": <JSON Schema object>}')
-            schema = guided["json"]
+            if isinstance(guided, dict) and isinstance(guided.get("grammar"), str):
+                grammar = guided["grammar"]
+            elif isinstance(guided, dict) and isinstance(guided.get("json"), dict):
+                schema = guided["json"]
+            else:
+                raise BadRequest(
+                    'guided_decoding must be {"json": <JSON Schema object>} or '
+                    '{"grammar": <GBNF string>}'
+                )
         if schema is not None and not isinstance(schema, dict):
             raise BadRequest("guided_json must be a JSON Schema object")
     else:
-        schema = None
+        schema = grammar = None
     out: dict[str, Any] = {}
     if schema is not None:  # llama.cpp turns the schema into a grammar
         out["response_format"] = {"type": "json_object", "schema": schema}
+    if grammar is not None:
+        if len(grammar) > 20_000:
+            raise BadRequest("guided_decoding grammar is longer than 20000 characters")
+        out["gbnf"] = grammar
     for key, value in params.items():
         if key not in _SAMPLING_KEYS or value is None:
             continue
@@ -174,6 +189,7 @@ class TritonPythonModel:
         self.defaults = dict(self.cfg.get("default_sampling", {}))
         self.max_tokens_limit = int(self.cfg.get("max_tokens_limit", 1024))
         self.system_prompt = self.cfg.get("system_prompt") or ""
+        self.chat = self.cfg.get("prompt_format", "raw") == "chat"
         started = time.perf_counter()
         self.llm = _load_llama(self.model_path, self.cfg)
         # The first decode pays one-off start-up costs (~5 s here); pay them before the
@@ -204,6 +220,35 @@ class TritonPythonModel:
                 self.logger.log_error(f"llm: generation failed: {exc!r}")
                 responses.append(self._error(f"generation failed: {exc}", invalid_arg=False))
         return responses
+
+    def _complete(self, prompt: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Generate: a raw completion of the prompt (or a chat turn, ``prompt_format: chat``)."""
+        import llama_cpp
+
+        gbnf = kwargs.pop("gbnf", None)
+        schema = kwargs.pop("response_format", None)
+        if not self.chat:
+            try:
+                if gbnf is not None:
+                    kwargs["grammar"] = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+                elif schema is not None:
+                    kwargs["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(
+                        json.dumps(schema["schema"]), verbose=False
+                    )
+            except (ValueError, RuntimeError) as exc:
+                raise BadRequest(f"guided_decoding is not a valid grammar: {exc}") from None
+            result = self.llm.create_completion(prompt=prompt, **kwargs)
+            return result["choices"][0]["text"] or "", result.get("usage") or {}
+        messages = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        if schema is not None:
+            kwargs["response_format"] = schema
+        if gbnf is not None:
+            kwargs["grammar"] = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+        result = self.llm.create_chat_completion(messages=messages, **kwargs)
+        return result["choices"][0]["message"]["content"] or "", result.get("usage") or {}
 
     def finalize(self) -> None:
         """Release the llama.cpp context."""
@@ -249,13 +294,7 @@ class TritonPythonModel:
         kwargs = parse_sampling(
             self._scalar(request, "sampling_parameters"), self.defaults, self.max_tokens_limit
         )
-        messages = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": prompt})
-        result = self.llm.create_chat_completion(messages=messages, **kwargs)
-        text = result["choices"][0]["message"]["content"] or ""
-        usage = result.get("usage") or {}
+        text, usage = self._complete(prompt, kwargs)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),

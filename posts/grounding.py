@@ -1,0 +1,408 @@
+"""Is a post about its event, and true to the world? The grounding validator.
+
+Schema checks and moderation pass fluent posts that are about nothing, or about a
+world that does not exist. This module checks a post against what the world holds:
+
+* **grounded**: it names the event's actor, or is written by the actor in the first
+  person; it names the target when there is one (or is written by the target in the
+  first person); it names the place when the channel needs it (``requires_place``);
+* **no invented names**: every proper noun is a person, place or name the world knows;
+* **no contradictions**: it gives no NPC another occupation or role ("Mayor Crane",
+  "Victor Crane, the mayor"), names no kin the world does not have ("Walter's wife
+  Lily Chen"), and does not move the event to another known place;
+* **tone**: its sentiment (VADER, a lexicon model that ships with the package) does not
+  clash with the event type's ``valence`` (cheerful on a collapse, bitter on a rescue);
+* **form**: feed and chat posts do not open like a letter ("Lily Chen, I'm ...") and
+  an author does not write about themselves in the third person; a news headline is not
+  the event summary copied, and a news body has at least two paragraphs.
+
+:func:`problems` returns every failed rule as ``"<rule>: <reason>"`` (the rule names
+are the counters the render stage keeps, the reasons go back into the retry prompt).
+Names are matched on word boundaries, case-sensitively for proper nouns.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from catalog.models import Catalog
+from sim.world import WorldIndex
+
+RULES = (
+    "actor",
+    "target",
+    "place",
+    "invented",
+    "role",
+    "kin",
+    "wrong_place",
+    "tone",
+    "letter",
+    "third_person",
+    "headline",
+    "paragraphs",
+)
+"""Every rule :func:`problems` can fail, in the order it checks them."""
+
+# Capitalised words a post may use that are not names of anything in the world.
+COMMON_CAPITALISED = frozenset(
+    """I I'm I've I'd I'll OK Okay Mr Mrs Ms Mx Dr Doctor Mayor Councillor Council Officer
+    Coach Principal Nurse Editor Reporter Miss Sir Madam Aunt Uncle Grandma Grandpa Mom Mum
+    Dad God Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March
+    April May June July August September October November December Spring Summer Autumn
+    Fall Winter Christmas Easter Halloween Town Hall Square Street Road Park River Festival
+    Market Green School Clinic Bakery Cafe Café Bar Books Flats Cottages Row Houses Main
+    Breaking Update News Local Today Tonight Tomorrow Yesterday PS Ps Btw BTW Lol LOL""".split()
+)
+# Words that start sentences (capitalised there only): never names.
+SENTENCE_STARTERS = frozenset(
+    """a about after again all also although always an and another any anyone anyway are
+    as at back be because been before being best better big both but by can cannot come
+    congrats congratulations could did do does don't done down during each either even ever
+    every everybody everyone everything excited feeling few finally first for from funny
+    get give glad go going good got great had happy hard has have having he heading her
+    here hers herself hey hi him himself his honestly hope how however huge i if in indeed
+    is isn't it it's its just last later let let's like little long look looks lots love
+    lovely made make many maybe me meanwhile more most much must my never new next nice no
+    nobody none nor not nothing now of oh on once one only or other our ours out over
+    perhaps please poor proud quick quite rather really right sad said same saw see seems
+    seriously she should since so some someone something sometimes soon sorry still such
+    sure take thank thanks that that's the their them then there there's these they they're
+    thing things this those though three through thrilled to today together tomorrow tonight
+    too truly two under until up us very wait was wasn't watch we we're well went were
+    what what's whatever when where which while who whoever why will with without wow
+    yes yesterday yet you you're your yours amazing absolutely big breaking crazy
+    definitely earlier everyone's exciting fantastic guess imagine incredible kind
+    luckily sadly shocking so-called someday somehow terrible tough unbelievable update
+    welcome whew word words""".split()
+)
+KIN = {
+    "wife": "family",
+    "husband": "family",
+    "son": "family",
+    "daughter": "family",
+    "mother": "family",
+    "father": "family",
+    "mom": "family",
+    "mum": "family",
+    "dad": "family",
+    "brother": "family",
+    "sister": "family",
+    "aunt": "family",
+    "uncle": "family",
+    "niece": "family",
+    "nephew": "family",
+    "grandson": "family",
+    "granddaughter": "family",
+    "grandfather": "family",
+    "grandmother": "family",
+    "cousin": "family",
+}
+TITLES = {"mayor", "dr", "doctor", "councillor", "officer", "coach", "principal", "nurse"}
+FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|mine|myself|we|we're|our|us)\b")
+NEGATIVE_TONE_MAX = 0.5  # VADER compound above this on a negative event: a tone mismatch
+POSITIVE_TONE_MIN = -0.5  # below this on a positive event: a tone mismatch
+
+_CAP_RUN = re.compile(
+    r"(?<![\w'’])((?:[A-Z][\w'’.-]*)(?:\s+(?:of|the|&|de|van|von)?\s*[A-Z][\w'’.-]*)*)"
+)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+_OPENER = re.compile(
+    r"^\s*(?:(?:hi|hey|hello|dear)\s+)?([A-Z][\w.'’-]*(?:\s+[A-Z][\w'’-]*)?),", re.IGNORECASE
+)
+_SCAFFOLD = re.compile(r"\b(headline|the facts|paragraphs?|bugle's article)\b")
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[A-Za-z][\w'’-]*", text)
+
+
+def _clean(word: str) -> str:
+    return _POSSESSIVE.sub("", word.strip(".,;:!?\"'’()[]-"))
+
+
+@dataclass(frozen=True)
+class _Person:
+    npc_id: str
+    full: str
+    forms: tuple[str, ...]  # ways a post may name them
+    occupation: str
+
+
+class WorldNames:
+    """What a post may name: people (full name, first name, title + surname), places
+    (full name, without "The" or the town's name), and the world's other proper nouns."""
+
+    def __init__(self, index: WorldIndex) -> None:
+        catalog = index.catalog
+        self.title = catalog.world.title
+        self.people: dict[str, _Person] = {}
+        tokens: set[str] = set(COMMON_CAPITALISED)
+        roles: set[str] = set()
+        for npc in catalog.npcs.values():
+            full = npc.display_name
+            parts = [_clean(p) for p in full.split()]
+            names = [p for p in parts if p not in {"Dr", "Dr.", "Mr", "Mrs", "Ms"}]
+            forms = {full, " ".join(names)}
+            if names:
+                forms.add(names[0])
+                forms.add(names[-1])
+                role = npc.occupation.split()[-1].capitalize()
+                forms.add(f"{role} {names[-1]}")
+                if full.startswith("Dr"):
+                    forms.update({f"Dr. {names[-1]}", f"Dr {names[-1]}", f"Doctor {names[-1]}"})
+            tokens.update(names)
+            ordered = tuple(sorted(forms, key=len))
+            self.people[npc.id] = _Person(npc.id, full, ordered, npc.occupation)
+            roles.update(w.lower() for w in npc.occupation.split())
+        self.places: dict[str, tuple[str, ...]] = {}
+        for place in catalog.places.values():
+            forms = {place.name}
+            bare = re.sub(r"^(The|the)\s+", "", place.name)
+            forms.add(bare)
+            if bare.startswith(self.title + " ") and len(bare.split()) > 1:
+                forms.add(bare[len(self.title) + 1 :])
+            self.places[place.id] = tuple(sorted(forms, key=len))
+            tokens.update(_clean(w) for w in _words(place.name))
+        tokens.add(self.title)
+        for channel in catalog.channels.values():
+            tokens.update(_clean(w) for w in _words(channel.name))
+        self.tokens = frozenset(t for t in tokens if t)
+        generic = {"owner", "vendor", "worker", "retired", "town", "clinic", "market", "bar"}
+        self.roles = frozenset(r for r in roles if r not in generic and len(r) > 3)
+        self.first_names: dict[str, set[str]] = {}
+        for person in self.people.values():
+            self.first_names.setdefault(person.forms[0].split()[0], set()).add(person.npc_id)
+        self.by_form: dict[str, list[str]] = {}
+        for person in self.people.values():
+            for form in person.forms:
+                self.by_form.setdefault(form, []).append(person.npc_id)
+        self.family: set[tuple[str, str]] = {
+            (r.source, r.target) for r in catalog.relationships if "family" in r.tags
+        }
+
+    def mentions(self, text: str, npc_id: str) -> bool:
+        """Whether ``text`` names this NPC (any of their forms, on word boundaries)."""
+        return any(_has(text, form) for form in self.people[npc_id].forms)
+
+    def names_place(self, text: str, place_id: str) -> bool:
+        """Whether ``text`` names this place."""
+        return any(_has(text, form, ignore_case=True) for form in self.places[place_id])
+
+    def who(self, name: str) -> list[str]:
+        """NPCs a name may refer to (full name, title + surname, first or last name)."""
+        name = _clean(name)
+        return [pid for pid, p in self.people.items() if name in p.forms]
+
+
+def _has(text: str, form: str, ignore_case: bool = False) -> bool:
+    flags = re.IGNORECASE if ignore_case else 0
+    return re.search(rf"(?<![\w]){re.escape(form)}(?![\w])", text, flags) is not None
+
+
+_NAMES: weakref.WeakKeyDictionary[Catalog, WorldNames] = weakref.WeakKeyDictionary()
+
+
+def names_of(index: WorldIndex) -> WorldNames:
+    """The world's names, built once per loaded catalog."""
+    got = _NAMES.get(index.catalog)
+    if got is None:
+        got = _NAMES[index.catalog] = WorldNames(index)
+    return got
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a post must be about: the event's who, where and tone, and who writes it."""
+
+    channel: str
+    author: str
+    actor: str
+    target: str | None
+    place: str | None
+    summary: str
+    valence: str
+    requires_place: bool
+
+
+def invented_names(text: str, names: WorldNames, vocabulary: Iterable[str] = ()) -> list[str]:
+    """Proper nouns in ``text`` the world does not know (in order, without repeats).
+
+    A capitalised word mid-sentence is a proper noun; at the start of a sentence it is
+    one only if it is not a common sentence opener and not a word the prompt or the post
+    uses in lower case. Hashtags, @handles and acronyms are not checked.
+    """
+    lower = {w.lower() for w in _words(text) if w[:1].islower()} | {v.lower() for v in vocabulary}
+    out: list[str] = []
+    for sentence in _SENTENCE_SPLIT.split(text):
+        sentence = sentence.strip(" \"'“”‘’*-—–:(")
+        for m in _CAP_RUN.finditer(sentence):
+            run = m.group(1)
+            prev = sentence[: m.start()].rstrip()
+            if prev.endswith(("#", "@")):
+                continue
+            at_start = m.start() == 0 or prev.endswith((":", "—", "-", "–", '"', "“"))
+            words = [_clean(w) for w in run.split() if w[:1].isupper()]
+            for i, word in enumerate(words):
+                if not word or word.isupper() or word in names.tokens:
+                    continue
+                low = word.lower()
+                base = re.split(r"['’]", low)[0]
+                if (
+                    i == 0
+                    and at_start
+                    and (low in SENTENCE_STARTERS or low in lower or base in SENTENCE_STARTERS)
+                ):
+                    continue
+                if low in lower and len(words) == 1 and at_start:
+                    continue
+                if word not in out:
+                    out.append(word)
+    return out
+
+
+def _role_claims(text: str, names: WorldNames) -> list[str]:
+    """Roles the post gives people that nobody of that name holds ("Mayor Crane",
+    "Victor Crane, the mayor", "Victor Crane, who used to be the mayor")."""
+    out = []
+    for form, ids in names.by_form.items():
+        if form not in text:
+            continue
+        own = {w.lower() for pid in ids for w in names.people[pid].occupation.split()}
+        full = names.people[ids[0]].full if len(ids) == 1 else form
+        occ = " or ".join(sorted({names.people[pid].occupation.lower() for pid in ids}))
+        esc = re.escape(form)
+        for m in re.finditer(rf"\b([A-Z][a-z]+)\.?\s+{esc}\b", text):
+            role = m.group(1).lower()
+            if (
+                role in TITLES
+                and role not in own
+                and not (
+                    role in {"dr", "doctor"}
+                    and any(names.people[p].full.startswith("Dr") for p in ids)
+                )
+            ):
+                out.append(f"{m.group(0)!r} ({full} is {occ})")
+        for m in re.finditer(
+            rf"\b{esc},?\s+(?:(?:who|which)\s+(?:is|was|used to be|has been)\s+|is\s+|was\s+)?"
+            rf"(?:the|a|an|our|their)\s+(?:\w+\s+){{0,2}}?(\w+)",
+            text,
+        ):
+            role = m.group(1).lower()
+            if role in names.roles and role not in own:
+                out.append(f"{m.group(0)!r} ({full} is {occ})")
+    return out
+
+
+def _kin_claims(text: str, names: WorldNames) -> list[str]:
+    """Family ties the post gives people that the world does not have."""
+    out = []
+    kin = "|".join(KIN)
+    for m in re.finditer(
+        rf"\b([A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?)['’]s\s+({kin})\b,?\s+([A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?)",
+        text,
+    ):
+        a_ids, b_ids = names.who(m.group(1)), names.who(m.group(3))
+        if (
+            a_ids
+            and b_ids
+            and not any(
+                (a, b) in names.family or (b, a) in names.family for a in a_ids for b in b_ids
+            )
+        ):
+            out.append(f"{m.group(0)!r} (they are not family)")
+    return out
+
+
+def _paragraphs(body: str) -> int:
+    return len([p for p in re.split(r"\n\s*\n", body) if p.strip()])
+
+
+_VADER = SentimentIntensityAnalyzer()
+
+
+def tone(text: str) -> float:
+    """VADER compound sentiment of ``text``: -1 (bitter) .. +1 (cheerful)."""
+    return float(_VADER.polarity_scores(text)["compound"])
+
+
+def problems(
+    fields: dict[str, str],
+    subject: Subject,
+    names: WorldNames,
+    vocabulary: Iterable[str] = (),
+) -> list[str]:
+    """Every grounding rule the post fails, as ``"<rule>: <reason>"`` (empty: none).
+
+    ``vocabulary``: words known to be common (the prompt's lower-case words), so that a
+    sentence opening with one is not taken for a name."""
+    body = fields.get("body", "")
+    title = fields.get("title") or ""
+    text = f"{title}\n{body}" if title else body
+    people = names.people
+    out: list[str] = []
+    first_person = FIRST_PERSON.search(body) is not None
+    actor = people[subject.actor]
+    if not names.mentions(text, subject.actor) and not (
+        subject.author == subject.actor and first_person
+    ):
+        out.append(f"actor: does not name {actor.full}, who did it")
+    if subject.target and not names.mentions(text, subject.target):
+        if not (subject.author == subject.target and first_person):
+            out.append(f"target: does not name {people[subject.target].full}")
+    if subject.place and subject.requires_place and not names.names_place(text, subject.place):
+        out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
+    invented = invented_names(text, names, vocabulary)
+    if invented:
+        listed = ", ".join(invented[:4])
+        out.append(f"invented: names {listed}, who or which is not in {names.title}")
+    roles = _role_claims(text, names)
+    if roles:
+        out.append(f"role: {roles[0]}")
+    kin = _kin_claims(text, names)
+    if kin:
+        out.append(f"kin: {kin[0]}")
+    if subject.place and not names.names_place(text, subject.place):
+        elsewhere = [
+            forms[-1]
+            for pid, forms in names.places.items()
+            if pid != subject.place and len(forms[-1]) > 4 and _has(text, forms[-1])
+        ]
+        if elsewhere:
+            there = names.places[subject.place][-1]
+            out.append(f"wrong_place: puts it at {elsewhere[0]}; it happened at {there}")
+    score = tone(body)
+    if subject.valence == "negative" and score > NEGATIVE_TONE_MAX:
+        out.append(f"tone: cheerful ({score:+.2f}) about something bad: {subject.summary}")
+    elif subject.valence == "positive" and score < POSITIVE_TONE_MIN:
+        out.append(f"tone: bitter ({score:+.2f}) about something good: {subject.summary}")
+    if subject.channel in ("feed", "chat"):
+        opener = _OPENER.match(body)
+        if opener and names.who(opener.group(1)):
+            out.append(f"letter: opens like a letter ({opener.group(0).strip()!r})")
+        author = people[subject.author]
+        if _has(body, author.full) or (
+            " " in author.full and _has(body, author.full.split()[-1] + " is")
+        ):
+            out.append(f"third_person: {author.full} writes about themselves in the third person")
+    if subject.channel == "news":
+        summary = subject.summary.strip().rstrip(".").lower()
+        head = title.strip().rstrip(".").lower()
+        if not head or head == summary:
+            out.append("headline: the headline is missing or is the event summary copied")
+        elif len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
+            out.append(f"headline: {title.strip()!r} is not a headline")
+        if _paragraphs(body) < 2:
+            out.append(f"paragraphs: {_paragraphs(body)} paragraph(s), at least 2 wanted")
+    return out
+
+
+def rule_of(problem: str) -> str:
+    """The rule a problem string names (``"actor: ..."`` -> ``"actor"``)."""
+    return problem.split(":", 1)[0]
