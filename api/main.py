@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.admin_token import with_admin_token
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
+from api.metrics import RequestTimer
 from api.routes import (
     admin,
     decisions,
@@ -35,6 +36,7 @@ from api.routes import (
     feed,
     health,
     lineage,
+    metrics,
     npcs,
     posts,
     runs,
@@ -145,6 +147,7 @@ def create_app(
     app.add_middleware(AdminGuard, settings=settings)
     app.add_middleware(HostGuard, allowed=settings.api_allowed_hosts)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestTimer)  # outermost: times the guards' answers too
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
@@ -158,6 +161,7 @@ def create_app(
 
     for module in (
         health,
+        metrics,
         feed,
         posts,
         events,

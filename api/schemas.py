@@ -160,6 +160,11 @@ class HealthPublic(BaseModel):
 
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+    lag: dict[str, dict[str, int]] | None = Field(
+        None,
+        description="Consumer lag of this process's consumers (the embedded sink's): "
+        "group -> topic -> messages not yet fetched. Absent when it runs none.",
+    )
 
 
 class LlmCallsOutcomesPublic(LlmCallsPublic):

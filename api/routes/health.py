@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from api.schemas import HealthPublic
+from worldfeed import metrics
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -24,9 +25,14 @@ async def _run_check(check: HealthCheck) -> str:
         return f"error: {type(exc).__name__}: {exc}"[:300]
 
 
-@router.get("", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+@router.get(
+    "",
+    response_model=HealthPublic,
+    response_model_exclude_none=True,
+    responses={503: {"model": HealthPublic}},
+)
 async def read_health(request: Request, response: Response) -> HealthPublic:
-    """Each dependency's status; 503 when any is not ok."""
+    """Each dependency's status (503 when any is not ok) and this process's consumer lag."""
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     names = list(checks)
     results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
@@ -34,4 +40,5 @@ async def read_health(request: Request, response: Response) -> HealthPublic:
     ok = all(r == "ok" for r in results)
     if not ok:
         response.status_code = 503
-    return HealthPublic(status="ok" if ok else "degraded", checks=report)
+    lag = metrics.current_lag() or None
+    return HealthPublic(status="ok" if ok else "degraded", checks=report, lag=lag)
