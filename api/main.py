@@ -69,6 +69,7 @@ def create_app(
     commands: CommandSender | None = None,
     worlds_dir: Path | None = None,
     feed_cache_s: float = 1.0,
+    progress: health.Progress | None = None,
 ) -> FastAPI:
     """Build the API for ``settings``.
 
@@ -80,7 +81,8 @@ def create_app(
     ``commands``: the sender of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
     (default ``settings.worlds_dir``). ``feed_cache_s``: how long a ``/feed`` page is served from
-    the cache (:class:`api.cache.PageCache`; 0 turns it off).
+    the cache (:class:`api.cache.PageCache`; 0 turns it off). ``progress``: the consumer
+    lag and last completed tick that ``GET /health`` reports (where the API runs the sink).
     """
     settings = with_admin_token(settings)
     database = database_of(settings.clickhouse_dsn)
@@ -120,6 +122,7 @@ def create_app(
     app.state.catalogs = WorldCatalogs(
         [CATALOG_WORLDS, app.state.worlds_dir], settings.world_cache_max_bytes
     )
+    app.state.progress = progress
     app.state.seeding = None  # the world generation in progress (one at a time)
     app.state.live_streams = 0
     app.state.feed_cache = PageCache(feed_cache_s, max_bytes=settings.api_cache_max_bytes)

@@ -108,6 +108,13 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
     async def kafka() -> str:
         return await kafka_health(settings)
 
+    if with_sink:
+        from worldfeed import metrics
+
+        def progress() -> tuple[dict[str, dict[str, int]], int | None]:
+            return metrics.current_lag(), metrics.last_completed_tick()
+
+        options.setdefault("progress", progress)
     app = create_app(
         settings,
         health_checks={"kafka": kafka},

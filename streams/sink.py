@@ -39,7 +39,7 @@ from topics import (
     TopicSpec,
 )
 from topics.codec import DecodeError, decode, storable_json
-from topics.models import RunCommanded
+from topics.models import RunCommanded, TickCompleted
 from worldfeed import metrics
 from worldfeed.backoff import backoff
 
@@ -84,6 +84,7 @@ async def store_records(
     metrics.STAGE_MESSAGES.labels("sink").inc(len(records))
     metrics.SINK_BATCH_MESSAGES.observe(len(records))
     stored: list[BaseModel] = []  # for streams.on_stored, when someone listens
+    last_tick: int | None = None
     for record in records:
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
@@ -113,6 +114,8 @@ async def store_records(
             continue
         if streams.on_stored:
             stored.append(msg)
+        if isinstance(msg, TickCompleted):
+            last_tick = msg.tick
     for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
         t0 = time.perf_counter()
         try:
@@ -124,6 +127,8 @@ async def store_records(
         metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - t0)
         for table, n in written.items():
             metrics.SINK_ROWS.labels(table).inc(n)
+        if last_tick is not None:
+            metrics.SINK_LAST_TICK.set(last_tick)
         if stored:
             for listener in streams.on_stored:
                 listener(stored)

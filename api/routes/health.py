@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from api.schemas import HealthPublic
-from worldfeed import metrics
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 HealthCheck = Callable[[], Awaitable[str]]
+# the consumer lag (group -> topic -> messages) and last completed tick of the process's
+# consumers, where the API runs some (the embedded sink); see api.main.create_app
+Progress = Callable[[], tuple[dict[str, dict[str, int]], int | None]]
 CHECK_TIMEOUT_S = 2.0
 
 
@@ -32,7 +34,8 @@ async def _run_check(check: HealthCheck) -> str:
     responses={503: {"model": HealthPublic}},
 )
 async def read_health(request: Request, response: Response) -> HealthPublic:
-    """Each dependency's status (503 when any is not ok) and this process's consumer lag."""
+    """Each dependency's status (503 when any is not ok); where the API runs the sink, its
+    consumer lag and the last completed tick it stored."""
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     names = list(checks)
     results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
@@ -40,5 +43,10 @@ async def read_health(request: Request, response: Response) -> HealthPublic:
     ok = all(r == "ok" for r in results)
     if not ok:
         response.status_code = 503
-    lag = metrics.current_lag() or None
-    return HealthPublic(status="ok" if ok else "degraded", checks=report, lag=lag)
+    lag, last_tick = None, None
+    progress: Progress | None = request.app.state.progress
+    if progress is not None:
+        lag, last_tick = progress()
+    return HealthPublic(
+        status="ok" if ok else "degraded", checks=report, lag=lag or None, last_tick=last_tick
+    )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from worldfeed.metrics import REGISTRY
+from worldfeed.settings import Settings
 
 
 def requests_of(route: str, status: str = "2xx") -> float:
@@ -46,3 +52,17 @@ def test_unrouted_requests_share_one_label(api: TestClient) -> None:
 
 def test_health_leaves_lag_out_without_consumers(api: TestClient) -> None:
     assert "lag" not in api.get("/health").json()
+
+
+def test_health_reports_the_sinks_lag_and_last_tick_where_it_runs_one(
+    api_settings: Callable[..., Settings],
+    ch_client: Client,
+    client_of: Callable[[FastAPI], TestClient],
+) -> None:
+    def progress() -> tuple[dict[str, dict[str, int]], int | None]:
+        return {"wf-sink": {"wf.events": 3}}, 41
+
+    with client_of(create_app(api_settings(), ch_client, progress=progress)) as client:
+        body = client.get("/health").json()
+    assert body["lag"] == {"wf-sink": {"wf.events": 3}}
+    assert body["last_tick"] == 41

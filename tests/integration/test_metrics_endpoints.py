@@ -125,7 +125,7 @@ async def test_worker_and_api_metrics_advance_during_a_run(
     assert sample(timed, "worldfeed_api_request_duration_seconds_count", route="/feed") >= 1
     for name in NAMED:
         assert f"# TYPE {name} " in timed, name
-    health = page(f"{api}/health")
+    health = wait_for(f"{api}/health", lambda t: f'"last_tick":{N_TICKS - 1}' in t, 30, procs)
     assert sink_group in health, health
 
     top = subprocess.run(
