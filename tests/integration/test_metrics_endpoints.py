@@ -148,3 +148,26 @@ async def test_worker_and_api_metrics_advance_during_a_run(
     )
     assert top.returncode == 0, top.stdout + top.stderr
     assert f"last {N_TICKS - 1}" in top.stdout and "down" not in top.stdout, top.stdout
+
+
+async def test_a_render_worker_exports_its_llm_series(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    settings = settings_factory(triton_grpc_url=triton_url, metrics_port=free_port())
+    procs.worker("worker", settings, "clock,world,impact,render")
+    worker = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    wait_http(worker, 90, procs)
+    days = 4 * settings.step_minutes / 1440
+    await start_run(settings, "llm-metrics", seed=5, days=days, start_minute=7 * 60)
+
+    def answered(text: str) -> bool:
+        return sample(text, "worldfeed_llm_latency_seconds_count", stage="render") >= 1
+
+    text = wait_for(worker, answered, 240, procs)  # the first post from the model
+    assert sample(text, "worldfeed_stage_messages_total", stage="render") >= 1
+    assert sample(text, "worldfeed_llm_calls_total", stage="render") >= 1
+    assert sample(text, "worldfeed_llm_latency_seconds_sum", stage="render") > 0
+    assert sample(text, "worldfeed_llm_tokens_total", stage="render", direction="prompt") > 0
+    assert sample(text, "worldfeed_llm_tokens_total", stage="render", direction="output") > 0
+    assert sample(text, "worldfeed_llm_cache_lookups_total", stage="render", result="miss") >= 1
+    assert 'worldfeed_llm_budget_queue{stage="render"}' in text
