@@ -9,6 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from worldfeed import metrics
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# live streams stay open for up to an hour: not requests with a latency
+UNTIMED = ("/stream/",)
 
 
 def route_of(scope: Scope) -> str:
@@ -23,8 +25,8 @@ class RequestTimer:
     """Observes every HTTP request's duration on
     :data:`~worldfeed.metrics.API_REQUEST_SECONDS` (route template, method, status class).
 
-    A plain ASGI middleware, like :class:`api.main.AdminGuard`. A live stream
-    (``/stream/posts``) counts for as long as it stays open.
+    A plain ASGI middleware, like :class:`api.main.AdminGuard`. Live streams
+    (``/stream/posts``) are left out: they stay open as long as their client reads.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -46,9 +48,9 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            route = route_of(scope)
             method = scope.get("method", "")
-            metrics.API_REQUEST_SECONDS.labels(
-                route_of(scope),
-                method if method in METHODS else "other",
-                metrics.status_class(status),
-            ).observe(time.perf_counter() - t0)
+            if not route.startswith(UNTIMED):
+                metrics.API_REQUEST_SECONDS.labels(
+                    route, method if method in METHODS else "other", metrics.status_class(status)
+                ).observe(time.perf_counter() - t0)

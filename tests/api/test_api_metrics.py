@@ -66,3 +66,8 @@ def test_health_reports_the_sinks_lag_and_last_tick_where_it_runs_one(
         body = client.get("/health").json()
     assert body["lag"] == {"wf-sink": {"wf.events": 3}}
     assert body["last_tick"] == 41
+
+
+def test_live_streams_are_not_timed(api: TestClient) -> None:
+    assert api.get("/stream/posts?poll_s=bad").status_code == 422  # routed, answered at once
+    assert "/stream/posts" not in api.get("/metrics").text
