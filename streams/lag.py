@@ -3,9 +3,9 @@
 Per topic, the sum over the partitions a consumer holds of highwater (the broker's end
 offset as of the last fetch) minus position (the next offset to fetch), set on
 :data:`worldfeed.metrics.CONSUMER_LAG` by consumer group. Both come with the fetch
-responses, so measuring costs no request to the broker (unless a position is being reset). Records fetched but not yet handled
-(faust's buffer) count as read, so a stuck agent shows as lag only once its buffer is
-full and the consumer stops fetching.
+responses: measuring sends no request to the broker (unless a position is being reset).
+Records fetched but not yet handled (faust's buffer) count as read, so a stuck agent
+shows as lag only once its buffer is full and the consumer stops fetching.
 """
 
 from __future__ import annotations
