@@ -153,9 +153,9 @@ def table(a: Scrape, b: Scrape) -> list[str]:
     lines.append(f"messages/s {rates or '-'}")
     lag = b.by("worldfeed_consumer_lag_messages", "group", "topic")
     if lag:
-        worst = sorted(lag.items(), key=lambda kv: -kv[1])[:4]
+        worst = sorted(((k, n) for k, n in lag.items() if n > 0), key=lambda kv: -kv[1])[:4]
         text = "  ".join(f"{topic} ({group}) {n:.0f}" for (group, topic), n in worst)
-        lines.append(f"lag        total {sum(lag.values()):.0f}  {text}")
+        lines.append(f"lag        total {sum(lag.values()):.0f}  {text}".rstrip())
     else:
         lines.append("lag        -")
     for stage in sorted(k[0] for k in b.by("worldfeed_llm_calls_total", "stage")):

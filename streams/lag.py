@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 2.0  # how often the lag is measured
 POSITION_WAIT_S = 1.0  # a partition whose position is being reset is left out this time
+FAUST_ASSIGNOR = "__assignor-__leader"
 
 
 async def consumer_lag(consumer: Any) -> dict[str, int]:
@@ -30,6 +31,8 @@ async def consumer_lag(consumer: Any) -> dict[str, int]:
     """
     lag: dict[str, int] = {}
     for tp in list(consumer.assignment()):
+        if tp.topic.endswith(FAUST_ASSIGNOR):
+            continue  # faust's own leader-election topic, never behind
         try:
             end = consumer.highwater(tp)
             if end is None:

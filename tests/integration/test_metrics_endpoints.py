@@ -147,6 +147,7 @@ async def test_worker_and_api_metrics_advance_during_a_run(
         check=False,
     )
     assert top.returncode == 0, top.stdout + top.stderr
+    print(f"\nworldfeed top --once after the run:\n{top.stdout}")
     assert f"last {N_TICKS - 1}" in top.stdout and "down" not in top.stdout, top.stdout
 
 

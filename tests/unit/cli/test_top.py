@@ -37,6 +37,7 @@ worldfeed_stage_messages_total{stage="world"} 300
 worldfeed_stage_messages_total{stage="impact"} 5000
 # TYPE worldfeed_consumer_lag_messages gauge
 worldfeed_consumer_lag_messages{group="g",topic="wf.events"} 40
+worldfeed_consumer_lag_messages{group="g",topic="wf.ticks"} 0
 # TYPE worldfeed_tick_duration_seconds histogram
 worldfeed_tick_duration_seconds_bucket{shard="0",le="0.1"} 5
 worldfeed_tick_duration_seconds_bucket{shard="0",le="1.0"} 30
@@ -68,7 +69,7 @@ def test_table_rates_and_means_over_the_interval() -> None:
     assert "10.00/s  last 29" in text  # (30 - 10) ticks / 2 s
     assert "shard tick mean 500 ms" in text  # (12 - 2) s / (30 - 10) ticks
     assert "world 100" in text and "impact 2000" in text
-    assert "lag        total 40  wf.events (g) 40" in text
+    assert "lag        total 40  wf.events (g) 40\n" in text  # topics behind only
     assert "impact/decode 2" in text
     assert "down       http://x/metrics" in text
 
