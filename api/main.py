@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.admin_token import with_admin_token
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
+from api.metrics import RequestTimer
 from api.routes import (
     admin,
     decisions,
@@ -35,6 +36,7 @@ from api.routes import (
     feed,
     health,
     lineage,
+    metrics,
     npcs,
     posts,
     runs,
@@ -67,6 +69,7 @@ def create_app(
     commands: CommandSender | None = None,
     worlds_dir: Path | None = None,
     feed_cache_s: float = 1.0,
+    progress: health.Progress | None = None,
 ) -> FastAPI:
     """Build the API for ``settings``.
 
@@ -78,7 +81,8 @@ def create_app(
     ``commands``: the sender of admin run commands (default: one for ``settings``, started
     on the first command). ``worlds_dir``: where ``POST /admin/worlds`` writes worlds
     (default ``settings.worlds_dir``). ``feed_cache_s``: how long a ``/feed`` page is served from
-    the cache (:class:`api.cache.PageCache`; 0 turns it off).
+    the cache (:class:`api.cache.PageCache`; 0 turns it off). ``progress``: the consumer
+    lag and last completed tick that ``GET /health`` reports (where the API runs the sink).
     """
     settings = with_admin_token(settings)
     database = database_of(settings.clickhouse_dsn)
@@ -118,6 +122,7 @@ def create_app(
     app.state.catalogs = WorldCatalogs(
         [CATALOG_WORLDS, app.state.worlds_dir], settings.world_cache_max_bytes
     )
+    app.state.progress = progress
     app.state.seeding = None  # the world generation in progress (one at a time)
     app.state.live_streams = 0
     app.state.feed_cache = PageCache(feed_cache_s, max_bytes=settings.api_cache_max_bytes)
@@ -145,6 +150,7 @@ def create_app(
     app.add_middleware(AdminGuard, settings=settings)
     app.add_middleware(HostGuard, allowed=settings.api_allowed_hosts)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestTimer)  # outermost: times the guards' answers too
 
     @app.exception_handler(InvalidQuery)
     async def invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
@@ -158,6 +164,7 @@ def create_app(
 
     for module in (
         health,
+        metrics,
         feed,
         posts,
         events,

@@ -160,6 +160,16 @@ class HealthPublic(BaseModel):
 
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+    lag: dict[str, dict[str, int]] | None = Field(
+        None,
+        description="Consumer lag of this process's consumers (the embedded sink's): "
+        "group -> topic -> messages not yet fetched. Absent when it runs none.",
+    )
+    last_tick: int | None = Field(
+        None,
+        description="The last completed tick this process stored (its embedded sink), of the "
+        "run it stored a tick of last. Absent before the first.",
+    )
 
 
 class LlmCallsOutcomesPublic(LlmCallsPublic):

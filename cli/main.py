@@ -10,6 +10,7 @@ worldfeed topics        create the topics (idempotent)
 worldfeed migrate       apply ClickHouse migrations
 worldfeed schemas       export topic JSON Schemas to topics/schemas/
 worldfeed sql           run a read-only query through the API (--format table|csv|json)
+worldfeed top           a live table of the workers' and the API's /metrics (--once: one)
 worldfeed check-world   validate a world directory (file, JSON pointer and rule of each problem)
 worldfeed new-world     start a new world from a template (the starter town, or synthetic)
 """
@@ -64,6 +65,10 @@ def cmd_worker(settings: Settings, roles: list[str]) -> int:
 
     asyncio.run(ensure_topics(settings))
     streams = create_streams(settings, roles)
+    if settings.metrics_port:
+        from worldfeed import metrics
+
+        metrics.serve(settings.metrics_host, settings.metrics_port)
     worker = faust.Worker(streams.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
@@ -103,6 +108,13 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
     async def kafka() -> str:
         return await kafka_health(settings)
 
+    if with_sink:
+        from worldfeed import metrics
+
+        def progress() -> tuple[dict[str, dict[str, int]], int | None]:
+            return metrics.current_lag(), metrics.last_completed_tick()
+
+        options.setdefault("progress", progress)
     app = create_app(
         settings,
         health_checks={"kafka": kafka},
@@ -191,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("query")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--api", default=None, help="API base URL (default: from the settings)")
+    t = sub.add_parser("top", help="live view of the metrics of the API and the workers")
+    t.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        help="a /metrics URL (repeatable; default: the API's and the worker's of the settings)",
+    )
+    t.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    t.add_argument("--once", action="store_true", help="print one table and exit")
     cw = sub.add_parser("check-world", help="validate a world directory")
     cw.add_argument("directory", type=Path)
     nw = sub.add_parser("new-world", help="start a new world from a template")
@@ -292,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.sql import cmd_sql
 
         return cmd_sql(settings, args.query, args.format, args.api)
+    if args.cmd == "top":
+        from cli.top import cmd_top
+
+        return cmd_top(settings, args.target, args.interval, args.once)
     if args.cmd == "schemas":
         for path in export_topic_schemas():
             print(path.relative_to(ROOT))

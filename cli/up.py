@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from api.admin_token import usage as admin_usage
 from bus.admin import ensure_topics
 from bus.commands import send_command
+from cli.top import UP_WORKER_METRICS_PORT
 from sim.calendar import MINUTES_PER_HOUR, clock_text
 from topics import DLQ, EVENTS, POSTS, RENDER_REQUESTS, TICKS
 from topics.codec import DecodeError, decode
@@ -226,10 +228,31 @@ def world_name(settings: Settings) -> str:
     return "town" if settings.catalog_dir.resolve() == default else str(settings.catalog_dir)
 
 
-def next_steps(settings: Settings, run_id: str) -> list[str]:
+def worker_metrics_port(settings: Settings) -> int:
+    """The worker's /metrics port: the settings', else 9464 when free, else any free one."""
+    if settings.metrics_port:
+        return settings.metrics_port
+    for port in (UP_WORKER_METRICS_PORT, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((settings.metrics_host, port))
+            except OSError:
+                continue
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    raise RuntimeError("no free port for the worker's /metrics")
+
+
+def next_steps(settings: Settings, run_id: str, metrics_port: int | None = None) -> list[str]:
     """What a user needs once the run is up: where to look, how to act, how to tail topics."""
     api = f"http://{settings.api_host}:{settings.api_port}"
     bootstrap = settings.kafka_bootstrap.split(",")[0]
+    top = ".venv/bin/worldfeed top"
+    if metrics_port is not None and metrics_port != (
+        settings.metrics_port or UP_WORKER_METRICS_PORT
+    ):
+        worker = f"http://{settings.metrics_host}:{metrics_port}/metrics"
+        top += f" --target {api}/metrics --target {worker}"
     return [
         "",
         f"web UI:         {api}/?run_id={run_id}   (dashboard {api}/ui/run?run_id={run_id})",
@@ -241,6 +264,8 @@ def next_steps(settings: Settings, run_id: str) -> list[str]:
         f"\"SELECT channel, count() FROM posts WHERE run_id = '{run_id}' GROUP BY channel\"",
         f"tail a topic:   kcat -b {bootstrap} -t {settings.topic(POSTS.name)} -C -o end"
         f"   (also {', '.join(settings.topic(s.name) for s in (EVENTS, TICKS, DLQ))})",
+        f"metrics:        {api}/metrics (API and sink), the worker's on port "
+        f"{metrics_port or settings.metrics_port or UP_WORKER_METRICS_PORT}; live: {top}",
     ]
 
 
@@ -270,7 +295,8 @@ def up(
         worker = [exe, "worker"]
         if settings.decide_budget:  # runs deliberate: a worker answers their decisions
             worker += ["--roles", "clock,world,impact,render,deliberate"]
-        sup.spawn("worker", worker, env)
+        metrics_port = worker_metrics_port(settings)
+        sup.spawn("worker", worker, {**env, "WORLDFEED_METRICS_PORT": str(metrics_port)})
         sup.spawn("api", [exe, "api"], env)
         api = f"http://{settings.api_host}:{settings.api_port}"
         wait_http(f"{api}/health", 120, sup)
@@ -299,7 +325,7 @@ def up(
             f"by source {summary['sources']}; first post after {summary['first_post_s']:.1f}s; "
             f"total {time.monotonic() - t0:.1f}s"
         )
-        for line in next_steps(settings, run_id):
+        for line in next_steps(settings, run_id, metrics_port):
             say(line)
         if not exit_when_done:
             say("running; press Ctrl-C to stop everything")

@@ -37,13 +37,25 @@ Ledger = Callable[[LLMCalled], Awaitable[None]]
 
 @dataclass
 class CallCounts:
-    """Counters of LLM use: calls, errors, tokens, cache hits and misses, outage waits."""
+    """Counters of LLM use: calls, errors, tokens, cache hits and misses, outage waits.
+
+    ``observe``, when set, is told every count and timing as well (``name, value``): a
+    worker passes :func:`worldfeed.metrics.llm_observer` to export them.
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
+    observe: Callable[[str, float], None] | None = None
 
     def add(self, name: str, n: int = 1) -> None:
         """Count one occurrence of ``name``."""
         self.counts[name] += n
+        if self.observe is not None:
+            self.observe(name, n)
+
+    def timed(self, name: str, seconds: float) -> None:
+        """Report one timing (only to ``observe``: the counters keep no timings)."""
+        if self.observe is not None:
+            self.observe(name, seconds)
 
 
 def _no_problems(_fields: dict[str, Any]) -> list[str]:
@@ -247,6 +259,7 @@ class Completer:
             "latency_ms": c.latency_ms,
             "model": c.model,
         }
+        self.stats.timed("latency_s", c.latency_ms / 1000)
         self.stats.add("tokens_in", c.tokens_in)
         self.stats.add("tokens_out", c.tokens_out)
         if self.cache is not None:

@@ -53,6 +53,11 @@ class LLMGate:
         self._last = time.monotonic()
         self._cond: asyncio.Condition | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting to be admitted (the budget's queue)."""
+        return len(self._heap)
+
     def _condition(self) -> asyncio.Condition:
         # made on first use, inside the event loop that waits on it
         if self._cond is None:

@@ -24,6 +24,7 @@ from streams.outbox import Outbox
 from topics import DLQ, TOPICS, TopicSpec
 from topics.codec import DecodeError, decode, encode, printable
 from topics.models import DeadLettered
+from worldfeed import metrics
 from worldfeed.settings import Settings
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ class Streams:
             reason[:300],
         )
         await self.send(DLQ, stage, letter)
+        metrics.dead_lettered(stage, reason)
 
 
 def build_streams(settings: Settings, app_id: str) -> Streams:

@@ -19,6 +19,7 @@ from sim.world import load_world
 from streams.app import Streams
 from topics import CLOCK_INBOX, RUNS, SHARD_INBOX, SNAPSHOTS, TICKS
 from topics.models import RunCommanded
+from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def register(streams: Streams) -> None:
     @streams.app.agent(streams.topic(CLOCK_INBOX), name="advance_clock")
     async def advance_clock(stream: Any) -> None:
         """Start runs, emit ticks, and complete a tick once every shard reported it."""
+        handled = metrics.STAGE_MESSAGES.labels("clock")
         async for event in stream.events():
+            handled.inc()
             msg = await streams.decode_or_dead_letter("clock", CLOCK_INBOX, event)
             if msg is None:
                 continue
@@ -162,6 +165,8 @@ def register(streams: Streams) -> None:
             if completed is None:
                 continue
             await streams.send(TICKS, run.run_id, completed)
+            metrics.TICKS_COMPLETED.inc()
+            metrics.LAST_TICK.set(completed.tick)
             if run.snapshotting:  # the shards sent their parts before their reports
                 part = clock_part(run.run_id, run.current, n_shards, run.start, run.state())
                 await streams.send(SNAPSHOTS, run.run_id, part)

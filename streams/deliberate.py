@@ -26,6 +26,7 @@ from streams.app import Streams
 from streams.changelog import ChangelogTable
 from streams.render import triton_completer
 from topics import DECISION_REQUESTS, DECISIONS, SHARD_INBOX
+from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _completer(streams: Streams) -> tuple[Completer, ChangelogTable | None]:
         cache = streams.changelog_table("decide-cache", DECISION_REQUESTS)
     # an outage longer than the deadline: a timeout
     completer = triton_completer(
-        streams, cache, settings.decide_timeout_s, settings.decide_timeout_s
+        streams, "deliberate", cache, settings.decide_timeout_s, settings.decide_timeout_s
     )
     return completer, cache
 
@@ -59,7 +60,9 @@ def register(streams: Streams) -> None:
     )
     async def deliberate(stream: Any) -> None:
         """Answer each decision request; send the decision to the log and its shards."""
+        handled = metrics.STAGE_MESSAGES.labels("deliberate")
         async for event in streams.events(stream):  # acked once its decision is sent
+            handled.inc()
             if cache is not None:  # restored after a rebalance
                 await cache.ready(event.message.partition)
             req = await streams.decode_or_dead_letter("deliberate", DECISION_REQUESTS, event)

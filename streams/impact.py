@@ -15,6 +15,7 @@ from sim.world import load_world
 from streams.app import Streams
 from topics import EVENTS, RENDER_REQUESTS, SCORED_EVENTS
 from topics.codec import DecodeError, decode_checked
+from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ def register(streams: Streams) -> None:
         handed to the producer before the next batch is taken (faust flushes the
         producer before it commits those offsets: at least once).
         """
+        handled = metrics.STAGE_MESSAGES.labels("impact")
         async for batch in streams.event_batches(stream, BATCH, BATCH_WITHIN_S):
+            handled.inc(len(batch))
             for raw in batch:
                 await score(raw)
             await streams.outbox.send()

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from llm.chat import template_named
-from llm.complete import Completer
+from llm.complete import CallCounts, Completer
 from llm.gate import LLMGate
 from posts.quota import restore_quota
 from posts.service import PostRenderer, stats_summary
@@ -22,6 +22,7 @@ from streams.app import Streams
 from streams.changelog import ChangelogTable
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
 from topics.models import LLMCalled, QuotaRestored
+from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,15 @@ def _raw_table(streams: Streams, name: str) -> ChangelogTable:
 
 
 def triton_completer(
-    streams: Streams, cache: ChangelogTable | None, outage_s: float, budget_wait_s: float
+    streams: Streams,
+    stage: str,
+    cache: ChangelogTable | None,
+    outage_s: float,
+    budget_wait_s: float,
 ) -> Completer:
     """A :class:`~llm.complete.Completer` on the settings' Triton server, with the LLM
-    budget and the cost ledger (to ``llm-calls``): what every stage that asks the LLM uses."""
+    budget, the cost ledger (to ``llm-calls``) and the stage's metrics: what every stage
+    that asks the LLM uses."""
     # imported here: only a worker with a role that asks the LLM needs the gRPC stack
     from llm.client import TritonLLM
 
@@ -59,11 +65,14 @@ def triton_completer(
         settings.llm_timeout_s,
         settings.llm_retries,
     )
+    gate = LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s)
+    metrics.watch_llm_gate(stage, gate)
     return Completer(
         client,
         cache=cache,
-        gate=LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s),
+        gate=gate,
         ledger=ledger,
+        stats=CallCounts(observe=metrics.llm_observer(stage)),
         outage_s=outage_s,
         budget_wait_s=budget_wait_s,
     )
@@ -73,7 +82,9 @@ def _service(streams: Streams) -> tuple[PostRenderer, list[ChangelogTable]]:
     """The render service wired to Triton, the budget, the tables and the cost ledger."""
     settings = streams.settings
     cache = _raw_table(streams, "llm-cache") if settings.llm_cache else None  # by cache key
-    completer = triton_completer(streams, cache, settings.llm_outage_s, settings.llm_budget_wait_s)
+    completer = triton_completer(
+        streams, "render", cache, settings.llm_outage_s, settings.llm_budget_wait_s
+    )
     quota = _raw_table(streams, "render-quota")  # request ids per author/channel/day
     tables = [quota] if cache is None else [quota, cache]
     chat = template_named(settings.llm_chat_template)
@@ -92,7 +103,9 @@ def register(streams: Streams) -> None:
     )
     async def render_posts(stream: Any) -> None:
         """Write a post for each render request and publish it."""
+        handled = metrics.STAGE_MESSAGES.labels("render")
         async for event in streams.events(stream):  # acked once answered
+            handled.inc()
             for table in tables:  # restored after a rebalance
                 await table.ready(event.message.partition)
             req = await streams.decode_or_dead_letter("render", RENDER_REQUESTS, event)

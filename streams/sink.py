@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from storage.schema import json_table_for
 from storage.writer import ClickHouseWriter
 from streams import batches
 from streams.app import Streams
+from streams.lag import LagGauge
 from topics import (
     DECISION_OUTCOMES,
     DLQ,
@@ -37,7 +39,8 @@ from topics import (
     TopicSpec,
 )
 from topics.codec import DecodeError, decode, storable_json
-from topics.models import RunCommanded
+from topics.models import RunCommanded, TickCompleted
+from worldfeed import metrics
 from worldfeed.backoff import backoff
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,10 @@ async def store_records(
     """Decode records of the stored topics (bad ones go to the DLQ), buffer their rows and
     flush until they are stored. Returns the rows written per table."""
     writer = writer_for(streams)
+    metrics.STAGE_MESSAGES.labels("sink").inc(len(records))
+    metrics.SINK_BATCH_MESSAGES.observe(len(records))
     stored: list[BaseModel] = []  # for streams.on_stored, when someone listens
+    last_tick: int | None = None
     for record in records:
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
@@ -108,13 +114,21 @@ async def store_records(
             continue
         if streams.on_stored:
             stored.append(msg)
+        if isinstance(msg, TickCompleted):
+            last_tick = msg.tick
     for delay in backoff(batches.FIRST_BACKOFF_S, batches.MAX_BACKOFF_S):
+        t0 = time.perf_counter()
         try:
             written = await writer.flush()
         except Exception as exc:  # noqa: BLE001 - keep the rows and retry, never drop them
             log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             continue
+        metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - t0)
+        for table, n in written.items():
+            metrics.SINK_ROWS.labels(table).inc(n)
+        if last_tick is not None:
+            metrics.SINK_LAST_TICK.set(last_tick)
         if stored:
             for listener in streams.on_stored:
                 listener(stored)
@@ -137,6 +151,7 @@ async def consume(streams: Streams) -> None:
     by_topic = {settings.topic(spec.name): spec for spec in STORED}
     consumer = batches.batch_consumer(streams, "sink", list(by_topic), settings.sink_batch_size)
     await consumer.start()
+    lag = asyncio.ensure_future(LagGauge(group_id(streams.app.conf.id)).watch(consumer))
     loop = asyncio.get_running_loop()
 
     async def write(records: list[ConsumerRecord], offsets: dict[TopicPartition, int]) -> None:
@@ -163,6 +178,7 @@ async def consume(streams: Streams) -> None:
     finally:
         if writing is not None:
             writing.cancel()
+        lag.cancel()
         await consumer.stop()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from streams import clock, deliberate, impact, render, sink, world
 from streams.app import Streams, build_streams
+from streams.lag import LagGauge
 from worldfeed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,17 @@ def create_streams(
     for role in roles:
         REGISTER[role](streams)
     _dump_tasks_on_sigusr1(streams)
+    _watch_lag(streams)
     return streams
+
+
+def _watch_lag(streams: Streams) -> None:
+    """Report the lag of the app's own consumer (its agents' topics) while it runs."""
+    gauge = LagGauge(streams.app.conf.id)
+
+    @streams.app.task  # type: ignore[untyped-decorator]  # faust: untyped
+    async def watch_consumer_lag() -> None:
+        await gauge.watch(streams.app.consumer)
 
 
 def _dump_tasks_on_sigusr1(streams: Streams) -> None:

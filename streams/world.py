@@ -27,6 +27,7 @@ from topics import (
 )
 from topics.codec import encode
 from topics.models import DecisionMade, EffectsBatched, StateRestored, TickStarted
+from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,14 @@ def register(streams: Streams) -> None:
     table = streams.changelog_table("npc-state", SHARD_INBOX)  # restored by streams.changelog
     inbox_topic = streams.settings.topic(SHARD_INBOX.name)
     machines: dict[tuple[str, int], ShardBarrier] = {}
+    timer = metrics.TickTimer()
+    handled = metrics.STAGE_MESSAGES.labels("world")
 
     @streams.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         machines.clear()
+        timer.forget()
 
     def restoring(msg: StateRestored) -> TickStarted:
         # the machine of a branch's shard is built like any other, from its first message
@@ -97,6 +101,7 @@ def register(streams: Streams) -> None:
     ) -> None:
         t0 = time.perf_counter()
         if isinstance(msg, TickStarted):
+            timer.started(msg.run_id, msg.shard, msg.tick, t0)
             machine = machine_for(msg)
             step = machine.on_tick(msg)
         elif isinstance(msg, StateRestored):
@@ -121,9 +126,13 @@ def register(streams: Streams) -> None:
         t1 = time.perf_counter()
         await carry_out(step)
         t2 = time.perf_counter()
+        for tick in machine.decided:  # the ticks whose batches are out: the barrier wait starts
+            timer.sent(machine.run_id, machine.shard, tick, t2)
         done = machine.finish()
         t3 = time.perf_counter()
         await carry_out(done)
+        if done.report is not None:
+            timer.done(machine.run_id, machine.shard, done.report.tick, t0, time.perf_counter())
         log.debug(
             "shard %s %s tick %s: step %.3fs (%s events), applied %s writes in %.3fs",
             machine.shard,
@@ -139,6 +148,7 @@ def register(streams: Streams) -> None:
     async def advance_world(stream: Any) -> None:
         """Decide a shard's NPCs on each tick; apply effect batches at the tick barrier."""
         async for event in streams.events(stream):  # acked once handled
+            handled.inc()
             await table.ready(event.message.partition)  # restored after a rebalance
             msg = await streams.decode_or_dead_letter("world", SHARD_INBOX, event)
             if msg is None:

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
         description="Write a full-world snapshot (topic `snapshots`) every N ticks; unset: once"
         " per simulated day; 0: only on demand. Never changes what a run computes.",
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of a worker's Prometheus /metrics endpoint."
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus /metrics endpoint (0 = off; the API serves "
+        "/metrics on its own port). Workers on one host each need their own.",
+    )
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")
     admin_token: SecretStr = Field(

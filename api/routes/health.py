@@ -12,6 +12,9 @@ from api.schemas import HealthPublic
 router = APIRouter(prefix="/health", tags=["health"])
 
 HealthCheck = Callable[[], Awaitable[str]]
+# the consumer lag (group -> topic -> messages) and last completed tick of the process's
+# consumers, where the API runs some (the embedded sink); see api.main.create_app
+Progress = Callable[[], tuple[dict[str, dict[str, int]], int | None]]
 CHECK_TIMEOUT_S = 2.0
 
 
@@ -24,9 +27,15 @@ async def _run_check(check: HealthCheck) -> str:
         return f"error: {type(exc).__name__}: {exc}"[:300]
 
 
-@router.get("", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
+@router.get(
+    "",
+    response_model=HealthPublic,
+    response_model_exclude_none=True,
+    responses={503: {"model": HealthPublic}},
+)
 async def read_health(request: Request, response: Response) -> HealthPublic:
-    """Each dependency's status; 503 when any is not ok."""
+    """Each dependency's status (503 when any is not ok); where the API runs the sink, its
+    consumer lag and the last completed tick it stored."""
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     names = list(checks)
     results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
@@ -34,4 +43,10 @@ async def read_health(request: Request, response: Response) -> HealthPublic:
     ok = all(r == "ok" for r in results)
     if not ok:
         response.status_code = 503
-    return HealthPublic(status="ok" if ok else "degraded", checks=report)
+    lag, last_tick = None, None
+    progress: Progress | None = request.app.state.progress
+    if progress is not None:
+        lag, last_tick = progress()
+    return HealthPublic(
+        status="ok" if ok else "degraded", checks=report, lag=lag or None, last_tick=last_tick
+    )

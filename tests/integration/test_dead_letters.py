@@ -6,10 +6,14 @@ real run must still play to the end on the same workers.
 
 from __future__ import annotations
 
+import urllib.request
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 
+from cli.top import parse
+from tests.fixtures.kafka import free_port
 from tests.fixtures.processes import Procs, produce, read_until, start_run
 from topics import (
     CLOCK_INBOX,
@@ -23,6 +27,7 @@ from topics import (
     TICKS,
 )
 from topics.models import DeadLettered
+from worldfeed.metrics import REASON_CLASSES
 from worldfeed.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +50,7 @@ GARBAGE = [  # topic, value, the stages that consume it (each must dead-letter i
 async def test_garbage_is_dead_lettered_and_workers_go_on(
     settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
 ) -> None:
-    settings = settings_factory(triton_grpc_url=triton_url)
+    settings = settings_factory(triton_grpc_url=triton_url, metrics_port=free_port())
     procs.worker("worker", settings, "clock,world,impact,render,deliberate,sink")
     for spec, value, _stages in GARBAGE:
         await produce(settings, spec, b"garbage", value, 0)
@@ -62,6 +67,17 @@ async def test_garbage_is_dead_lettered_and_workers_go_on(
     reasons = " | ".join(d.reason for d in letters)
     assert "not JSON" in reasons or "invalid" in reasons
     assert "/command" in reasons  # names the field that was wrong
+    # and counted on the worker's /metrics, per stage, by reason class (not the text)
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        series = parse(resp.read().decode())
+    counted: Counter[str] = Counter()
+    for (name, labels), n in series.items():
+        if name == "worldfeed_dead_letters_total":
+            label = dict(labels)
+            assert label["reason"] in REASON_CLASSES
+            counted[label["stage"]] += int(n)
+    assert counted == Counter(d.stage for d in letters)
     # the same workers still play a run to the end
     await start_run(settings, "after-garbage", seed=3, days=0.25)
     ticks = await read_until(settings, TICKS, lambda m: any(t.last for t in m), 120)

@@ -29,7 +29,7 @@ from worldfeed.settings import ROOT, Settings
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-PROFILES = ("cpu", "gpu", "kafka-cluster")
+PROFILES = ("cpu", "gpu", "kafka-cluster", "observe")
 
 APP_SERVICES = {"migrate", "topics", "worker", "sink", "api"}
 LONG_RUNNING = {
@@ -42,6 +42,8 @@ LONG_RUNNING = {
     "worker",
     "sink",
     "api",
+    "prometheus",
+    "grafana",
 }
 ONE_SHOT = {"migrate", "topics"}
 
@@ -59,6 +61,8 @@ EXPECTED_DEPENDS_ON: dict[str, dict[str, str]] = {
     "worker": {"kafka": HEALTHY, "topics": DONE},
     "sink": {"kafka": HEALTHY, "clickhouse": HEALTHY, "topics": DONE, "migrate": DONE},
     "api": {"kafka": HEALTHY, "clickhouse": HEALTHY, "topics": DONE, "migrate": DONE},
+    "prometheus": {},
+    "grafana": {"prometheus": HEALTHY},
 }
 EXPECTED_COMMANDS = {
     "migrate": ["migrate"],
@@ -187,7 +191,10 @@ def test_services_and_profiles(services: dict[str, dict[str, Any]]) -> None:
     assert services["triton-cpu"].get("profiles") == ["cpu"]
     assert services["kafka-2"].get("profiles") == ["kafka-cluster"]
     assert services["kafka-3"].get("profiles") == ["kafka-cluster"]
-    for name in set(services) - {"triton", "triton-cpu", "kafka-2", "kafka-3"}:
+    assert services["prometheus"].get("profiles") == ["observe"]
+    assert services["grafana"].get("profiles") == ["observe"]
+    optional = {"triton", "triton-cpu", "kafka-2", "kafka-3", "prometheus", "grafana"}
+    for name in set(services) - optional:
         assert not services[name].get("profiles"), f"{name} must run in every profile"
 
 
@@ -209,7 +216,9 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name in ("triton", "triton-cpu"):
         assert "/v2/health/ready" in _healthcheck_text(services[name])
     assert re.search(r":8000/health\b", _healthcheck_text(services["api"]))
-    for name in ("kafka", "clickhouse", "triton", "triton-cpu", "api"):
+    for name in ("prometheus", "grafana"):
+        assert re.search(r":(9090/-/ready|3000/api/health)\b", _healthcheck_text(services[name]))
+    for name in ("kafka", "clickhouse", "triton", "triton-cpu", "api", "prometheus", "grafana"):
         check = services[name]["healthcheck"]
         assert check.get("interval") and check.get("retries"), name
 

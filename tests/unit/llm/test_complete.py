@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm.base import Completion, LLMError, LLMUnavailable
-from llm.complete import Answer, Ask, Completer, Expect
+from llm.complete import Answer, Ask, CallCounts, Completer, Expect
 from llm.gate import LLMGate, OverBudget
 from topics.models import LLMCalled
 
@@ -143,3 +143,22 @@ async def test_over_budget_propagates_and_the_gate_is_released_after_errors() ->
     await gate.acquire(1.0, 1, 1)  # hold the only slot
     with pytest.raises(OverBudget):
         await ask(FakeLLM(['{"move": "go"}']), gate=gate, budget_wait_s=0.05)
+
+
+async def test_counts_and_the_latency_of_each_call_reach_the_observer() -> None:
+    seen: list[tuple[str, float]] = []
+    stats = CallCounts(observe=lambda name, v: seen.append((name, v)))
+    cache: dict[bytes, bytes] = {}
+    await ask(FakeLLM([LLMError("bad")]), stats=stats)  # three failed attempts
+    llm = FakeLLM(['{"move": "go"}'])
+    await ask(llm, cache=cache, stats=stats)
+    await ask(llm, cache=cache, stats=stats)  # answered from the cache: no call, no latency
+    assert ("latency_s", 0.005) in seen  # the completion's 5 ms
+    assert [n for n, _ in seen].count("latency_s") == 1
+    totals: dict[str, float] = {}
+    for name, v in seen:
+        if name != "latency_s":
+            totals[name] = totals.get(name, 0) + v
+    assert totals == dict(stats.counts)  # everything counted was observed, nothing else
+    assert totals["llm_errors"] == 3 and totals["tokens_in"] == 100
+    assert totals["cache_hits"] == 1

@@ -21,6 +21,7 @@ async def test_gate_serves_highest_priority_first() -> None:
 
     tasks = [asyncio.create_task(want(p)) for p in (0.2, 0.9, 0.5)]
     await asyncio.sleep(0.01)
+    assert gate.waiting == 3  # the budget queue the metrics report
     await gate.release()
     await asyncio.gather(*tasks)
     assert order == [0.9, 0.5, 0.2]
