@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 .PHONY: help install run test test-unit test-integration lint format schemas bench stop clean \
-	bench-branch bench-decide chaos
+	bench-branch bench-decide chaos eval-posts
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ stop: ## stop a local Kafka / Triton left running
 
 clean: stop ## remove local state (topics data, chDB, logs)
 	rm -rf .local/kafka-data-* .local/chdb .local/logs
+
+eval-posts: ## post quality over Day 1 of three seeds: grounded, invented names, contradictions, tone, headlines, attribution, LLM vs fallback (starts Triton unless URL=host:grpc_port)
+	$(PY) -m bench.eval_posts $(if $(URL),--url $(URL),)
 
 bench-llm: ## LLM benchmark: posts/s, tokens/s, latency p50/p90/p99 at concurrency 1/2/4 (starts Triton unless URL=host:grpc_port)
 	$(PY) -m bench.llm $(if $(URL),--url $(URL),)

@@ -131,7 +131,8 @@ def judge(rendered: list[dict]) -> dict[str, Any]:
             c[f"attempt_{r['attempt']}"] += 1
             if channel == "news":
                 summary = req.event.summary.strip().rstrip(".").lower()
-                c["headline_is_summary"] += (post.title or "").strip().rstrip(".").lower() == summary
+                title = (post.title or "").strip().rstrip(".").lower()
+                c["headline_is_summary"] += title == summary
                 paragraphs.append(len([p for p in post.body.split("\n\n") if p.strip()]))
         llm_posts = [r for r in items if r["post"].source == "llm"]
         attribution = attribute([(r["post"].author, r["post"].body) for r in llm_posts])
