@@ -25,6 +25,7 @@ from catalog.models import (
     Place,
     Relationship,
     ScheduleBlock,
+    Style,
     Traits,
     World,
 )
@@ -277,6 +278,7 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
     n_reporters = max(1, n_npcs // JOURNALIST_EVERY)
     fixed = list(REQUIRED_OCCUPATIONS) + ["Reporter"] * (n_reporters - 1)
     npcs: list[Npc] = []
+    style = Style()  # one shared default: generated NPCs write in the catalog's default style
     rand, choice, randrange = rng.random, rng.choice, rng.randrange
     for i in range(n_npcs):
         occupation = fixed[i] if i < len(fixed) else choice(COMMON_OCCUPATIONS)
@@ -307,6 +309,7 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
                 ),
                 interests=[choice(INTERESTS), choice(INTERESTS)],
                 voice=choice(VOICES),
+                style=style,
                 fame=round(rand() ** 4 * 100, 1),
                 channels=list(channels),
                 posting_propensity=round(rand(), 3),

@@ -79,7 +79,8 @@ SENTENCE_STARTERS = frozenset(
     yes yesterday yet you you're your yours amazing absolutely big breaking crazy
     definitely earlier everyone's exciting fantastic guess imagine incredible kind
     luckily sadly shocking so-called someday somehow terrible tough unbelievable update
-    welcome whew word words""".split()
+    welcome whew word words ugh yikes oops sigh phew hmm meh yay ooh ah aw argh hooray
+    alas ouch eek gosh geez jeez omg yep nope nah ok okay sure right""".split()
 )
 KIN = {
     "wife": "family",
@@ -358,7 +359,8 @@ def problems(
             out.append(f"target: does not name {people[subject.target].full}")
     if subject.place and subject.requires_place and not names.names_place(text, subject.place):
         out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
-    invented = invented_names(text, names, vocabulary)
+    # a headline is in title case: its words are checked where the body repeats them
+    invented = invented_names(body, names, vocabulary)
     if invented:
         listed = ", ".join(invented[:4])
         out.append(f"invented: names {listed}, who or which is not in {names.title}")

@@ -126,7 +126,8 @@ def must_name(index: WorldIndex, req: RenderRequested) -> list[str]:
         for who in (ev.actor, ev.target)
         if who and (who != req.author or req.channel == "news")
     ]
-    if ev.place and index.catalog.channels[req.channel].requires_place:
+    channel = index.catalog.channels.get(req.channel)
+    if ev.place and channel is not None and channel.requires_place:
         out.append(index.place_name(ev.place))
     return out
 
@@ -158,12 +159,17 @@ def _occupation(npc: Npc) -> str:
     return ("the " if occ in ("mayor", "editor", "principal") else "a ") + occ
 
 
-def values_for(index: WorldIndex, req: RenderRequested, memories: list[str]) -> dict[str, str]:
-    """Placeholder values for a request's template."""
+def values_for(
+    index: WorldIndex,
+    req: RenderRequested,
+    memories: list[str],
+    template: Template | None = None,
+) -> dict[str, str]:
+    """Placeholder values for a request's template (the catalog's, unless given)."""
     author = index.npc(req.author)
     ev = req.event
     etype = index.catalog.event_types.get(ev.type)
-    template = index.catalog.templates.get(req.template)
+    template = template or index.catalog.templates.get(req.template)
     names = must_name(index, req)
     who = _who(index, req)
     return _Defaults(
@@ -210,7 +216,7 @@ def build_prompt(
         req.event.actor_memories[: template.max_memories] if req.author == req.event.actor else []
     )
     while True:
-        values = values_for(index, req, memories)
+        values = values_for(index, req, memories, template)
         system = template.system.format_map(values)
         user = template.prompt.format_map(values)
         if len(system) + len(user) <= MAX_PROMPT_CHARS or not memories:

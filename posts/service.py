@@ -103,7 +103,9 @@ def subject_of(index: WorldIndex, req: RenderRequested) -> Subject:
         place=ev.place,
         summary=ev.summary,
         valence=etype.valence if etype else "neutral",
-        requires_place=index.catalog.channels[req.channel].requires_place,
+        requires_place=index.catalog.channels[req.channel].requires_place
+        if req.channel in index.catalog.channels
+        else False,
     )
 
 
@@ -123,7 +125,11 @@ def expected_post(
         return parse_output(req.channel, text, schema, prompt.content, None, keep=lead)
 
     def check(fields: dict[str, Any]) -> list[str]:
+        body = str(fields.get("body", ""))
+        if body.startswith(lead):  # the given start repeats the prompt: judge what follows
+            fields = {**fields, "body": body[len(lead) :].strip()}
         found = quality_problems(fields, prompt.content)
+        fields = {**fields, "body": body}
         if found:
             return found
         found = grounding_problems(

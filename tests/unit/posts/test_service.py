@@ -15,7 +15,13 @@ from sim.world import WorldIndex
 from topics.models import LLMCalled, RenderRequested
 
 MakeRequest = Callable[..., RenderRequested]
-GOOD = "What a morning at the bakery, honestly!"
+# grounded in make_request's event: its actor (Agnes Pike) writes in the first person and
+# names the place (Brookfield School), which the feed needs; news names both
+GOOD = "What a morning at Brookfield School, I tell you, honestly!"
+NEWS = (
+    "Words Fly At The School\n\nAgnes Pike argued with the baker at Brookfield School this "
+    "morning.\n\nNobody was hurt, the school said."
+)
 
 
 class FakeLLM:
@@ -68,7 +74,7 @@ async def test_valid_first_time(index: WorldIndex, make_request: MakeRequest) ->
 async def test_invalid_output_is_retried_with_other_sampling(
     index: WorldIndex, make_request: MakeRequest
 ) -> None:
-    llm = FakeLLM(["", "ok", "A proper post about the argument today!"])
+    llm = FakeLLM(["", "ok", "I had a proper argument at Brookfield School today!"])
     out, calls, r = await _render(index, llm, make_request())
     assert out.source == "llm" and out.attempts == 3
     assert [c.outcome for c in calls] == ["invalid", "invalid", "valid"]
@@ -83,24 +89,57 @@ async def test_fallback_after_all_attempts(index: WorldIndex, make_request: Make
     assert r.stats.counts["fell_back"] == 1 and len(calls) == 3
 
 
-async def test_news_has_headline_and_body(index: WorldIndex, make_request: MakeRequest) -> None:
-    text = "Baker Row Erupts\n\nThe argument went on for an hour. Nobody was hurt."
-    out, _calls, _r = await _render(index, FakeLLM([text]), make_request("news"))
-    assert out.fields["title"] == "Baker Row Erupts"
-    assert out.fields["body"].startswith("The argument")
+async def test_news_has_headline_and_paragraphs(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    out, _calls, _r = await _render(index, FakeLLM([NEWS]), make_request("news"))
+    assert out.fields["title"] == "Words Fly At The School"
+    assert out.fields["body"] == (
+        "Agnes Pike argued with the baker at Brookfield School this morning.\n\n"
+        "Nobody was hurt, the school said."
+    )
+
+
+async def test_ungrounded_answer_is_retried_with_the_reasons_then_given_its_start(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    class Recording(FakeLLM):
+        prompts: list[str] = []
+
+        async def generate(self, prompt: str, sampling: Mapping[str, Any]) -> Completion:
+            self.prompts.append(prompt)
+            return await super().generate(prompt, sampling)
+
+    llm = Recording(
+        [
+            "I love the weather in Manchester today!",
+            "Nice day.",
+            "It got loud, the whole class heard.",
+        ]
+    )
+    out, calls, r = await _render(index, llm, make_request())
+    assert [c.outcome for c in calls] == ["invalid", "invalid", "valid"]
+    assert "Manchester" in (calls[0].error or "") and "Brookfield School" in (calls[0].error or "")
+    # the retry says why; the last attempt starts the answer with the event
+    assert "rejected (does not name Brookfield School" in llm.prompts[1]
+    assert llm.prompts[2].endswith("I argued with the baker at Brookfield School. ")
+    assert out.source == "llm" and out.fields["body"] == (
+        "I argued with the baker at Brookfield School. It got loud, the whole class heard."
+    )
+    assert r.stats.counts["grounding_invented"] == 1 and r.stats.counts["attempt_3"] == 1
 
 
 async def test_model_errors_count_as_failed_attempts(
     index: WorldIndex, make_request: MakeRequest
 ) -> None:
-    llm = FakeLLM([LLMError("bad"), "A proper post about the argument today!"])
+    llm = FakeLLM([LLMError("bad"), "I had a proper argument at Brookfield School today!"])
     out, calls, _r = await _render(index, llm, make_request())
     assert out.source == "llm" and out.attempts == 2
     assert [c.outcome for c in calls] == ["error", "valid"]
 
 
 async def test_unavailable_waits_then_renders(index: WorldIndex, make_request: MakeRequest) -> None:
-    llm = FakeLLM([LLMUnavailable("down")] * 3 + ["Back online and posting!"])
+    llm = FakeLLM([LLMUnavailable("down")] * 3 + ["I'm back online at Brookfield School!"])
     out, calls, r = await _render(index, llm, make_request(), outage_s=60)
     assert out.source == "llm" and out.attempts == 1
     assert [c.outcome for c in calls] == ["unavailable"] * 3 + ["valid"]
@@ -184,7 +223,7 @@ async def test_handle_over_budget_is_dropped_and_counted(make_request: MakeReque
 
 
 async def test_handle_moderation_verdict(make_request: MakeRequest) -> None:
-    r = service(FakeLLM(["What an idiot that baker was today!"]))
+    r = service(FakeLLM(["What an idiot that baker was today at Brookfield School, I say!"]))
     r.moderator = Moderator()
     out = await r.handle(make_request())
     assert out.post is not None and out.post.moderation == "flagged"

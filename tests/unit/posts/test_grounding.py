@@ -1,0 +1,243 @@
+"""The grounding validator, rule by rule: a passing and a failing text for each, on the
+starter world's real names and places."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from catalog.models import Npc, Style
+from llm.cache import sampling_for
+from posts.grounding import Subject, WorldNames, invented_names, names_of, problems, rule_of
+from posts.prompt import build_prompt, lead_for, must_name, revise, style_of
+from sim.world import WorldIndex, load_world
+from topics.models import EventHappened, ImpactScore, RenderRequested
+
+
+@pytest.fixture(scope="module")
+def town() -> WorldIndex:
+    return load_world("town")
+
+
+@pytest.fixture(scope="module")
+def names(town: WorldIndex) -> WorldNames:
+    return names_of(town)
+
+
+def subject(**kw: Any) -> Subject:
+    base: dict[str, Any] = {
+        "channel": "feed",
+        "author": "jay_okafor",  # a witness
+        "actor": "victor_crane",
+        "target": "eleanor_hart",
+        "place": "town_hall",
+        "summary": "Victor Crane argued with Eleanor Hart at Brookfield Town Hall",
+        "valence": "negative",
+        "requires_place": True,
+    }
+    return Subject(**(base | kw))
+
+
+def rules(names: WorldNames, body: str, title: str | None = None, **kw: Any) -> set[str]:
+    fields = {"body": body} | ({"title": title} if title is not None else {})
+    return {rule_of(p) for p in problems(fields, subject(**kw), names)}
+
+
+GROUNDED = "Victor Crane and Eleanor Hart went at it again at Brookfield Town Hall. Ugh."
+
+
+def test_a_grounded_post_passes_every_rule(names: WorldNames) -> None:
+    assert rules(names, GROUNDED) == set()
+
+
+def test_actor_must_be_named(names: WorldNames) -> None:
+    assert "actor" in rules(names, "Eleanor Hart got shouted at in Brookfield Town Hall. Sad.")
+    assert "actor" not in rules(names, "Crane shouted at Eleanor Hart at the Town Hall. Sad.")
+
+
+def test_the_actor_may_write_in_the_first_person(names: WorldNames) -> None:
+    text = "I had words with Eleanor Hart at the Town Hall. Brookfield deserves better."
+    assert rules(names, text, author="victor_crane") == set()
+    assert "actor" in rules(names, text)  # from a witness, "I" is not Victor
+
+
+def test_target_must_be_named_or_write_in_the_first_person(names: WorldNames) -> None:
+    assert "target" in rules(names, "Victor Crane lost it at Brookfield Town Hall today.")
+    mine = "Victor Crane shouted at me at Brookfield Town Hall. Disappointing."
+    assert "target" not in rules(names, mine, author="eleanor_hart")
+
+
+def test_place_is_needed_where_the_channel_requires_it(names: WorldNames) -> None:
+    text = "Victor Crane and Eleanor Hart are at it again. Exhausting."
+    assert "place" in rules(names, text)
+    assert "place" not in rules(names, text, channel="chat", requires_place=False)
+    # the place by a shorter form of its name
+    assert "place" not in rules(names, "Victor Crane and Eleanor Hart at Town Hall again. Ugh.")
+
+
+def test_invented_people_and_places_fail(names: WorldNames) -> None:
+    got = problems({"body": GROUNDED + " Even Sarah from Manchester heard it."}, subject(), names)
+    assert any(p.startswith("invented: names Sarah, Manchester") for p in got)
+    assert invented_names("Priya Raman of The Brookfield Bugle was there on Friday.", names) == []
+    assert invented_names("I told the New York Times.", names) == ["New", "York", "Times"]
+
+
+def test_sentence_openers_and_prompt_words_are_not_names(names: WorldNames) -> None:
+    assert invented_names("Honestly, what a day. We've had worse. Ugh.", names) == []
+    assert invented_names("Rain again!", names, vocabulary=["rain"]) == []
+    assert invented_names("Rain again!", names) == ["Rain"]
+
+
+def test_a_role_the_world_does_not_give_is_a_contradiction(names: WorldNames) -> None:
+    bad = GROUNDED + " Victor Crane, who used to be the mayor, left."
+    assert "role" in rules(names, bad)
+    assert "role" in rules(names, GROUNDED + " Mayor Crane left.")
+    assert "role" not in rules(names, GROUNDED + " Mayor Hart left.")  # Eleanor Hart is mayor
+    assert "role" not in rules(names, GROUNDED + " Victor Crane, the councillor, left.")
+
+
+def test_kin_the_world_does_not_have_is_a_contradiction(names: WorldNames) -> None:
+    assert "kin" in rules(names, GROUNDED + " Victor Crane's wife Eleanor Hart sighed.")
+    assert "kin" not in rules(names, GROUNDED + " Eleanor Hart's daughter Mia Hart sighed.")
+
+
+def test_naming_another_known_place_instead_is_a_contradiction(names: WorldNames) -> None:
+    text = "Victor Crane and Eleanor Hart argued at Market Square. Ugh."
+    assert "wrong_place" in rules(names, text)
+    assert "wrong_place" not in rules(names, GROUNDED + " Then off to Market Square.")
+
+
+def test_tone_must_fit_the_valence(names: WorldNames) -> None:
+    cheerful = GROUNDED + " So happy and excited, what a wonderful, amazing day!"
+    assert "tone" in rules(names, cheerful)
+    assert "tone" not in rules(names, cheerful, valence="positive")
+    bitter = GROUNDED + " Awful, terrible, disgusting and sad."
+    assert "tone" in rules(names, bitter, valence="positive")
+    assert "tone" not in rules(names, bitter, valence="mixed")
+
+
+def test_letter_openings_and_third_person_self(names: WorldNames) -> None:
+    assert "letter" in rules(names, "Eleanor Hart, I saw Victor Crane at Brookfield Town Hall.")
+    assert "letter" not in rules(names, GROUNDED)
+    third = "Jay Okafor saw Victor Crane and Eleanor Hart argue at Brookfield Town Hall. Yikes."
+    assert "third_person" in rules(names, third)
+    assert "third_person" not in rules(names, "I saw " + GROUNDED)
+
+
+def test_news_needs_its_own_headline_and_two_paragraphs(names: WorldNames) -> None:
+    news = {"channel": "news", "author": "priya_raman"}
+    two = GROUNDED + "\n\nThe council meets again on Monday."
+    assert rules(names, two, "Council Clash at Town Hall", **news) == set()
+    assert "headline" in rules(names, two, subject().summary, **news)
+    assert "headline" in rules(names, two, "The facts:", **news)
+    assert "paragraphs" in rules(names, GROUNDED, "Council Clash at Town Hall", **news)
+
+
+def _request(town: WorldIndex, channel: str, author: str) -> RenderRequested:
+    ev = EventHappened(
+        event_id="ev1",
+        run_id="r",
+        tick=40,
+        sim_minute=600,
+        type="argument",
+        actor="victor_crane",
+        target="eleanor_hart",
+        place="town_hall",
+        summary="Victor Crane argued with Eleanor Hart at Brookfield Town Hall",
+        impact=ImpactScore(novelty=0.5, conflict=0.5, status=0.5, cascade=0, total=0.7),
+    )
+    template = {"feed": "feed_post", "chat": "chat_message", "news": "news_article"}[channel]
+    return RenderRequested(
+        request_id="rq1",
+        run_id="r",
+        channel=channel,
+        author=author,
+        template=template,
+        score=0.7,
+        event=ev,
+    )
+
+
+def test_retries_say_why_and_the_last_starts_with_the_event(town: WorldIndex) -> None:
+    req = _request(town, "feed", "victor_crane")
+    prompt = build_prompt(town, req, town.catalog.templates["feed_post"])
+    why = ["target: does not name Eleanor Hart"]
+    second = revise(town, req, prompt, 2, why)
+    assert "rejected (does not name Eleanor Hart)" in second.user and not second.prefill
+    third = revise(town, req, prompt, 3, why)
+    assert third.prefill == "I argued with Eleanor Hart at Brookfield Town Hall. "
+    assert third.text.endswith(third.prefill)
+    news = _request(town, "news", "priya_raman")
+    p = build_prompt(town, news, town.catalog.templates["news_article"])
+    assert p.grammar and "Victor Crane argued" not in p.grammar
+    last = revise(town, news, p, 3, why)
+    assert last.grammar and '"Victor Crane argued with Eleanor Hart at Brookfield Town Hall. "' in (
+        last.grammar
+    )
+    assert lead_for(town, news).startswith("Victor Crane argued")
+
+
+def test_field_Channel_requires_place_makes_a_post_name_the_place(town: WorldIndex) -> None:
+    feed = must_name(town, _request(town, "feed", "jay_okafor"))
+    chat = must_name(town, _request(town, "chat", "jay_okafor"))
+    assert feed == ["Victor Crane", "Eleanor Hart", "Brookfield Town Hall"]
+    assert chat == ["Victor Crane", "Eleanor Hart"]  # chat: requires_place false
+
+
+def test_field_EventType_valence_sets_the_mood_and_the_tone_rule(town: WorldIndex) -> None:
+    req = _request(town, "feed", "jay_okafor")
+    assert town.catalog.event_types["argument"].valence == "negative"
+    prompt = build_prompt(town, req, town.catalog.templates["feed_post"])
+    assert "bad news" in prompt.user
+    rescue = req.model_copy(update={"event": req.event.model_copy(update={"type": "rescue"})})
+    assert "good news" in build_prompt(town, rescue, town.catalog.templates["feed_post"]).user
+
+
+def _style(**kw: Any) -> str:
+    return style_of(Npc.model_construct(style=Style(**kw)))
+
+
+def test_field_Style_manner_is_told_to_the_model() -> None:
+    assert "Manner: blunt." in _style(manner="blunt")
+    assert "Manner: casual." in _style()
+
+
+def test_field_Style_emoji_asks_for_an_emoji() -> None:
+    assert "emoji" in _style(emoji=True) and "emoji" not in _style()
+
+
+def test_field_Style_quirks_are_listed_as_habits() -> None:
+    assert "Habits: says 'aye'; nautical slang." in _style(quirks=["says 'aye'", "nautical slang"])
+    assert "Habits" not in _style()
+
+
+def test_field_Style_length_sets_the_length_asked_for(town: WorldIndex) -> None:
+    terse = build_prompt(
+        town, _request(town, "feed", "otto_brandt"), town.catalog.templates["feed_post"]
+    )
+    chatty = build_prompt(
+        town, _request(town, "feed", "walter_pike"), town.catalog.templates["feed_post"]
+    )
+    assert "one short sentence" in terse.user and "two or three sentences" in chatty.user
+
+
+def test_field_Style_temperature_shifts_the_sampling(town: WorldIndex) -> None:
+    hot = build_prompt(
+        town, _request(town, "feed", "noah_fischer"), town.catalog.templates["feed_post"]
+    )
+    plain = build_prompt(
+        town, _request(town, "feed", "jay_okafor"), town.catalog.templates["feed_post"]
+    )
+    assert hot.temperature == 0.15 and plain.temperature == 0.0
+    assert sampling_for(hot, 1)["temperature"] == pytest.approx(
+        sampling_for(plain, 1)["temperature"] + 0.15
+    )
+
+
+def test_field_Template_examples_appear_in_the_prompt(town: WorldIndex) -> None:
+    t = town.catalog.templates["feed_post"]
+    prompt = build_prompt(town, _request(town, "feed", "jay_okafor"), t)
+    assert t.examples and all(e in prompt.user for e in t.examples)
+    bare = t.model_copy(update={"examples": []})
+    assert t.examples[0] not in build_prompt(town, _request(town, "feed", "jay_okafor"), bare).user
