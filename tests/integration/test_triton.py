@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from llm.chat import DEFAULT
 from llm.client import Completion, LLMError, LLMUnavailable, TritonLLM
 from tests.fixtures.triton import _free_ports
 
 pytestmark = pytest.mark.integration
 
-PROMPT = "Write a short social media post about a rainy market day in a small town."
+# the chat template rendered by the client, as every caller sends it (the model completes
+# raw text, like vLLM's backend)
+PROMPT = DEFAULT.render(
+    "You are a helpful assistant.",
+    "Write a short social media post about a rainy market day in a small town.",
+)
 
 
 async def test_generation_returns_text_and_token_counts(triton_url: str) -> None:
@@ -49,7 +55,9 @@ async def test_concurrent_requests_are_bounded_and_all_succeed(triton_url: str) 
     async with TritonLLM(triton_url, concurrency=2) as llm:
         results = await asyncio.gather(
             *(
-                llm.generate(f"{PROMPT} Mention the number {i}.", {"max_tokens": 12})
+                llm.generate(
+                    DEFAULT.render("", f"Write a post about the number {i}."), {"max_tokens": 12}
+                )
                 for i in range(6)
             )
         )
@@ -97,3 +105,45 @@ def test_malformed_sampling_json_is_an_error_response(triton_url: str) -> None:
         result = client.infer("llm", [text, good])
         assert result.as_numpy("text_output")[0]
         assert client.is_model_ready("llm")
+
+
+async def test_a_chat_prompt_ending_in_a_prefill_is_continued(triton_url: str) -> None:
+    """The client renders the chat template (as vLLM needs); the model completes the raw
+    text, so an answer's given start is continued, and the end-of-turn marker stops it."""
+    prompt = DEFAULT.render(
+        "You are Otto, a grumpy market vendor.", "Post about the rain today.", "Rain again, and"
+    )
+    sampling = {"max_tokens": 40, "temperature": 0.2, "seed": 3, "stop": list(DEFAULT.stop)}
+    async with TritonLLM(triton_url) as llm:
+        c = await llm.generate(prompt, sampling)
+    assert c.text.strip() and "<|im_" not in c.text
+    assert c.tokens_in > 20
+
+
+async def test_a_grammar_constrains_the_answer(triton_url: str) -> None:
+    """vLLM's guided_decoding {"grammar": GBNF}: the news form, headline + two paragraphs."""
+    import re
+
+    from posts.prompt import NEWS_GRAMMAR
+
+    grammar = NEWS_GRAMMAR.replace("lead para", "para")
+    prompt = DEFAULT.render("You are a town reporter.", "Report on the market fire today.")
+    sampling = {"max_tokens": 200, "temperature": 0.3, "seed": 5}
+    async with TritonLLM(triton_url) as llm:
+        free = await llm.generate(prompt, sampling)
+        ruled = await llm.generate(prompt, {**sampling, "guided_decoding": {"grammar": grammar}})
+    form = re.compile(r"[A-Z][^\n.!?:]{8,70}\n\n[^\n]{30,330}[.!?\"]\n\n[^\n]{0,330}")
+    assert form.match(ruled.text), ruled.text
+    assert free.text != ruled.text
+
+
+async def test_a_bad_grammar_is_a_model_error_and_server_keeps_serving(triton_url: str) -> None:
+    async with TritonLLM(triton_url, retries=1) as llm:
+        with pytest.raises(LLMError, match="grammar"):
+            await llm.generate(
+                PROMPT, {"max_tokens": 5, "guided_decoding": {"grammar": "root ::= ("}}
+            )
+        with pytest.raises(LLMError, match="guided_decoding"):
+            await llm.generate(PROMPT, {"max_tokens": 5, "guided_decoding": {"grammar": 3}})
+        ok = await llm.generate(PROMPT, {"max_tokens": 5})
+    assert ok.text

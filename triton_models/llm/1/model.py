@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,58 @@ def _resolve_model_path(cfg: dict[str, Any]) -> Path:
     return path
 
 
+_GBNF_TOKEN = re.compile(
+    r"""\s+|\#[^\n]*|"(?:\\.|[^"\\\n])*"|\[(?:\\.|[^\]\\\n])*\]|::=|[A-Za-z][A-Za-z0-9_-]*"""
+    r"""|\{\d+(?:,\d*)?\}|[()|*+?.]"""
+)
+
+
+def check_gbnf(grammar: str) -> None:
+    """Reject a malformed GBNF grammar before llama.cpp sees it (its parser aborts the
+    process on some malformed input): tokens, balanced parentheses, ``root`` defined,
+    every rule it names defined. Raises BadRequest naming what is wrong."""
+    pos, depth, defined, used = 0, 0, set(), set()
+    tokens = []
+    while pos < len(grammar):
+        m = _GBNF_TOKEN.match(grammar, pos)
+        if m is None:
+            raise BadRequest(f"guided_decoding grammar: unexpected {grammar[pos : pos + 20]!r}")
+        tok = m.group(0)
+        pos = m.end()
+        if tok.isspace() or tok.startswith("#"):
+            if "\n" in tok:
+                tokens.append("\n")
+            continue
+        tokens.append(tok)
+    rule_start = True
+    for i, tok in enumerate(tokens):
+        if tok == "\n":
+            rule_start = rule_start or depth == 0
+            continue
+        if rule_start and tok[0].isalpha() and i + 1 < len(tokens) and tokens[i + 1] == "::=":
+            defined.add(tok)
+            rule_start = False
+            continue
+        if tok == "::=" and (i == 0 or tokens[i - 1] not in defined):
+            raise BadRequest("guided_decoding grammar: '::=' without a rule name")
+        rule_start = False
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+            if depth < 0:
+                raise BadRequest("guided_decoding grammar: unbalanced ')'")
+        elif tok[0].isalpha():
+            used.add(tok)
+    if depth:
+        raise BadRequest("guided_decoding grammar: unbalanced '('")
+    if "root" not in defined:
+        raise BadRequest("guided_decoding grammar: no 'root' rule")
+    missing = sorted(used - defined)
+    if missing:
+        raise BadRequest(f"guided_decoding grammar: undefined rule(s) {', '.join(missing)}")
+
+
 def parse_sampling(raw: bytes | str | None, defaults: dict[str, Any], limit: int) -> dict:
     """Turn the ``sampling_parameters`` JSON into llama.cpp kwargs, or raise BadRequest."""
     params: dict[str, Any] = dict(defaults)
@@ -156,6 +209,7 @@ def parse_sampling(raw: bytes | str | None, defaults: dict[str, Any], limit: int
     if grammar is not None:
         if len(grammar) > 20_000:
             raise BadRequest("guided_decoding grammar is longer than 20000 characters")
+        check_gbnf(grammar)
         out["gbnf"] = grammar
     for key, value in params.items():
         if key not in _SAMPLING_KEYS or value is None:
