@@ -93,6 +93,7 @@ async def render_all(url: str, reqs: list[Any], concurrency: int) -> tuple[list[
                     "calls": len(mine),
                     "tokens": sum(c.tokens_in + c.tokens_out for c in mine),
                     "why": got.dead_letter,
+                    "errors": [c.error for c in mine if c.error],
                 }
             )
 
@@ -195,6 +196,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["samples"] = samples(rendered)
+    invented: Counter[str] = Counter()
+    for r in rendered:
+        for err in r["errors"]:
+            for part in err.split("; "):
+                if part.startswith("invented: names "):
+                    names = part.removeprefix("invented: names ").split(", who")[0]
+                    invented.update(n.strip() for n in names.split(","))
+    report["invented_names_rejected"] = dict(invented.most_common(25))
     report["fallback_reasons"] = [r["why"][:400] for r in rendered if r["why"]][: args.reasons]
     return report
 

@@ -8,9 +8,9 @@ the event feels (the event type's valence), one or two example posts about other
 (the form to copy), and the task naming who and where the post must name.
 
 The prompt is rendered in the model's chat template (:mod:`llm.chat`), and may end
-inside the answer: :func:`revise` builds the retries, first with the grounding
-validator's reasons added, last with the answer's first sentence given (the event, in
-the author's words) so that the model only continues it; a news article's form
+inside the answer: :func:`revise` builds the retries, with the grounding validator's
+reasons added and the answer's first sentence given (the event, in the author's words)
+so that the model only continues it; a news article's form
 (headline, blank line, two paragraphs) is a grammar the server constrains decoding to.
 """
 
@@ -251,17 +251,14 @@ def _gbnf_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def revise(
-    index: WorldIndex, req: RenderRequested, prompt: Prompt, attempt: int, problems: list[str]
-) -> Prompt:
-    """The prompt of a retry: the validator's reasons added to the task; on the last
-    attempt the answer also starts with the event (feed, chat: the first sentence is
-    given; news: the first paragraph must open with it)."""
+def revise(index: WorldIndex, req: RenderRequested, prompt: Prompt, problems: list[str]) -> Prompt:
+    """The prompt of a retry: the validator's reasons added to the task, and the answer
+    started with the event (feed, chat: the first sentence is given; news: the first
+    paragraph must open with it), so the model only continues it. Each retry asks again
+    with other sampling (:data:`llm.cache.ATTEMPTS`)."""
     reasons = "; ".join(p.split(": ", 1)[-1] for p in problems[:3])
     user = f"{prompt.user}\nYour last draft was rejected ({reasons}). Write a new one."
     revised = replace(prompt, user=user[:MAX_PROMPT_CHARS])
-    if attempt < 3:
-        return revised
     lead = lead_for(index, req)
     if req.channel == "news":
         grammar = NEWS_GRAMMAR.replace("lead para", f"{_gbnf_literal(lead + ' ')} para")

@@ -140,8 +140,8 @@ def expected_post(
                 stats.add(f"grounding_{rule_of(problem)}")
         return found
 
-    def retry(attempt: int, problems: list[str]) -> Prompt:
-        return revise(index, req, prompt, attempt, problems)
+    def retry(_attempt: int, problems: list[str]) -> Prompt:
+        return revise(index, req, prompt, problems)
 
     return Expect(schema, parse, check, retry)
 

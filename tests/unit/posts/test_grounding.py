@@ -159,19 +159,18 @@ def _request(town: WorldIndex, channel: str, author: str) -> RenderRequested:
     )
 
 
-def test_retries_say_why_and_the_last_starts_with_the_event(town: WorldIndex) -> None:
+def test_retries_say_why_and_start_with_the_event(town: WorldIndex) -> None:
     req = _request(town, "feed", "victor_crane")
     prompt = build_prompt(town, req, town.catalog.templates["feed_post"])
     why = ["target: does not name Eleanor Hart"]
-    second = revise(town, req, prompt, 2, why)
-    assert "rejected (does not name Eleanor Hart)" in second.user and not second.prefill
-    third = revise(town, req, prompt, 3, why)
-    assert third.prefill == "I argued with Eleanor Hart at Brookfield Town Hall. "
-    assert third.text.endswith(third.prefill)
+    retry = revise(town, req, prompt, why)
+    assert "rejected (does not name Eleanor Hart)" in retry.user and not prompt.prefill
+    assert retry.prefill == "I argued with Eleanor Hart at Brookfield Town Hall. "
+    assert retry.text.endswith(retry.prefill)
     news = _request(town, "news", "priya_raman")
     p = build_prompt(town, news, town.catalog.templates["news_article"])
     assert p.grammar and "Victor Crane argued" not in p.grammar
-    last = revise(town, news, p, 3, why)
+    last = revise(town, news, p, why)
     assert last.grammar and '"Victor Crane argued with Eleanor Hart at Brookfield Town Hall. "' in (
         last.grammar
     )

@@ -100,7 +100,7 @@ async def test_news_has_headline_and_paragraphs(
     )
 
 
-async def test_ungrounded_answer_is_retried_with_the_reasons_then_given_its_start(
+async def test_ungrounded_answer_is_retried_with_the_reasons_and_given_its_start(
     index: WorldIndex, make_request: MakeRequest
 ) -> None:
     class Recording(FakeLLM):
@@ -120,9 +120,11 @@ async def test_ungrounded_answer_is_retried_with_the_reasons_then_given_its_star
     out, calls, r = await _render(index, llm, make_request())
     assert [c.outcome for c in calls] == ["invalid", "invalid", "valid"]
     assert "Manchester" in (calls[0].error or "") and "Brookfield School" in (calls[0].error or "")
-    # the retry says why; the last attempt starts the answer with the event
+    # a retry says why and starts the answer with the event ("Nice day." adds too little)
     assert "rejected (does not name Brookfield School" in llm.prompts[1]
+    assert llm.prompts[1].endswith("I argued with the baker at Brookfield School. ")
     assert llm.prompts[2].endswith("I argued with the baker at Brookfield School. ")
+    assert "/body: too short" in (calls[1].error or "")
     assert out.source == "llm" and out.fields["body"] == (
         "I argued with the baker at Brookfield School. It got loud, the whole class heard."
     )
