@@ -230,6 +230,10 @@ class TritonPool:
                 log.warning("triton %s is back in rotation", slot.member.url)
             else:
                 slot.out_until = self._clock() + self.cool_down_s
+                if slot.in_flight == 0:
+                    # a fresh channel for the next probe: gRPC's own reconnect backoff
+                    # grows to two minutes, and would keep a restarted server out as long
+                    await slot.member.close()
         finally:
             slot.probe = None
 

@@ -200,3 +200,16 @@ def test_settings_take_a_list_of_triton_urls_and_name_a_bad_one() -> None:
     assert Settings(triton_grpc_url="t1:8001,t2:8001").triton_grpc_urls == ["t1:8001", "t2:8001"]
     with pytest.raises(ValueError, match="'t2'"):
         Settings(triton_grpc_url="t1:8001,t2")
+
+
+async def test_a_failed_probe_closes_the_idle_channel() -> None:
+    a, b = FakeInstance("a:1"), FakeInstance("b:1")
+    pool, clock = _pool(a, b)
+    a.up = False
+    await pool.generate("x", {})
+    assert not a.closed
+    clock.now += 5.0
+    await pool.generate("y", {})
+    await asyncio.sleep(0)
+    assert a.probes == 1 and a.closed  # the next probe opens a new channel
+    assert not b.closed
