@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         f"chdb://{ROOT / '.local' / 'chdb'}",
         description="chdb:///path for the embedded engine, or http://user:pass@host:8123/db.",
     )
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="ClickHouse cluster (remote_servers) that `worldfeed migrate` creates the "
+        "tables on: ON CLUSTER, Replicated engines and Distributed tables (storage/cluster.py); "
+        "unset: one server.",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
     triton_grpc_url: str = Field(
         "127.0.0.1:8011",
         description="Triton gRPC endpoint host:port, or several comma-separated: the client "
