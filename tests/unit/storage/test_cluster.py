@@ -5,7 +5,8 @@ without a real Keeper, so the checks are: every statement of both renderings par
 (``formatQuery``); the Replicated tables are created for real on a chDB configured as
 one node of a cluster with the in-memory test Keeper; and the whole rendering runs with
 the Replicated engines swapped for their single-server twins, after which every
-Distributed and local table has the columns the spec (storage/schema.py) says. The
+Distributed and local table has the columns the spec (storage/schema.py) says, and the
+writer and the feed query work through the Distributed tables. The
 single-server rendering is the one the other storage tests run, byte for byte.
 """
 
@@ -168,7 +169,8 @@ def test_the_replicated_tables_are_created_on_a_cluster_node() -> None:
 @pytest.mark.slow
 def test_the_cluster_rendering_runs_and_builds_the_specs_tables() -> None:
     """Every statement runs (Replicated engines swapped for their twins); then each
-    Distributed table and the local table under it have the spec's columns."""
+    Distributed table and the local table under it have the spec's columns, and the writer
+    and the feed work through them (one shard here: the routing is the engine's)."""
     result = _run_on_chdb("twin", _cluster_statements())
     assert result["failed"] == []
     columns = {t: [(n, ty) for n, ty, _ in cols] for t, cols in result["columns"].items()}
@@ -186,3 +188,9 @@ def test_the_cluster_rendering_runs_and_builds_the_specs_tables() -> None:
         assert columns[table] == want, table
         assert columns[f"{table}_local"] == want, table
         assert result["tables"][table] == "Distributed"
+    # the sink's writer and the API's feed on them: each message written twice (a
+    # redelivery) is one row under FINAL and one post in the feed
+    smoke = result["smoke"]
+    assert (smoke["posts"], smoke["events"], smoke["runs"]) == (30, 10, 1)
+    assert smoke["feed"] == [f"po_{i:016x}" for i in reversed(range(30))]
+    assert smoke["feed_chat"] == 10
