@@ -51,7 +51,6 @@ TEMPLATE_FIELDS: dict[str, int] = {
     "who_list": 200,  # the same, as "- " lines
     "mood": 120,  # from the event type's valence
     "must_name": 200,  # who (and where) the post must name
-    "examples": 0,  # sized per template: its examples
     "day": 4,
 }
 MEMORY_CHARS = 200
@@ -97,11 +96,10 @@ def placeholders(text: str) -> set[str]:
 def estimate_prompt_tokens(template: Template) -> int:
     """Worst-case tokens of a rendered prompt (system + prompt, every placeholder full)."""
     chars = len(template.system) + len(template.prompt)
+    chars += sum(len(e.event) + len(e.post) + 80 for e in template.examples)  # earlier turns
     for name in placeholders(template.system) | placeholders(template.prompt):
         if name == "memories":
             chars += template.max_memories * MEMORY_CHARS
-        elif name == "examples":
-            chars += sum(len(e) + 4 for e in template.examples)
         else:
             chars += TEMPLATE_FIELDS.get(name, 0)
     return math.ceil(chars / CHARS_PER_TOKEN)

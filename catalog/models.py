@@ -362,6 +362,13 @@ class Channel(CatalogModel):
     )
 
 
+class Example(CatalogModel):
+    """A worked example for a template: an event and the post written about it."""
+
+    event: str = Field(min_length=1, max_length=300, description="What happened (one line).")
+    post: str = Field(min_length=1, max_length=600, description="The post about it.")
+
+
 class Template(CatalogModel):
     """A prompt template for one channel; placeholders in {braces}."""
 
@@ -371,11 +378,11 @@ class Template(CatalogModel):
     prompt: str = Field(min_length=1, max_length=2000)
     max_memories: int = Field(3, ge=0, le=10, description="Memories the prompt may include.")
     max_tokens: int = Field(80, ge=8, le=1024, description="Tokens the LLM may write.")
-    examples: list[Annotated[str, Field(min_length=1, max_length=400)]] = Field(
+    examples: list[Example] = Field(
         default_factory=list,
         max_length=2,
-        description="One or two short example posts about other things, shown in the prompt "
-        "as {examples}: the form to copy, never the facts.",
+        description="One or two worked examples (another event and its post), given to the "
+        "model as earlier turns of the conversation: the form to copy, never the facts.",
     )
 
 

@@ -27,11 +27,21 @@ class ChatTemplate:
     user: str
     assistant: str  # the assistant turn's opening (the answer follows)
     stop: tuple[str, ...]  # end-of-turn markers: generation stops there
+    end: str  # closes an assistant turn (after an example answer)
 
-    def render(self, system: str, user: str, prefill: str = "") -> str:
-        """The prompt text: system and user turns, then the assistant turn's start."""
-        head = self.system.format(content=system) if system else ""
-        return head + self.user.format(content=user) + self.assistant + prefill
+    def render(
+        self,
+        system: str,
+        user: str,
+        prefill: str = "",
+        shots: tuple[tuple[str, str], ...] = (),
+    ) -> str:
+        """The prompt text: the system turn, example exchanges (``shots``: user, answer),
+        the user turn, then the assistant turn's start (``prefill``: the answer's start)."""
+        out = self.system.format(content=system) if system else ""
+        for question, answer in shots:
+            out += self.user.format(content=question) + self.assistant + answer + self.end
+        return out + self.user.format(content=user) + self.assistant + prefill
 
 
 TEMPLATES: dict[str, ChatTemplate] = {
@@ -41,6 +51,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
         user="<|im_start|>user\n{content}<|im_end|>\n",
         assistant="<|im_start|>assistant\n",
         stop=("<|im_end|>", "<|im_start|>"),
+        end="<|im_end|>\n",
     ),
     "llama3": ChatTemplate(
         "llama3",
@@ -48,9 +59,10 @@ TEMPLATES: dict[str, ChatTemplate] = {
         user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>",
         assistant="<|start_header_id|>assistant<|end_header_id|>\n\n",
         stop=("<|eot_id|>",),
+        end="<|eot_id|>",
     ),
     "plain": ChatTemplate(
-        "plain", system="{content}\n\n", user="{content}\n\n", assistant="", stop=()
+        "plain", system="{content}\n\n", user="{content}\n\n", assistant="", stop=(), end="\n\n"
     ),
 }
 DEFAULT = TEMPLATES["chatml"]

@@ -27,6 +27,8 @@ import re
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -232,14 +234,29 @@ class Subject:
     requires_place: bool
 
 
+@cache
+def common_words() -> frozenset[str]:
+    """~15k common English words (lower case): the vocabulary of the moderation
+    classifier's vectorizer, which ships with ``alt-profanity-check``. Used only for the
+    first word of a sentence, where a capital says nothing; it holds some names too
+    (paris, sarah), so a sentence may open with one unnoticed, never a name mid-sentence."""
+    import joblib  # type: ignore[import-untyped]
+    import profanity_check
+
+    path = Path(profanity_check.__file__).parent / "data" / "vectorizer.joblib"
+    return frozenset(str(w) for w in joblib.load(path).vocabulary_)
+
+
 def invented_names(text: str, names: WorldNames, vocabulary: Iterable[str] = ()) -> list[str]:
     """Proper nouns in ``text`` the world does not know (in order, without repeats).
 
-    A capitalised word mid-sentence is a proper noun; at the start of a sentence it is
-    one only if it is not a common sentence opener and not a word the prompt or the post
-    uses in lower case. Hashtags, @handles and acronyms are not checked.
+    A capitalised word mid-sentence is a proper noun unless the prompt has it
+    (``vocabulary``); at the start of a sentence it is one only if it is not a common
+    word, a sentence opener or a word the prompt or the post uses. Hashtags, @handles and
+    acronyms are not checked.
     """
-    lower = {w.lower() for w in _words(text) if w[:1].islower()} | {v.lower() for v in vocabulary}
+    given = {v.lower() for v in vocabulary}
+    lower = {w.lower() for w in _words(text) if w[:1].islower()} | given | common_words()
     out: list[str] = []
     for sentence in _SENTENCE_SPLIT.split(text):
         sentence = sentence.strip(" \"'“”‘’*-—–:(")
@@ -262,6 +279,8 @@ def invented_names(text: str, names: WorldNames, vocabulary: Iterable[str] = ())
                 ):
                     continue
                 if low in lower and len(words) == 1 and at_start:
+                    continue
+                if low in given:
                     continue
                 if word not in out:
                     out.append(word)
@@ -396,7 +415,10 @@ def problems(
     if subject.channel == "news":
         summary = subject.summary.strip().rstrip(".").lower()
         head = title.strip().rstrip(".").lower()
-        if not head or head == summary:
+        said = set(_words(summary))
+        words = _words(head)
+        copied = len(words) >= 4 and sum(w in said for w in words) >= 0.9 * len(words)
+        if not head or head == summary or (copied and len(words) >= 0.7 * len(said)):
             out.append("headline: the headline is missing or is the event summary copied")
         elif len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
             out.append(f"headline: {title.strip()!r} is not a headline")

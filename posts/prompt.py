@@ -43,7 +43,7 @@ MAX_SENTENCES = {"terse": 1, "short": 2, "chatty": 3}
 NEWS_GRAMMAR = (
     'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
     "title ::= [A-Z] [^\\n.!?:]{8,70}\n"
-    'para ::= [^\\n]{30,330} [.!?"]\n'
+    'para ::= [^\\n]{30,240} [.!?"]\n'
 )
 
 
@@ -64,11 +64,12 @@ class Prompt:
     grammar: str | None = None
     chat: ChatTemplate = DEFAULT
     temperature: float = 0.0
+    shots: tuple[tuple[str, str], ...] = ()  # worked examples: (question, answer) turns
 
     @property
     def text(self) -> str:
-        """The exact text the model sees: chat markup, system, user, answer's start."""
-        return self.chat.render(self.system, self.user, self.prefill)
+        """The exact text the model sees: chat markup, system, examples, user, answer's start."""
+        return self.chat.render(self.system, self.user, self.prefill, self.shots)
 
     @property
     def content(self) -> str:
@@ -194,9 +195,6 @@ def values_for(
         who_list="\n".join(f"- {w}" for w in who),
         mood=MOODS[etype.valence if etype else "neutral"],
         must_name=" and ".join(names) if names else "nobody else",
-        examples="\n".join(f'"{e}"' if req.channel != "news" else e for e in template.examples)
-        if template
-        else "",
     )
 
 
@@ -234,6 +232,7 @@ def build_prompt(
         grammar=grammar,
         chat=chat,
         temperature=author.style.temperature,
+        shots=tuple((f"What happened: {e.event}", e.post) for e in template.examples),
     )
 
 

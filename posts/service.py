@@ -119,7 +119,7 @@ def expected_post(
     lead = lead_for(index, req)
     subject = subject_of(index, req)
     names = names_of(index)
-    vocabulary = frozenset(w for w in prompt.content.split() if w[:1].islower())
+    vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
 
     def parse(text: str) -> Parsed:
         return parse_output(req.channel, text, schema, prompt.content, None, keep=lead)

@@ -85,8 +85,10 @@ def test_invented_people_and_places_fail(names: WorldNames) -> None:
 
 def test_sentence_openers_and_prompt_words_are_not_names(names: WorldNames) -> None:
     assert invented_names("Honestly, what a day. We've had worse. Ugh.", names) == []
-    assert invented_names("Rain again!", names, vocabulary=["rain"]) == []
-    assert invented_names("Rain again!", names) == ["Rain"]
+    assert invented_names("Despite the rain, we went.", names) == []  # a common word
+    assert invented_names("Brookville again!", names, vocabulary=["Brookville"]) == []
+    assert invented_names("Brookville again!", names) == ["Brookville"]
+    assert invented_names("We drove to Paris.", names) == ["Paris"]  # mid-sentence
 
 
 def test_a_role_the_world_does_not_give_is_a_contradiction(names: WorldNames) -> None:
@@ -237,6 +239,24 @@ def test_field_Style_temperature_shifts_the_sampling(town: WorldIndex) -> None:
 def test_field_Template_examples_appear_in_the_prompt(town: WorldIndex) -> None:
     t = town.catalog.templates["feed_post"]
     prompt = build_prompt(town, _request(town, "feed", "jay_okafor"), t)
-    assert t.examples and all(e in prompt.user for e in t.examples)
+    assert t.examples and all(e.post in prompt.text for e in t.examples)
+    assert prompt.text.index(t.examples[0].post) < prompt.text.index(prompt.user)  # earlier turn
+    assert t.examples[0].post not in prompt.user
     bare = t.model_copy(update={"examples": []})
-    assert t.examples[0] not in build_prompt(town, _request(town, "feed", "jay_okafor"), bare).user
+    assert (
+        t.examples[0].post
+        not in build_prompt(town, _request(town, "feed", "jay_okafor"), bare).text
+    )
+
+
+def test_field_Example_event_is_the_question_of_an_earlier_turn(town: WorldIndex) -> None:
+    t = town.catalog.templates["chat_message"]
+    prompt = build_prompt(town, _request(town, "chat", "jay_okafor"), t)
+    assert prompt.shots[0][0] == f"What happened: {t.examples[0].event}"
+    assert f"<|im_start|>user\nWhat happened: {t.examples[0].event}<|im_end|>" in prompt.text
+
+
+def test_field_Example_post_is_the_answer_of_an_earlier_turn(town: WorldIndex) -> None:
+    t = town.catalog.templates["chat_message"]
+    prompt = build_prompt(town, _request(town, "chat", "jay_okafor"), t)
+    assert f"<|im_start|>assistant\n{t.examples[0].post}<|im_end|>" in prompt.text
