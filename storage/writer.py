@@ -358,6 +358,9 @@ class ClickHouseWriter:
         self.rows_written = 0  # rows inserted
         self.duplicates = 0  # rows dropped as stored already (or twice in their batch)
         self.inserts = 0
+        # rows inserted by the last flush (and the failed ones just before it): newly_stored
+        self.inserted: set[tuple[str, Identity]] = set()
+        self._failed = False
 
     @classmethod
     def from_settings(cls, settings: Any, client: Client, database: str) -> ClickHouseWriter:
@@ -521,6 +524,7 @@ class ClickHouseWriter:
 
     def _stored(self, table: str, inserted: Mapping[Identity, Any]) -> None:
         self.recently_stored.add(table, inserted)
+        self.inserted.update((table, k) for k in inserted)
         self.inserts += 1
         self.rows_written += len(inserted)
 
@@ -555,8 +559,12 @@ class ClickHouseWriter:
         """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``
         (stored now or already); returns how many left, per table."""
         written: dict[str, int] = {}
+        if not self._failed:  # else what the failed flush inserted counts as this one's
+            self.inserted = set()
+        self._failed = True
         self._write_chunks(taken[0], self.write, written)
         self._write_chunks(taken[1], self.write_json, written)
+        self._failed = False
         if written:
             log.debug("flushed %s", written)
         return written
@@ -598,6 +606,20 @@ class ClickHouseWriter:
                 return await run_in_thread(self._write_all, taken)
             finally:
                 self._restore(taken)
+
+    def newly_stored(self, messages: Iterable[Any]) -> list[Any]:
+        """Of ``messages`` (mapped by :func:`rows_for`), the ones whose rows the last flush
+        inserted (or a failed flush right before it), each once: not those it found stored
+        already, so a listener sees what the table holds (the first copy of a post, not a
+        later one with the same id)."""
+        out, seen = [], set()
+        for message in messages:
+            table, row = rows_for(message)[0]
+            key = (table, identity_of(table, row))
+            if key in self.inserted and key not in seen:
+                seen.add(key)
+                out.append(message)
+        return out
 
     def write_messages(self, messages: Iterable[Any]) -> dict[str, int]:
         """Map, buffer and flush ``messages`` synchronously (backfills, tests)."""

@@ -281,6 +281,34 @@ def test_an_events_identity_from_its_json_is_the_tables(
     assert [r[3] for r in stored] == [score_version(c) for c in cascades]
 
 
+def test_newly_stored_are_the_messages_whose_rows_the_flush_inserted(
+    ch_client: Client, database: str, writer: ClickHouseWriter, post_factory
+) -> None:
+    """What the sink hands its listeners (the API's timelines): each post the table got,
+    once; not a copy of a post stored before, which may differ (a later render)."""
+    first = [post_factory(i) for i in range(3)]
+    writer.write_messages(first)
+    assert writer.newly_stored(first) == first
+    again = [post_factory(1, body="rendered again"), post_factory(3), post_factory(3)]
+    writer.write_messages(again)
+    assert writer.newly_stored(again) == [post_factory(3)]
+
+
+def test_newly_stored_keeps_what_a_failed_flush_inserted(
+    ch_client: Client, database: str, post_factory
+) -> None:
+    writer = ClickHouseWriter(ch_client, database, batch_size=2)
+    posts = [post_factory(i) for i in range(3)]
+    for post in posts:
+        writer.add_message(post)
+    writer.add("posts", {**row_for(post_factory(3))[1], "tick": "not a number"})
+    with pytest.raises(Exception):  # noqa: B017 - the driver's error type is not the point
+        writer.flush_sync()  # posts 0 and 1 got in
+    writer._buffers["posts"][1]["tick"] = 0
+    writer.flush_sync()
+    assert writer.newly_stored(posts) == posts
+
+
 def test_failed_flush_keeps_rows_and_retry_is_idempotent(
     ch_client: Client, database: str, post_factory, count: Count
 ) -> None:
