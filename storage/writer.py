@@ -452,9 +452,9 @@ class ClickHouseWriter:
         if not rows:
             return 0
         fresh = self._unstored(table, rows, [identity_of(table, row) for row in rows])
-        if not fresh:
-            return 0
         new = list(fresh.values())
+        if not new:
+            return self._stored(table, fresh, len(rows))
         columns = TABLES[table].columns
         get = operator.itemgetter(*columns)
         try:  # rows from rows_for carry every column
@@ -467,8 +467,7 @@ class ClickHouseWriter:
             column_names=list(columns),
             settings={"insert_deduplication_token": dedup_token(table, new)},
         )
-        self._stored(table, fresh)
-        return len(new)
+        return self._stored(table, fresh, len(rows))
 
     def write_json(self, table: str, lines: Sequence[bytes]) -> int:
         """Insert the JSON ``lines`` not stored yet into ``table`` (of :data:`JSON_TABLES`)
@@ -486,9 +485,9 @@ class ClickHouseWriter:
         if source is None:
             raise ValueError(f"{table!r} is not filled from JSON")
         fresh = self._unstored(table, lines, [source.key_of(line) for line in lines])
-        if not fresh:
-            return 0
         new = list(fresh.values())
+        if not new:
+            return self._stored(table, fresh, len(lines))
         token = json_dedup_token(table, new)
         try:
             self._insert_json(table, new, token)
@@ -498,8 +497,7 @@ class ClickHouseWriter:
                 raise
             log.warning("%s: the engine refused the JSON (%s); inserting it re-encoded", table, exc)
             self._insert_json(table, canonical, token)
-        self._stored(table, fresh)
-        return len(new)
+        return self._stored(table, fresh, len(lines))
 
     def _unstored(
         self, table: str, items: Sequence[Item], identities: Sequence[Identity]
@@ -519,14 +517,16 @@ class ClickHouseWriter:
             for k in stored:
                 del fresh[k]
             recent.add(table, stored)
-        self.duplicates += len(items) - len(fresh)
         return fresh
 
-    def _stored(self, table: str, inserted: Mapping[Identity, Any]) -> None:
+    def _stored(self, table: str, inserted: Mapping[Identity, Any], given: int) -> int:
+        """Count an insert of ``inserted`` (none: no insert) out of ``given`` rows."""
         self.recently_stored.add(table, inserted)
         self.inserted.update((table, k) for k in inserted)
-        self.inserts += 1
+        self.inserts += bool(inserted)
         self.rows_written += len(inserted)
+        self.duplicates += given - len(inserted)
+        return len(inserted)
 
     def _insert_json(self, table: str, lines: Sequence[bytes], token: str) -> None:
         self.client.raw_insert(
