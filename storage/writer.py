@@ -85,7 +85,7 @@ Item = TypeVar("Item")
 _Taken = tuple[dict[str, list[Row]], dict[str, list[bytes]]]  # detached (rows, JSON lines)
 Identity = tuple[Any, ...]  # a row's key columns, then its version (TableSpec.identity)
 
-RECENT = 100_000  # identities of rows stored recently, kept to skip asking the table
+RECENT = 20_000  # identities of rows stored recently (~300 B each): a batch or two re-read
 
 
 JSON_INSERT_SETTINGS: dict[str, int] = {
