@@ -16,8 +16,11 @@ stated here too, once: the writer and the sink ask :func:`json_table_for`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from topics.models import EventHappened
 
@@ -40,21 +43,36 @@ class JsonSource:
     landing: str
     landing_columns: Columns
     skipped: frozenset[str]
+    # a line's row identity, as the table's key columns and version would hold it
+    key_of: Callable[[bytes], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table: the columns the writer sends, the ones the engine fills, the row's ids."""
+    """One table: the columns the writer sends, the ones the engine fills, the row's ids.
+
+    A row is stored once when no other row has its ``key`` (the ORDER BY) and, in a
+    table with a ``version``, its version: the writer drops the rest before inserting
+    (:class:`storage.writer.ClickHouseWriter`). A new version of a row (an event
+    re-scored) is a row of its own until a merge keeps the highest.
+    """
 
     written: Columns  # in insert order; the reads select these
-    ids: tuple[str, ...]  # a row's identity: the insert dedup token hashes them
+    ids: tuple[str, ...]  # a row's derived ids: the insert dedup token hashes them
+    key: tuple[str, ...]  # ORDER BY: what the ReplacingMergeTree collapses rows on
     filled: Columns = ()  # DEFAULT / MATERIALIZED columns the writer never sends
     json: JsonSource | None = None
+    version: str | None = None  # the ReplacingMergeTree's version column, if it has one
 
     @functools.cached_property
     def columns(self) -> tuple[str, ...]:
         """Names of the written columns, in insert order."""
         return tuple(name for name, _ in self.written)
+
+    @functools.cached_property
+    def identity(self) -> tuple[str, ...]:
+        """The columns that say whether a row is stored already: the key, then the version."""
+        return self.key + ((self.version,) if self.version else ())
 
     @functools.cached_property
     def column_set(self) -> frozenset[str]:
@@ -65,6 +83,33 @@ class TableSpec:
     def types(self) -> dict[str, str]:
         """Every column's ClickHouse type, written and filled."""
         return dict(self.written + self.filled)
+
+
+def score_version(cascade: float | None) -> int:
+    """``events.score_version`` of a row with this ``impact.cascade``, as migration 0005
+    computes it: ``toUInt32(round(ifNull(impact_cascade, 0) * 10000))`` (both round half
+    to even)."""
+    return round((cascade or 0.0) * 10000)
+
+
+class _Impact(msgspec.Struct):
+    cascade: float | None = None
+
+
+class _EventKey(msgspec.Struct):
+    run_id: str
+    tick: int
+    event_id: str
+    impact: _Impact | None = None
+
+
+_event_key_decoder = msgspec.json.Decoder(_EventKey)  # reads 4 fields, skips the rest
+
+
+def _event_key(line: bytes) -> tuple[str, int, str, int]:
+    """``(run_id, tick, event_id, score_version)`` of an event's JSON."""
+    k = _event_key_decoder.decode(line)
+    return k.run_id, k.tick, k.event_id, score_version(k.impact.cascade if k.impact else None)
 
 
 _EVENT_JSON = JsonSource(
@@ -91,6 +136,7 @@ _EVENT_JSON = JsonSource(
         ),
     ),
     skipped=frozenset({"kind", "world", "actor_memories", "restored"}),
+    key_of=_event_key,
 )
 
 TABLES: dict[str, TableSpec] = {
@@ -109,6 +155,7 @@ TABLES: dict[str, TableSpec] = {
             ("branch_tick", "Nullable(UInt32)"),
         ),
         ("run_id",),
+        key=("run_id",),
     ),
     "snapshots": TableSpec(
         (
@@ -123,6 +170,7 @@ TABLES: dict[str, TableSpec] = {
             ("sha256", "String"),
         ),
         ("run_id", "tick", "source", "shard", "part"),
+        key=("run_id", "tick", "source", "shard", "part"),
         filled=(("stored_at", "DateTime64(3, 'UTC')"),),
     ),
     "decisions": TableSpec(
@@ -146,6 +194,7 @@ TABLES: dict[str, TableSpec] = {
             ("event_id", "Nullable(String)"),
         ),
         ("decision_id",),
+        key=("run_id", "tick", "npc_id", "decision_id"),
         filled=(("stored_at", "DateTime64(3, 'UTC')"),),
     ),
     "ticks": TableSpec(
@@ -161,6 +210,7 @@ TABLES: dict[str, TableSpec] = {
             ("last", "Bool"),
         ),
         ("run_id", "tick"),
+        key=("run_id", "tick"),
     ),
     "events": TableSpec(
         (
@@ -184,9 +234,11 @@ TABLES: dict[str, TableSpec] = {
             ("impact_total", "Nullable(Float64)"),
         ),
         ("event_id",),
+        key=("run_id", "tick", "event_id"),
         # the ReplacingMergeTree version: the highest cascade wins (migration 0005)
         filled=(("score_version", "UInt32"),),
         json=_EVENT_JSON,
+        version="score_version",
     ),
     "posts": TableSpec(
         (
@@ -210,6 +262,7 @@ TABLES: dict[str, TableSpec] = {
             ("latency_ms", "Float64"),
         ),
         ("post_id",),
+        key=("run_id", "channel", "tick", "post_id"),
         # insert time, for the live stream: posts arrive out of tick order (migration 0003)
         filled=(("stored_at", "DateTime64(3, 'UTC')"),),
     ),
@@ -224,6 +277,7 @@ TABLES: dict[str, TableSpec] = {
             ("state_hash", "String"),
         ),
         ("run_id", "npc_id", "tick"),
+        key=("run_id", "npc_id", "tick"),
     ),
     "relationship_snapshots": TableSpec(
         (
@@ -237,6 +291,7 @@ TABLES: dict[str, TableSpec] = {
             ("tags", "Array(LowCardinality(String))"),
         ),
         ("run_id", "npc_id", "other_id", "tick"),
+        key=("run_id", "npc_id", "other_id", "tick"),
     ),
     "llm_calls": TableSpec(
         (
@@ -255,6 +310,7 @@ TABLES: dict[str, TableSpec] = {
             ("at", "DateTime64(3, 'UTC')"),
         ),
         ("call_id",),
+        key=("run_id", "request_id", "call_id"),
     ),
     "dead_letters": TableSpec(
         (
@@ -269,6 +325,7 @@ TABLES: dict[str, TableSpec] = {
             ("at", "DateTime64(3, 'UTC')"),
         ),
         ("dl_id",),
+        key=("stage", "topic", "partition", "offset", "dl_id"),
     ),
 }
 

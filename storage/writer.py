@@ -6,18 +6,31 @@ per message. The caller (the faust sink agent, a test, a backfill script) decide
 to flush: after :meth:`ClickHouseWriter.add` returns ``True`` (a buffer is full), or
 when :meth:`ClickHouseWriter.due` says the oldest buffered row waited ``flush_s``.
 
-Idempotency, in two layers, so a message delivered twice is stored once:
+Stored once, in raw rows (not only after a merge or through ``FINAL``): before each
+insert the writer drops the rows that are stored already, so a message delivered twice,
+in the same batch or in any later one, by this sink or another, is one row.
 
-1. Every insert carries ``insert_deduplication_token`` = a hash of the table and the
-   ids of the batch's rows, in order. Retrying a failed flush (or replaying the same
-   Kafka messages in the same batches) sends the same token, and ClickHouse drops the
-   repeated block (the tables set ``non_replicated_deduplication_window``).
-2. Every table is a ``ReplacingMergeTree`` ordered by the row's derived ids, so rows
-   that arrive in *different* batches collapse on merge; exact reads use ``FINAL``.
+1. A row is identified by its table's key (the ``ReplacingMergeTree``'s ORDER BY) and,
+   where the table has one, its version (:attr:`storage.schema.TableSpec.identity`): an
+   event re-scored is a new version, a row of its own; the same score again is not.
+2. Within a batch, the first row of each identity is kept.
+3. Then the rows this writer stored recently (a bounded set of identities, ``recent``)
+   are dropped without asking, and the table is asked which of the rest it holds: one
+   ``SELECT`` per table per insert, each key column ``IN`` the batch's values (the
+   primary index narrows it to a few granules), matched exactly here.
+4. Every insert still carries ``insert_deduplication_token`` (a hash of its rows' ids,
+   or its JSON lines): an insert retried after its first attempt got in but reported an
+   error is dropped by the engine even if the check did not see the first attempt yet.
+
+The check is exact as long as one writer at a time writes a given row: a Kafka
+partition has one sink at a time, and a message's rows always go to the same table.
+Two sinks writing the same row from different partitions at the same moment (none of the
+topics does this: a re-score is a new version) could both insert it; ``FINAL`` still
+collapses that.
 
 A failed insert leaves its rows in the buffer and re-raises: call ``flush`` again
-(same token) or crash and replay from the last committed offset. Commit Kafka offsets
-only after ``flush`` returned.
+or crash and replay from the last committed offset. Commit Kafka offsets only after
+``flush`` returned.
 
 Row mapping from topic messages is :func:`rows_for` (a message may make several rows:
 an NPC snapshot is one ``npc_snapshots`` row plus one ``relationship_snapshots`` row per
@@ -37,8 +50,10 @@ import asyncio
 import hashlib
 import logging
 import operator
+import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -47,7 +62,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from storage.clickhouse import check_identifier, run_in_thread
-from storage.schema import JSON_TABLES, TABLES, json_table_for
+from storage.schema import JSON_TABLES, TABLES, TableSpec, json_table_for
 from topics.codec import encode
 from topics.models import (
     DeadLettered,
@@ -66,7 +81,11 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 T = TypeVar("T", Row, bytes)
+Item = TypeVar("Item")
 _Taken = tuple[dict[str, list[Row]], dict[str, list[bytes]]]  # detached (rows, JSON lines)
+Identity = tuple[Any, ...]  # a row's key columns, then its version (TableSpec.identity)
+
+RECENT = 20_000  # identities of rows stored recently (~300 B each): a batch or two re-read
 
 
 JSON_INSERT_SETTINGS: dict[str, int] = {
@@ -240,13 +259,74 @@ def json_dedup_token(table: str, lines: Sequence[bytes]) -> str:
     return h.hexdigest()
 
 
+def identity_of(table: str, row: Mapping[str, Any]) -> Identity:
+    """A row's :attr:`~storage.schema.TableSpec.identity` values: equal ones are one row."""
+    return tuple(row.get(col) for col in TABLES[table].identity)
+
+
+def first_of_each(items: Sequence[Item], identities: Sequence[Identity]) -> dict[Identity, Item]:
+    """The first item of each identity, in order: a message delivered twice in one batch."""
+    firsts: dict[Identity, Item] = {}
+    for identity, item in zip(identities, items, strict=True):
+        firsts.setdefault(identity, item)
+    return firsts
+
+
+def _param_type(ch_type: str) -> str:
+    """The type of a query parameter that holds a column's values (no LowCardinality)."""
+    return re.sub(r"^LowCardinality\((.*)\)$", r"\1", ch_type)
+
+
+def stored_query(
+    database: str, table: str, identities: Collection[Identity]
+) -> tuple[str, dict[str, Any]]:
+    """``SELECT`` of the stored identities among ``identities`` (a superset: each identity
+    column ``IN`` the values the batch has; match the rows exactly) and its parameters."""
+    spec: TableSpec = TABLES[table]
+    where, params = [], {}
+    for i, col in enumerate(spec.identity):
+        params[f"v{i}"] = list({k[i] for k in identities if k[i] is not None})
+        where.append(f"`{col}` IN {{v{i}:Array({_param_type(spec.types[col])})}}")
+    cols = ", ".join(f"`{col}`" for col in spec.identity)
+    sql = f"SELECT {cols} FROM {database}.{table} WHERE {' AND '.join(where)}"  # noqa: S608 - checked identifiers, values bound
+    return sql, params
+
+
+class RecentlyStored:
+    """Identities of rows stored recently (by this writer, or found stored), per table;
+    the oldest are forgotten beyond ``size``. A redelivery soon after (a batch re-read
+    after the sink started over, a message produced twice) is dropped without a query."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._seen: OrderedDict[tuple[str, Identity], None] = OrderedDict()
+
+    def __contains__(self, item: tuple[str, Identity]) -> bool:
+        return item in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, table: str, identities: Iterable[Identity]) -> None:
+        """Remember ``identities`` of ``table`` as stored."""
+        seen = self._seen
+        for identity in identities:
+            key = (table, identity)
+            seen[key] = None
+            seen.move_to_end(key)
+        while len(seen) > self.size:
+            seen.popitem(last=False)
+
+
 class ClickHouseWriter:
     """Batches rows per table into few, large, idempotent inserts.
 
     ``add(table, row)`` / ``add_json(table, line)`` / ``add_message(msg)`` buffer;
     ``flush()`` (async, runs the blocking inserts in a thread) or ``flush_sync()`` writes
     every buffer, one insert per table per ``batch_size`` rows; ``write(table, rows)`` and
-    ``write_json(table, lines)`` are one synchronous insert.
+    ``write_json(table, lines)`` are one synchronous insert. Each insert first drops the
+    rows stored already (see the module's docstring); ``recent`` bounds the identities
+    remembered as stored.
     ``due()`` is true when a buffer is full or the oldest buffered row is ``flush_s`` old.
 
     Not thread-safe: use it from one task (the sink agent) or one thread. Concurrent
@@ -261,6 +341,7 @@ class ClickHouseWriter:
         batch_size: int = 5000,
         flush_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        recent: int = RECENT,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -273,8 +354,13 @@ class ClickHouseWriter:
         self._lines: dict[str, list[bytes]] = {}  # JSON_TABLES: each message's JSON
         self._oldest: float | None = None
         self._flush_lock = asyncio.Lock()
-        self.rows_written = 0
+        self.recently_stored = RecentlyStored(recent)
+        self.rows_written = 0  # rows inserted
+        self.duplicates = 0  # rows dropped as stored already (or twice in their batch)
         self.inserts = 0
+        # rows inserted by the last flush (and the failed ones just before it): newly_stored
+        self.inserted: set[tuple[str, Identity]] = set()
+        self._failed = False
 
     @classmethod
     def from_settings(cls, settings: Any, client: Client, database: str) -> ClickHouseWriter:
@@ -361,28 +447,32 @@ class ClickHouseWriter:
     # ---- writing ----------------------------------------------------------------------
 
     def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` into ``table`` now: one insert with a dedup token; returns the count."""
+        """Insert the rows of ``rows`` not stored yet into ``table`` now: one insert with a
+        dedup token; returns how many were inserted (the rest were stored already)."""
         if not rows:
             return 0
+        fresh = self._unstored(table, rows, [identity_of(table, row) for row in rows])
+        new = list(fresh.values())
+        if not new:
+            return self._stored(table, fresh, len(rows))
         columns = TABLES[table].columns
         get = operator.itemgetter(*columns)
         try:  # rows from rows_for carry every column
-            data = [get(row) for row in rows]
+            data = [get(row) for row in new]
         except KeyError:
-            data = [[row.get(col) for col in columns] for row in rows]
+            data = [[row.get(col) for col in columns] for row in new]
         self.client.insert(
             f"{self.database}.{table}",
             data,
             column_names=list(columns),
-            settings={"insert_deduplication_token": dedup_token(table, rows)},
+            settings={"insert_deduplication_token": dedup_token(table, new)},
         )
-        self.inserts += 1
-        self.rows_written += len(rows)
-        return len(rows)
+        return self._stored(table, fresh, len(rows))
 
     def write_json(self, table: str, lines: Sequence[bytes]) -> int:
-        """Insert JSON ``lines`` into ``table`` (of :data:`JSON_TABLES`) now: one insert, through
-        its landing table, with a dedup token; returns the count.
+        """Insert the JSON ``lines`` not stored yet into ``table`` (of :data:`JSON_TABLES`)
+        now: one insert, through its landing table, with a dedup token; returns how many
+        were inserted.
 
         The engine's JSON parser refuses what JSON parsers accept: a repeated key (the
         validator keeps the last one). When the engine refuses a batch, it is inserted
@@ -391,18 +481,52 @@ class ClickHouseWriter:
         """
         if not lines:
             return 0
-        token = json_dedup_token(table, lines)
+        source = TABLES[table].json
+        if source is None:
+            raise ValueError(f"{table!r} is not filled from JSON")
+        fresh = self._unstored(table, lines, [source.key_of(line) for line in lines])
+        new = list(fresh.values())
+        if not new:
+            return self._stored(table, fresh, len(lines))
+        token = json_dedup_token(table, new)
         try:
-            self._insert_json(table, lines, token)
+            self._insert_json(table, new, token)
         except DatabaseError as exc:
-            canonical = [orjson.dumps(orjson.loads(line)) for line in lines]
-            if canonical == list(lines):
+            canonical = [orjson.dumps(orjson.loads(line)) for line in new]
+            if canonical == new:
                 raise
             log.warning("%s: the engine refused the JSON (%s); inserting it re-encoded", table, exc)
             self._insert_json(table, canonical, token)
-        self.inserts += 1
-        self.rows_written += len(lines)
-        return len(lines)
+        return self._stored(table, fresh, len(lines))
+
+    def _unstored(
+        self, table: str, items: Sequence[Item], identities: Sequence[Identity]
+    ) -> dict[Identity, Item]:
+        """The first item of each identity whose row is not stored yet: not stored recently
+        by this writer, nor found in the table (one query)."""
+        recent = self.recently_stored
+        fresh = {
+            k: item
+            for k, item in first_of_each(items, identities).items()
+            if (table, k) not in recent
+        }
+        if fresh:
+            sql, params = stored_query(self.database, table, fresh)
+            found = set(map(tuple, self.client.query(sql, parameters=params).result_rows))
+            stored = [k for k in fresh if k in found]
+            for k in stored:
+                del fresh[k]
+            recent.add(table, stored)
+        return fresh
+
+    def _stored(self, table: str, inserted: Mapping[Identity, Any], given: int) -> int:
+        """Count an insert of ``inserted`` (none: no insert) out of ``given`` rows."""
+        self.recently_stored.add(table, inserted)
+        self.inserted.update((table, k) for k in inserted)
+        self.inserts += bool(inserted)
+        self.rows_written += len(inserted)
+        self.duplicates += given - len(inserted)
+        return len(inserted)
 
     def _insert_json(self, table: str, lines: Sequence[bytes], token: str) -> None:
         self.client.raw_insert(
@@ -432,10 +556,15 @@ class ClickHouseWriter:
             self._oldest = self._clock()
 
     def _write_all(self, taken: _Taken) -> dict[str, int]:
-        """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``."""
+        """Write detached buffers in ``batch_size`` chunks; consumed rows leave ``taken``
+        (stored now or already); returns how many left, per table."""
         written: dict[str, int] = {}
+        if not self._failed:  # else what the failed flush inserted counts as this one's
+            self.inserted = set()
+        self._failed = True
         self._write_chunks(taken[0], self.write, written)
         self._write_chunks(taken[1], self.write_json, written)
+        self._failed = False
         if written:
             log.debug("flushed %s", written)
         return written
@@ -454,11 +583,11 @@ class ClickHouseWriter:
                 written[table] = written.get(table, 0) + len(batch)
 
     def flush_sync(self) -> dict[str, int]:
-        """Write every buffer (blocking); returns rows written per table.
+        """Write every buffer (blocking); returns the rows flushed per table: inserted
+        now, or dropped as stored already (:attr:`duplicates` counts those).
 
         Rows leave the writer only once their insert succeeded: after an exception
-        the rest stays buffered, and a retry re-sends the same batches with the same
-        dedup tokens (so a half-applied flush is not duplicated).
+        the rest stays buffered, and a retry finds what a half-applied flush stored.
         """
         taken = self._take()
         try:
@@ -477,6 +606,20 @@ class ClickHouseWriter:
                 return await run_in_thread(self._write_all, taken)
             finally:
                 self._restore(taken)
+
+    def newly_stored(self, messages: Iterable[Any]) -> list[Any]:
+        """Of ``messages`` (mapped by :func:`rows_for`), the ones whose rows the last flush
+        inserted (or a failed flush right before it), each once: not those it found stored
+        already, so a listener sees what the table holds (the first copy of a post, not a
+        later one with the same id)."""
+        out, seen = [], set()
+        for message in messages:
+            table, row = rows_for(message)[0]
+            key = (table, identity_of(table, row))
+            if key in self.inserted and key not in seen:
+                seen.add(key)
+                out.append(message)
+        return out
 
     def write_messages(self, messages: Iterable[Any]) -> dict[str, int]:
         """Map, buffer and flush ``messages`` synchronously (backfills, tests)."""

@@ -91,10 +91,12 @@ class Streams:
     settings: Settings
     app: faust.App
     topics: dict[str, faust.TopicT] = field(default_factory=dict)
-    stored: dict[str, int] = field(default_factory=dict)  # rows the sink stored, per table
+    # rows the sink stored, or found stored already, per table
+    stored: dict[str, int] = field(default_factory=dict)
     writer: ClickHouseWriter | None = None  # the sink's, created on first use
-    # called with the messages the sink has just stored, once they are (the API's timelines;
-    # the messages of the tables the engine fills from JSON are not decoded, so not passed)
+    # called with the messages the sink has just stored, once they are, each once and not
+    # those stored before (the API's timelines; the messages of the tables the engine fills
+    # from JSON are not decoded, so not passed)
     on_stored: list[Callable[[list[BaseModel]], None]] = field(default_factory=list)
     _outbox: Outbox | None = None
 

@@ -3,10 +3,9 @@
 One consumer over every stored topic, writing through one
 :class:`~storage.writer.ClickHouseWriter`. It takes up to ``sink_batch_size`` messages
 or what arrived within ``sink_flush_s``, writes them, and only then commits their
-offsets (at-least-once). A redelivered batch is stored once:
-the writer sends an insert dedup token and every table is a ReplacingMergeTree
-keyed on the derived id. ClickHouse unreachable: the batch is retried with backoff,
-never dropped.
+offsets (at-least-once). A message delivered again, in any batch, is stored once in raw
+rows: the writer drops the rows the table holds already (see :mod:`storage.writer`).
+ClickHouse unreachable: the batch is retried with backoff, never dropped.
 """
 
 from __future__ import annotations
@@ -130,8 +129,9 @@ async def store_records(
         if last_tick is not None:
             metrics.SINK_LAST_TICK.set(last_tick)
         if stored:
+            fresh = writer.newly_stored(stored)  # not the copies of rows stored before
             for listener in streams.on_stored:
-                listener(stored)
+                listener(fresh)
         return written
     raise AssertionError("unreachable: backoff() never ends")
 

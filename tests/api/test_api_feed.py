@@ -6,9 +6,11 @@ import base64
 
 import orjson
 import pytest
+from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from storage import ClickHouseWriter
+from storage import TABLES, ClickHouseWriter, row_for
+from topics.models import PostPublished
 
 
 def _ids(response) -> list[str]:
@@ -135,16 +137,28 @@ def _walk(api: TestClient, limit: int, **params: object) -> list[str]:
             return seen
 
 
+def _insert_copies(client: Client, database: str, posts: list[PostPublished]) -> None:
+    """Insert posts as raw rows, past the writer's stored-once check: copies the reads must
+    still collapse (rows stored before the writer checked, or by two sinks at once)."""
+    columns = TABLES["posts"].columns
+    rows = [row_for(post)[1] for post in posts]
+    client.insert(
+        f"{database}.posts", [[r[c] for c in columns] for r in rows], column_names=list(columns)
+    )
+
+
 def test_feed_is_exact_when_posts_arrive_twice_in_different_batches(
-    api: TestClient, writer: ClickHouseWriter, post_factory
+    api: TestClient, ch_client: Client, database: str, writer: ClickHouseWriter, post_factory
 ) -> None:
     """The feed reads without FINAL; a post stored twice (not merged yet) still shows once."""
     writer.write_messages([post_factory(i) for i in range(12)])
-    # redelivered in later batches (other dedup tokens), so the copies stay until a merge
-    writer.write_messages([post_factory(i) for i in (2, 3, 7, 11)])
-    writer.write_messages([post_factory(i) for i in (3, 4, 5)])
+    # copies in later blocks stay until a merge
+    _insert_copies(ch_client, database, [post_factory(i) for i in (2, 3, 7, 11)])
+    _insert_copies(ch_client, database, [post_factory(i) for i in (3, 4, 5)])
     # a later copy that is blocked hides the post, as under FINAL (the last insert wins)
-    writer.write_messages([post_factory(9, moderation="blocked", moderation_reason="slur")])
+    _insert_copies(
+        ch_client, database, [post_factory(9, moderation="blocked", moderation_reason="slur")]
+    )
     expected = [f"po_{i:016x}" for i in (11, 10, 8, 7, 6, 5, 4, 3, 2, 1, 0)]
     for limit in range(1, 8):  # page ends fall between the copies of a post, or not
         assert _walk(api, limit) == expected, limit

@@ -165,13 +165,6 @@ async def _sink_until(settings: Settings, rows: int) -> None:
         await streams.app.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: the sink stores a redelivered message again in raw rows (seen: 41 "
-    "events and 41 posts for 40 after the first sink); the insert dedup token hashes how a "
-    "batch formed, not the message ids, so only a merge (FINAL) collapses the copies. "
-    "DESIGN: stored once means once in raw rows.",
-)
 async def test_reconsuming_every_topic_from_offset_0_stores_nothing_twice(
     settings_factory: Callable[..., Settings],
     chdb_path: Path,

@@ -3,6 +3,7 @@ equals storage.schema, the spec the writer and the reads use."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,27 @@ def test_columns_after_every_migration_equal_the_spec(ch_client: Client, databas
             if diff := _diff(landing, list(spec.json.landing_columns)):
                 drift[spec.json.landing] = diff
     assert drift == {}
+
+
+def test_keys_and_versions_after_every_migration_equal_the_spec(
+    ch_client: Client, database: str
+) -> None:
+    """The writer drops a row whose key and version are stored already: they must be the
+    ReplacingMergeTree's ORDER BY and version column."""
+    engine = {
+        name: (key, full)
+        for name, key, full in ch_client.query(
+            "SELECT name, sorting_key, engine_full FROM system.tables WHERE database = {db:String}",
+            parameters={"db": database},
+        ).result_rows
+    }
+    got, want = {}, {}
+    for table, spec in TABLES.items():
+        key, full = engine[table]
+        version = re.match(r"ReplacingMergeTree(?:\((\w*)\))?", full)
+        got[table] = (key, version and (version.group(1) or None))
+        want[table] = (", ".join(spec.key), spec.version)
+    assert got == want
 
 
 def test_migrations_apply_in_order_once_and_build_only_the_specs_tables(

@@ -12,8 +12,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from storage import ClickHouseWriter, dedup_token, json_table_for, row_for, rows_for
-from storage.schema import TABLES
-from storage.writer import json_dedup_token
+from storage.schema import TABLES, score_version
+from storage.writer import RecentlyStored, json_dedup_token
 from topics.models import Effect, EventHappened, RunCommanded
 
 Count = Callable[..., int]
@@ -132,35 +132,37 @@ def test_a_message_that_cannot_be_stored_leaves_nothing_buffered(
 
 @pytest.mark.parametrize("table", MESSAGE_TABLES)
 def test_a_batch_stored_twice_is_in_the_raw_rows_once(
-    table: str, writer: ClickHouseWriter, message_factory, count: Count
+    table: str,
+    ch_client: Client,
+    database: str,
+    writer: ClickHouseWriter,
+    message_factory,
+    count: Count,
 ) -> None:
-    """The insert dedup token drops the repeated block: counted without FINAL, no merge."""
+    """Sent again, to this writer (it remembers) or another (it asks the table): nothing is
+    inserted. Counted without FINAL, no merge."""
     batch = [message_factory(table, i) for i in range(5)]
     first = writer.write_messages(batch)
-    assert writer.write_messages(batch) == first  # sent again, same token
+    assert writer.write_messages(batch) == first  # flushed: stored already
+    other = ClickHouseWriter(ch_client, database)
+    assert other.write_messages(batch) == first
     assert {t: count(t) for t in first} == first
-    assert writer.inserts == 2 * len(first)
+    assert writer.inserts == len(first) and other.inserts == 0
+    assert writer.duplicates == other.duplicates == sum(first.values())
 
 
-def test_overlapping_batches_collapse_by_key(
+def test_overlapping_batches_store_only_the_new_rows(
     ch_client: Client, database: str, writer: ClickHouseWriter, post_factory, count: Count
 ) -> None:
     batch = [post_factory(i) for i in range(50)]
     writer.write_messages(batch)
-    # another block (another token): it gets in, and ReplacingMergeTree collapses it by key
-    writer.write_messages(batch[10:30] + [post_factory(50)])
-    assert count("posts") == 71
-    assert count("posts", final=True) == 51
-    ch_client.command(f"OPTIMIZE TABLE {database}.posts FINAL")
-    assert count("posts") == 51
+    # another block (another token), by another writer: only post 50 is new
+    other = ClickHouseWriter(ch_client, database)
+    assert other.write_messages(batch[10:30] + [post_factory(50)]) == {"posts": 21}
+    assert (other.rows_written, other.duplicates) == (1, 20)
+    assert count("posts") == 51  # raw rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: the insert dedup token hashes the batch's ids in order, so messages "
-    "redelivered in other batches get other tokens and are stored again; they collapse only "
-    "on a merge (FINAL). DESIGN: stored once means once in raw rows, tokens from message ids.",
-)
 def test_redelivered_snapshots_and_llm_calls_are_stored_once(
     ch_client: Client,
     database: str,
@@ -181,6 +183,130 @@ def test_redelivered_snapshots_and_llm_calls_are_stored_once(
         "WHERE call_id = 'ca_0000000000000000'"
     ).result_rows[0]
     assert row == (None, "valid", 1_700_000_000_000)
+
+
+def test_a_new_version_is_stored_and_the_same_version_again_is_not(
+    ch_client: Client, database: str, writer: ClickHouseWriter, event_factory
+) -> None:
+    """An event re-scored is a row of its own (a higher score_version); the same score
+    redelivered, in any batch, to any writer, is not. A branch's copy of a parent's story
+    (same event id, another run) is another row."""
+    base, rescored = event_factory(1, cascade=0.0), event_factory(1, cascade=0.25)
+    writer.write_messages([base])
+    writer.write_messages([rescored, event_factory(2)])
+    other = ClickHouseWriter(ch_client, database)
+    other.write_messages([event_factory(2), rescored, base])
+    other.write_messages([base.model_copy(update={"run_id": "branch"})])
+    rows = ch_client.query(
+        f"SELECT run_id, event_id, score_version FROM {database}.events "  # noqa: S608 - test identifier
+        "ORDER BY run_id, event_id, score_version"
+    ).result_rows
+    assert rows == [
+        ("branch", f"ev_{1:016x}", 0),
+        ("run1", f"ev_{1:016x}", 0),
+        ("run1", f"ev_{1:016x}", 2500),
+        ("run1", f"ev_{2:016x}", 2500),
+    ]
+    assert (other.rows_written, other.duplicates) == (1, 3)
+
+
+class _CountingClient:
+    """A client that counts the queries the writer asks (inserts pass through)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client, self.queries = client, 0
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        self.queries += 1
+        return self.client.query(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_rows_stored_recently_are_dropped_without_asking_the_table(
+    ch_client: Client, database: str, post_factory, event_factory, count: Count
+) -> None:
+    client = _CountingClient(ch_client)
+    writer = ClickHouseWriter(client, database, recent=1000)  # type: ignore[arg-type]
+    batch = [post_factory(i) for i in range(5)] + [event_factory(i) for i in range(5)]
+    writer.write_messages(batch)
+    assert client.queries == 2  # one check per table
+    writer.write_messages(batch[::-1])  # redelivered: remembered, no check, no insert
+    assert client.queries == 2 and writer.inserts == 2
+    writer.write_messages([*batch[:2], post_factory(5)])  # one new row: one check
+    assert client.queries == 3 and writer.inserts == 3
+    assert (count("posts"), count("events")) == (6, 5)
+
+
+def test_recently_stored_forgets_the_oldest_beyond_its_size() -> None:
+    recent = RecentlyStored(3)
+    recent.add("posts", [("a",), ("b",), ("c",)])
+    recent.add("posts", [("a",)])  # seen again: the most recent now
+    recent.add("events", [("a",)])
+    assert len(recent) == 3
+    assert ("posts", ("b",)) not in recent
+    assert ("posts", ("a",)) in recent and ("events", ("a",)) in recent
+
+
+def test_an_events_identity_from_its_json_is_the_tables(
+    ch_client: Client, database: str, writer: ClickHouseWriter
+) -> None:
+    """The writer reads an event's (run, tick, id, version) from its JSON; the version as
+    the table's MATERIALIZED score_version computes it (both round half to even)."""
+    cascades = [None, 0.0, 0.00005, 0.00015, 0.00025, 0.12345, 0.25, 0.33335, 1.0]
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"ev_{i}",
+                "run_id": "v",
+                "tick": i,
+                "sim_minute": 0,
+                "type": "t",
+                "actor": "a",
+                "summary": "s",
+                "impact": None
+                if c is None
+                else {"novelty": 0, "conflict": 0, "status": 0, "cascade": c, "total": 0},
+            }
+        )
+        for i, c in enumerate(cascades)
+    ]
+    assert writer.write_json("events", lines) == len(lines)
+    stored = ch_client.query(
+        f"SELECT run_id, tick, event_id, score_version FROM {database}.events ORDER BY tick"  # noqa: S608 - test identifier
+    ).result_rows
+    key_of = TABLES["events"].json.key_of  # type: ignore[union-attr]
+    assert [tuple(r) for r in stored] == [key_of(line) for line in lines]
+    assert [r[3] for r in stored] == [score_version(c) for c in cascades]
+
+
+def test_newly_stored_are_the_messages_whose_rows_the_flush_inserted(
+    ch_client: Client, database: str, writer: ClickHouseWriter, post_factory
+) -> None:
+    """What the sink hands its listeners (the API's timelines): each post the table got,
+    once; not a copy of a post stored before, which may differ (a later render)."""
+    first = [post_factory(i) for i in range(3)]
+    writer.write_messages(first)
+    assert writer.newly_stored(first) == first
+    again = [post_factory(1, body="rendered again"), post_factory(3), post_factory(3)]
+    writer.write_messages(again)
+    assert writer.newly_stored(again) == [post_factory(3)]
+
+
+def test_newly_stored_keeps_what_a_failed_flush_inserted(
+    ch_client: Client, database: str, post_factory
+) -> None:
+    writer = ClickHouseWriter(ch_client, database, batch_size=2)
+    posts = [post_factory(i) for i in range(3)]
+    for post in posts:
+        writer.add_message(post)
+    writer.add("posts", {**row_for(post_factory(3))[1], "tick": "not a number"})
+    with pytest.raises(Exception):  # noqa: B017 - the driver's error type is not the point
+        writer.flush_sync()  # posts 0 and 1 got in
+    writer._buffers["posts"][1]["tick"] = 0
+    writer.flush_sync()
+    assert writer.newly_stored(posts) == posts
 
 
 def test_failed_flush_keeps_rows_and_retry_is_idempotent(
