@@ -351,6 +351,14 @@ class DecisionCountsPublic(BaseModel):
     fallback_by_cause: dict[str, int]
 
 
+class FeedCountsPublic(BaseModel):
+    """The feed loop: posts read, and what the readers did about them."""
+
+    exposures: int = Field(description="Posts read (one per reader and post).")
+    reactions: int = Field(description="Likes, replies, reposts and feuds.")
+    reactions_by_kind: dict[str, int] = Field(description="like, reply, repost, feud -> count.")
+
+
 class StatsPublic(BaseModel):
     """Row counts per table, posts per channel and moderation status, LLM usage, rates."""
 
@@ -360,3 +368,4 @@ class StatsPublic(BaseModel):
     llm_calls: LlmCallsOutcomesPublic
     rates: RatesPublic
     decisions: DecisionCountsPublic
+    feed: FeedCountsPublic

@@ -55,6 +55,7 @@ from topics.models import (
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
+    PostSeen,
     RunCommanded,
     SnapshotPart,
     TickCompleted,
@@ -141,7 +142,7 @@ def row_for(message: Any) -> tuple[str, Row]:
 
     Handles :class:`PostPublished` → ``posts``,
     :class:`TickCompleted` → ``ticks``, :class:`LLMCalled` → ``llm_calls``,
-    :class:`DecisionResolved` → ``decisions``,
+    :class:`DecisionResolved` → ``decisions``, :class:`PostSeen` → ``exposures``,
     :class:`DeadLettered` → ``dead_letters`` and
     :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
     the wall clock at mapping time; a redelivered start keeps one row either way).
@@ -164,6 +165,8 @@ def row_for(message: Any) -> tuple[str, Row]:
         return "ticks", message.model_dump(exclude={"kind", "injected", "focal", *TICK_TALLIES})
     if isinstance(message, DecisionResolved):
         return "decisions", message.model_dump(exclude={"kind"})
+    if isinstance(message, PostSeen):
+        return "exposures", message.model_dump(exclude={"kind"})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)

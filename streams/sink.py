@@ -29,6 +29,7 @@ from topics import (
     DECISION_OUTCOMES,
     DLQ,
     EVENTS,
+    EXPOSURES,
     LLM_CALLS,
     NPC_SNAPSHOTS,
     POSTS,
@@ -55,6 +56,7 @@ STORED: tuple[TopicSpec, ...] = (
     LLM_CALLS,
     SNAPSHOTS,
     DECISION_OUTCOMES,
+    EXPOSURES,
     DLQ,
 )
 
