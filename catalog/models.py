@@ -615,15 +615,15 @@ class Feed(CatalogModel):
     window_ticks: int = Field(4, ge=1, le=96, description="Ticks a post stays in the feed.")
     reads_per_tick: int = Field(3, ge=1, le=20, description="Posts a reader reads at once.")
     read_chance: float = Field(
-        0.25,
+        1.0,
         ge=0,
         le=1,
-        description="Chance per awake tick that an NPC with a posting habit reads the feed, "
-        "times (0.5 + its posting_propensity), at most 1.",
+        description="Chance per awake tick that an NPC with a posting habit (a channel to "
+        "write on) reads the feed, times its posting_propensity.",
     )
-    like_rate: float = Field(0.15, ge=0, le=1, description="Base chance to like a post read.")
-    reply_rate: float = Field(0.05, ge=0, le=1, description="Base chance to reply.")
-    repost_rate: float = Field(0.05, ge=0, le=1, description="Base chance to repost.")
+    like_rate: float = Field(0.08, ge=0, le=1, description="Base chance to like a post read.")
+    reply_rate: float = Field(0.02, ge=0, le=1, description="Base chance to reply.")
+    repost_rate: float = Field(0.02, ge=0, le=1, description="Base chance to repost.")
     opinion_shift: float = Field(
         2.0,
         ge=0,

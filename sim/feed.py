@@ -52,7 +52,7 @@ from topics.models import (
     RenderRequested,
     TickStarted,
 )
-from worldfeed.ids import derive_id, hash_prefix, hash_text, rng_for
+from worldfeed.ids import SEP, derive_id, hash_prefix, hash_text, rng_for
 
 TWO64 = float(1 << 64)
 Reaction = Literal["like", "reply", "repost", "feud"]
@@ -135,15 +135,17 @@ def advance_window(
 
 
 def reads(index: WorldIndex, tick: TickStarted, npc_id: str) -> bool:
-    """Whether an NPC reads the feed on this tick: awake, with a posting habit, and its
-    seeded draw under ``read_chance x (0.5 + posting_propensity)``."""
+    """Whether an NPC reads the feed on this tick: awake, with a posting habit (a channel to
+    write on), and its seeded draw under ``read_chance x posting_propensity`` (its habit)."""
     if index.location[npc_id][hour_of(tick.sim_minute)] is None:
         return False
     npc = index.npc(npc_id)
     if npc.posting_propensity <= 0 or not npc.channels:
         return False
-    chance = min(1.0, index.catalog.feed.read_chance * (0.5 + npc.posting_propensity))
-    draw = hash_text(f"{hash_prefix(tick.seed, tick.tick)}{npc_id}\x1fread\x1f") / TWO64
+    chance = index.catalog.feed.read_chance * npc.posting_propensity
+    if chance >= 1.0:
+        return True
+    draw = hash_text(f"{hash_prefix(tick.seed, tick.tick)}{npc_id}{SEP}read{SEP}") / TWO64
     return draw < chance
 
 
@@ -152,8 +154,31 @@ def _affinity(state: State, other: str) -> float:
     return float(rel[0]) if rel else 0.0
 
 
+def ranked(feed: Feed, posts: Sequence[FeedPost]) -> list[FeedPost]:
+    """The feed in the recommender's order as far as it is the same for every reader (once
+    per tick): newest first (chronological), by popularity (popularity), by score
+    (affinity: the order among posts the reader feels nothing about) or by key (random)."""
+    rec = feed.recommender
+    if rec == "chronological":
+        return sorted(posts, key=lambda p: (-p.tick, -p.score, p.key))
+    if rec == "popularity":
+        a, b, c = POPULARITY
+        return sorted(
+            posts, key=lambda p: (-(p.score + a * p.likes + b * p.reposts + c * p.replies), p.key)
+        )
+    if rec == "affinity":
+        return sorted(posts, key=lambda p: (-p.score, p.key))
+    return sorted(posts, key=lambda p: p.key)
+
+
 def choose(
-    feed: Feed, tick: TickStarted, npc_id: str, state: State, posts: Sequence[FeedPost]
+    feed: Feed,
+    tick: TickStarted,
+    npc_id: str,
+    state: State,
+    posts: Sequence[FeedPost],
+    order: Sequence[FeedPost] | None = None,
+    about: Mapping[str, Sequence[FeedPost]] | None = None,
 ) -> list[FeedPost]:
     """What an NPC reads now: up to ``reads_per_tick`` posts of the window that are not its
     own and that it has not read, in the recommender's order.
@@ -163,32 +188,68 @@ def choose(
       about, then by score and key;
     * popularity: by score plus likes, reposts and replies so far (:data:`POPULARITY`);
     * random: a sample drawn with the reader's RNG for the tick.
+
+    ``order``: :func:`ranked` of ``posts``, ``about``: :func:`by_person` of it (computed
+    here if not given; once per tick when given).
     """
+    if order is None:
+        order = ranked(feed, posts)
     seen = {s[1] for s in state.get("seen", ())}
-    cands = [p for p in posts if p.author != npc_id and p.key not in seen]
     k = feed.reads_per_tick
     rec = feed.recommender
     if rec == "chronological":
         follows = set(state.get("fol", ()))
-        mine = [p for p in cands if p.author in follows]
-        return sorted(mine, key=lambda p: (-p.tick, -p.score, p.key))[:k]
-    if rec == "affinity":
-
-        def liking(p: FeedPost) -> float:
-            about = 0.0 if p.actor in (npc_id, p.author) else 0.5 * _affinity(state, p.actor)
-            return _affinity(state, p.author) + about
-
-        return sorted(cands, key=lambda p: (-liking(p), -p.score, p.key))[:k]
+        mine = (p for p in order if p.author in follows)
+        return _first(mine, npc_id, seen, k)
     if rec == "popularity":
-        a, b, c = POPULARITY
-
-        def popular(p: FeedPost) -> float:
-            return p.score + a * p.likes + b * p.reposts + c * p.replies
-
-        return sorted(cands, key=lambda p: (-popular(p), p.key))[:k]
-    ordered = sorted(cands, key=lambda p: p.key)
+        return _first(order, npc_id, seen, k)
+    if rec == "affinity":
+        if about is None:
+            about = by_person(order)
+        rank = {p.key: i for i, p in enumerate(order)} if about else {}
+        mine_: dict[str, FeedPost] = {}
+        for other in state["rel"]:  # the posts by or about people it knows: few
+            for p in about.get(other, ()):
+                if p.author != npc_id and p.key not in seen:
+                    mine_[p.key] = p
+        felt: list[tuple[float, int, FeedPost]] = []
+        for p in mine_.values():
+            subject = 0.0 if p.actor in (npc_id, p.author) else 0.5 * _affinity(state, p.actor)
+            felt.append((-(_affinity(state, p.author) + subject), rank[p.key], p))
+        felt.sort(key=lambda f: (f[0], f[1]))  # by liking, then in score order
+        liked = [p for v, _, p in felt if v < 0]
+        if len(liked) >= k:
+            return liked[:k]
+        disliked = [p for v, _, p in felt if v > 0]
+        skip = {p.key for p in liked} | {p.key for p in disliked}
+        rest = (p for p in order if p.key not in skip)
+        return [*liked, *_first(rest, npc_id, seen, k - len(liked)), *disliked][:k]
+    cands = [p for p in order if p.author != npc_id and p.key not in seen]
     rng = rng_for(tick.seed, tick.tick, npc_id, "feed")
-    return rng.sample(ordered, min(k, len(ordered)))
+    return rng.sample(cands, min(k, len(cands)))
+
+
+def by_person(posts: Iterable[FeedPost]) -> dict[str, list[FeedPost]]:
+    """NPC -> the posts by or about them, in the order given."""
+    out: dict[str, list[FeedPost]] = {}
+    for p in posts:
+        out.setdefault(p.author, []).append(p)
+        if p.actor != p.author:
+            out.setdefault(p.actor, []).append(p)
+    return out
+
+
+def _first(posts: Iterable[FeedPost], npc_id: str, seen: set[str], k: int) -> list[FeedPost]:
+    """The first ``k`` posts that are not ``npc_id``'s own and not in ``seen``."""
+    out: list[FeedPost] = []
+    if k <= 0:
+        return out
+    for p in posts:
+        if p.author != npc_id and p.key not in seen:
+            out.append(p)
+            if len(out) == k:
+                break
+    return out
 
 
 def rivals(index: WorldIndex, npc_id: str, other: str, state: State) -> bool:
@@ -211,7 +272,8 @@ def react(
         reply *= 2
     repost = 0.0 if aff < 0 else feed.repost_rate * (0.5 + traits["openness"]) * (0.5 + post.score)
     like = 0.0 if hostile else feed.like_rate * (0.5 + traits["agreeableness"]) * (1 + aff / 100)
-    u = rng_for(tick.seed, tick.tick, npc_id, f"react:{post.key}").random()
+    key = f"{hash_prefix(tick.seed, tick.tick)}{npc_id}{SEP}{post.key}{SEP}react{SEP}"
+    u = hash_text(key) / TWO64
     if u < reply:
         return "feud" if hostile else "reply"
     if u < reply + repost:
@@ -279,11 +341,13 @@ VALENCE = {"positive": 1.0, "negative": -1.0}
 
 
 def opinion(index: WorldIndex, npc_id: str, state: State, post: FeedPost) -> Effect | None:
-    """How reading a post moves the reader's affinity toward the person it is about."""
+    """How reading a post moves the reader's affinity toward the person it is about, if the
+    reader knows them (a relationship): strangers stay strangers, so an NPC's state does
+    not grow with everyone it reads about."""
     shift = index.catalog.feed.opinion_shift
     etype = index.catalog.event_types.get(post.type)
     sign = VALENCE.get(etype.valence, 0.0) if etype is not None else 0.0
-    if not shift or not sign or post.actor == npc_id:
+    if not shift or not sign or post.actor == npc_id or post.actor not in state["rel"]:
         return None
     rel = state["rel"].get(post.author)
     trust = float(rel[1]) if rel else 0.0
@@ -313,12 +377,15 @@ def read_feed(
     if not tick.feed:
         return out
     types = feed.reactions.model_dump()
+    order = ranked(feed, tick.feed)
+    about = by_person(order) if feed.recommender == "affinity" else None
+    ids = hash_prefix("ex", tick.run_id, tick.tick)  # derive_id("ex", run, tick, npc, key)
     for npc_id in npcs:
         if not reads(index, tick, npc_id):
             continue
         state = states[npc_id]
         follows = set(state.get("fol", ()))
-        for rank, post in enumerate(choose(feed, tick, npc_id, state, tick.feed)):
+        for rank, post in enumerate(choose(feed, tick, npc_id, state, tick.feed, order, about)):
             counts = out.counts.setdefault(post.key, [0, 0, 0, 0])
             counts[0] += 1
             last = post.tick + feed.window_ticks  # the last tick it is in the feed
@@ -348,7 +415,7 @@ def read_feed(
                 out.events.append(event)
             out.exposures.append(
                 PostSeen(
-                    exposure_id=derive_id("ex", tick.run_id, tick.tick, npc_id, post.key),
+                    exposure_id=f"ex_{hash_text(f'{ids}{npc_id}{SEP}{post.key}{SEP}'):016x}",
                     run_id=tick.run_id,
                     tick=tick.tick,
                     sim_minute=tick.sim_minute,

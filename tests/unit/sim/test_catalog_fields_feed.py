@@ -73,7 +73,7 @@ def test_field_Feed_read_chance_is_how_often_npcs_read(town: WorldIndex) -> None
     none = play(with_feed(town.catalog, read_chance=0.0))
     more = play(with_feed(town.catalog, read_chance=1.0))
     assert not none.exposures
-    assert len(more.exposures) > len(play(with_feed(town.catalog)).exposures)
+    assert len(more.exposures) > len(play(with_feed(town.catalog, read_chance=0.3)).exposures)
 
 
 def _rates(town: WorldIndex, **rates: float) -> LocalRun:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 from typing import Any
 
@@ -120,7 +121,7 @@ def test_reads_are_of_earlier_posts_in_the_window_never_twice_nor_ones_own(
 def test_likes_and_reposts_are_counted_per_post(feed_town: WorldIndex) -> None:
     run = play(feed_town, 2, 64)  # afternoon: the feed is full
     window = run.clock.feed_posts
-    assert window and any(p.likes for p in window)
+    assert window and any(p.likes + p.reposts + p.replies for p in window)
     for p in window:
         mine = [e for e in run.exposures if e.post_key == p.key]
         assert p.seen == len(mine)
@@ -375,7 +376,11 @@ def test_a_liked_author_is_followed(town: WorldIndex) -> None:
 
 def test_reading_a_post_about_someone_moves_the_readers_opinion(town: WorldIndex) -> None:
     index = with_feed(town.catalog, read_chance=1.0, like_rate=0.0, reply_rate=0.0, repost_rate=0.0)
-    reader, author, subject = index.npc_ids[:3]
+    reader = next(n for n in index.npc_ids if index.relationships.get(n))
+    subject = sorted(index.relationships[reader])[0]
+    author = next(n for n in index.npc_ids if n not in (reader, subject))
+    stranger = next(n for n in index.npc_ids if n not in index.relationships[reader])
+    unknown = post("fp_u", author, actor=stranger, type="scandal_leak")
     p = post("fp_s", author, actor=subject, type="scandal_leak")
     assert index.catalog.event_types["scandal_leak"].valence == "negative"
     tick = tick_with([p])
@@ -387,8 +392,47 @@ def test_reading_a_post_about_someone_moves_the_readers_opinion(town: WorldIndex
         if read_feed(index, t, [reader], {reader: seed_state(index, reader)}).exposures
     )
     state = seed_state(index, reader)
-    before = state["rel"].get(subject, [0.0, 20.0, 0.0])[0]
-    read = read_feed(index, awake, [reader], {reader: state})
+    before = state["rel"][subject][0]
+    read = read_feed(
+        index, awake.model_copy(update={"feed": [p, unknown]}), [reader], {reader: state}
+    )
     apply_effects(state, read.effects, awake.tick)
     assert state["rel"][subject][0] < before
-    assert state["seen"] == [[p.tick + index.catalog.feed.window_ticks, "fp_s"]]
+    assert stranger not in state["rel"]  # a stranger stays one: no opinion of them
+    last = p.tick + index.catalog.feed.window_ticks
+    assert state["seen"] == [[last, "fp_s"], [last, "fp_u"]]
+
+
+def test_affinity_is_the_order_of_liking_then_score_then_key() -> None:
+    """The shortcut through the posts of the people an NPC knows ranks as a full sort."""
+
+    rng = random.Random(5)
+    people = [f"p{i}" for i in range(12)]
+    for trial in range(200):
+        posts = [
+            post(
+                f"fp_{trial}_{i}",
+                rng.choice(people),
+                actor=rng.choice(people),
+                score=rng.choice([0.2, 0.5, 0.8]),
+            )
+            for i in range(rng.randint(0, 15))
+        ]
+        known = rng.sample(people, rng.randint(0, 6))
+        state = state_of(rel={o: [rng.choice([-50.0, 0.0, 30.0, 60.0]), 40.0, 1.0] for o in known})
+        state["seen"] = [[9, p.key] for p in posts[:2]]
+        me = rng.choice(people)
+        k = rng.randint(1, 5)
+
+        rel = state["rel"]
+
+        def liking(p: FeedPost, me: str = me, rel: dict[str, list[float]] = rel) -> float:
+            def aff(who: str) -> float:
+                return rel[who][0] if who in rel else 0.0
+
+            return aff(p.author) + (0.0 if p.actor in (me, p.author) else 0.5 * aff(p.actor))
+
+        cands = [p for p in posts if p.author != me and p.key not in {s[1] for s in state["seen"]}]
+        want = sorted(cands, key=lambda p: (-liking(p), -p.score, p.key))[:k]
+        feed = feed_of(recommender="affinity", reads_per_tick=k)
+        assert choose(feed, tick_with(posts), me, state, posts) == want
