@@ -4,7 +4,8 @@ A world directory with the feed loop on (the starter town, ``feed.json`` enabled
 played by worker subprocesses over 4 partitions and 2 workers; every tick's hash and
 tallies (the feed's posts and counts included), every event (the reactions included)
 and every exposure on the ``exposures`` topic must equal what ``sim.local.LocalRun``
-computes in process with one shard.
+computes in process with one shard; and the run's log, read back, replays identically
+(exposures compared tick by tick).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bus.runlog import read_run
 from catalog.generate import write_world
 from sim.local import LocalRun
+from sim.replay import replay
 from sim.world import WorldIndex, load_world
 from tests.fixtures.processes import Procs, read_until, start_run
 from tests.integration.test_world_stream import collect, tallies
@@ -50,3 +53,8 @@ async def test_streamed_feed_matches_the_reference(
     assert sorted(e.exposure_id for e in got) == sorted(e.exposure_id for e in ref.exposures)
     by_id = {e.exposure_id: e for e in ref.exposures}
     assert all(e == by_id[e.exposure_id] for e in got)
+    # the run's log replays to the same ticks, events and exposures (read back from Kafka)
+    log = await read_run(settings, "feed-run")
+    assert len(log.exposures) == want
+    report = replay(load_world(world), log)
+    assert report.identical, report.first_difference

@@ -167,6 +167,20 @@ def test_replay_of_a_run_with_the_feed_is_identical(
     assert exposures(again) == exposures(parent)
 
 
+def test_replay_compares_the_logged_exposures(feed_town: WorldIndex, parent: LocalRun) -> None:
+    start = parent.start_command()
+    log = RunLog.of(
+        start, parent.completed, parent.events, parent.parts, exposures=parent.exposures
+    )
+    assert replay(feed_town, log).identical
+    victim = next(x for x in log.exposures if x.tick > 40)
+    log.exposures.remove(victim)
+    report = replay(feed_town, log)
+    diff_ = report.first_difference
+    assert diff_ is not None and (diff_.tick, diff_.what) == (victim.tick, "exposures")
+    assert diff_.only_in_replay == [f"{victim.npc_id} read {victim.post_key}"]
+
+
 @pytest.mark.parametrize("at", [22, 42, 51])  # ticks with posts in the feed
 def test_a_no_change_branch_reproduces_exposures_and_reactions(
     feed_town: WorldIndex, parent: LocalRun, at: int
