@@ -125,15 +125,15 @@ def town_requests(n: int) -> list[DecisionRequested]:
 
 async def llm_pass(url: str, reqs: list[DecisionRequested], conc: int, timeout_s: float) -> dict:
     """Answer every request with ``conc`` in flight (no cache): rate, latency, statuses."""
-    from llm.client import TritonLLM
     from llm.complete import CallCounts, Completer
     from llm.decide import answer_request
+    from llm.pool import connect
 
     stats = CallCounts()
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     sem = asyncio.Semaphore(conc)
-    async with TritonLLM(url, concurrency=conc, timeout_s=300) as llm:
+    async with connect(url, concurrency=conc, timeout_s=300) as llm:
         completer = Completer(llm, None, None, None, stats)
 
         async def one(req: DecisionRequested) -> None:
@@ -161,15 +161,15 @@ async def llm_pass(url: str, reqs: list[DecisionRequested], conc: int, timeout_s
 def llm_town_run(url: str, ticks: int, budget: int, timeout_s: float) -> dict[str, Any]:
     """A town run whose focal NPCs ask Triton (one at a time, through a loop thread):
     what the engine made of the answers."""
-    from llm.client import TritonLLM
     from llm.complete import Completer
     from llm.decide import answer_request
+    from llm.pool import connect
     from sim.world import load_world
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    llm = TritonLLM(url, concurrency=1, timeout_s=300)
+    llm = connect(url, concurrency=1, timeout_s=300)
     completer = Completer(llm)
 
     def ask(req: DecisionRequested) -> DecisionMade:
@@ -229,7 +229,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     """Parse arguments, start Triton if needed, run, print the report as JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", help="Triton gRPC host:port (default: start one)")
+    p.add_argument(
+        "--url", help="Triton gRPC host:port, or several comma-separated (default: start one)"
+    )
     p.add_argument("--no-llm", dest="llm", action="store_false", help="sim figures only")
     p.add_argument("--requests", type=int, default=12)
     p.add_argument("--concurrency", default="1,2,4")

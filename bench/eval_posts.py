@@ -60,9 +60,9 @@ def day1(seed: int) -> list[Any]:
 
 async def render_all(url: str, reqs: list[Any], concurrency: int) -> tuple[list[dict], Any]:
     """Render every request through the render service; each post with how it was made."""
-    from llm.client import TritonLLM
     from llm.complete import CallCounts, Completer
     from llm.gate import LLMGate
+    from llm.pool import connect
     from posts.service import PostRenderer
     from topics.models import LLMCalled
 
@@ -74,7 +74,7 @@ async def render_all(url: str, reqs: list[Any], concurrency: int) -> tuple[list[
 
     sem = asyncio.Semaphore(concurrency)
     out: list[dict] = []
-    async with TritonLLM(url, concurrency=concurrency, timeout_s=300) as llm:
+    async with connect(url, concurrency=concurrency, timeout_s=300) as llm:
         renderer = PostRenderer(Completer(llm, None, LLMGate(concurrency), ledger, stats))
 
         async def one(req: Any) -> None:
@@ -216,7 +216,9 @@ def cli() -> None:
     """Parse arguments, start a server if needed, run, print the report as JSON."""
     signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", help="Triton gRPC host:port (default: start one)")
+    p.add_argument(
+        "--url", help="Triton gRPC host:port, or several comma-separated (default: start one)"
+    )
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--reasons", type=int, default=12, help="fallback reasons to print")

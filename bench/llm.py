@@ -53,9 +53,9 @@ def pct(values: list[float], q: float) -> float:
 
 async def render_pass(url: str, reqs: list[Any], conc: int, cache: dict[bytes, bytes]) -> dict:
     """Render every request with ``conc`` in flight; returns figures and stats."""
-    from llm.client import TritonLLM
     from llm.complete import CallCounts, Completer
     from llm.gate import LLMGate
+    from llm.pool import connect
     from posts.prompt import build_prompt
     from posts.service import PostRenderer, stats_summary
     from sim.world import load_world
@@ -70,7 +70,7 @@ async def render_pass(url: str, reqs: list[Any], conc: int, cache: dict[bytes, b
 
     latencies: list[float] = []
     sem = asyncio.Semaphore(conc)
-    async with TritonLLM(url, concurrency=conc, timeout_s=300) as llm:
+    async with connect(url, concurrency=conc, timeout_s=300) as llm:
         renderer = PostRenderer(Completer(llm, cache, LLMGate(conc), ledger, stats))
 
         async def one(req: Any) -> None:
@@ -109,7 +109,7 @@ async def raw_pass(url: str, reqs: list[Any], conc: int) -> dict:
     from sim.world import load_world
 
     index = load_world("town")
-    client = grpcaio.InferenceServerClient(url)
+    client = grpcaio.InferenceServerClient(url.split(",")[0])  # the baseline: one instance
     latencies: list[float] = []
     tokens = 0
     sem = asyncio.Semaphore(conc)
@@ -202,7 +202,9 @@ async def main(args: argparse.Namespace) -> dict:
 def cli() -> None:
     """Parse arguments, start a server if needed, run, print the report as JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", help="Triton gRPC host:port (default: start one)")
+    p.add_argument(
+        "--url", help="Triton gRPC host:port, or several comma-separated (default: start one)"
+    )
     p.add_argument("--requests", type=int, default=24)
     p.add_argument("--concurrency", default="1,2,4")
     p.add_argument("--seed", type=int, default=11)

@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         from storage.clickhouse import connect, database_of
         from storage.migrate import migrate
 
-        applied = migrate(connect(settings.clickhouse_dsn), database_of(settings.clickhouse_dsn))
+        dsn = settings.clickhouse_dsn
+        applied = migrate(connect(dsn), database_of(dsn), cluster=settings.clickhouse_cluster)
         print(f"applied migrations: {applied or 'none (up to date)'}")
         return 0
     if args.cmd == "sql":

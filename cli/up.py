@@ -92,13 +92,17 @@ def _port(hostport: str) -> str:
 
 
 def start_services(settings: Settings, sup: Supervisor) -> None:
-    """Start Kafka and Triton (both scripts are idempotent) in parallel and wait for both."""
+    """Start Kafka and Triton (both scripts are idempotent) in parallel and wait for both.
+
+    Several Triton URLs start one local server each, on the port of each (HTTP one below,
+    metrics one above)."""
     kafka_port = _port(settings.kafka_bootstrap.split(",")[0])
-    grpc = int(_port(settings.triton_grpc_url))
-    jobs = {
-        "kafka": ["deploy/local/kafka.sh", "start", kafka_port],
-        "triton": ["deploy/local/triton.sh", "start", str(grpc - 1), str(grpc), str(grpc + 1)],
-    }
+    jobs = {"kafka": ["deploy/local/kafka.sh", "start", kafka_port]}
+    urls = settings.triton_grpc_urls
+    for url in urls:
+        grpc = int(_port(url))
+        name = "triton" if len(urls) == 1 else f"triton-{grpc}"
+        jobs[name] = ["deploy/local/triton.sh", "start", str(grpc - 1), str(grpc), str(grpc + 1)]
     say("starting Kafka (KRaft) and Triton (CPU, SmolLM2-135M) ...")
     running = {
         n: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603

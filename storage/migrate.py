@@ -21,6 +21,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from storage.clickhouse import check_identifier
+from storage.cluster import bookkeeping, render_cluster
 
 log = logging.getLogger(__name__)
 
@@ -107,29 +108,48 @@ def check_unchanged(migrations: list[Migration], recorded: dict[int, str]) -> No
         )
 
 
-def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def rendered(
+    migrations: list[Migration], database: str, cluster: str | None = None
+) -> list[list[str]]:
+    """Each migration's statements: as written for one server (``cluster`` None), or
+    rendered for ``cluster`` (:mod:`storage.cluster`: ``ON CLUSTER``, Replicated and
+    Distributed tables). The files and their checksums are the same either way."""
+    plain = [m.statements(database) for m in migrations]
+    if cluster is None:
+        return plain
+    return render_cluster(
+        ((m.filename, stmts) for m, stmts in zip(migrations, plain, strict=True)),
+        cluster,
+        database,
+    )
+
+
+def migrate(
+    client: Client,
+    database: str,
+    directory: Path = MIGRATIONS_DIR,
+    cluster: str | None = None,
+) -> list[int]:
     """Create ``database`` if needed and apply the missing migrations in order.
 
     Returns the versions applied by this call (empty when already up to date).
     Idempotent; every statement is ``IF NOT EXISTS`` as well, so two processes racing
     at start-up both succeed. Raises :class:`MigrationEdited` (naming the files) before
-    applying anything when an applied migration's file has changed.
+    applying anything when an applied migration's file has changed. With ``cluster``
+    the statements are rendered for that ClickHouse cluster (:func:`rendered`).
     """
     db = check_identifier(database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-        "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC')) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    for statement in bookkeeping(db, cluster):
+        client.command(statement)
     done = applied_checksums(client, db)
     migrations = load_migrations(directory)
     check_unchanged(migrations, done)
+    statements = rendered(migrations, db, cluster)  # all: the cluster rendering needs them
     applied: list[int] = []
-    for migration in migrations:
+    for migration, sql in zip(migrations, statements, strict=True):
         if migration.version in done:
             continue
-        for statement in migration.statements(db):
+        for statement in sql:
             client.command(statement)
         client.insert(
             f"{db}.schema_migrations",

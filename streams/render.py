@@ -16,6 +16,7 @@ from typing import Any
 from llm.chat import template_named
 from llm.complete import CallCounts, Completer
 from llm.gate import LLMGate
+from llm.pool import connect
 from posts.quota import restore_quota
 from posts.service import PostRenderer, stats_summary
 from streams.app import Streams
@@ -47,25 +48,24 @@ def triton_completer(
     outage_s: float,
     budget_wait_s: float,
 ) -> Completer:
-    """A :class:`~llm.complete.Completer` on the settings' Triton server, with the LLM
+    """A :class:`~llm.complete.Completer` on the settings' Triton server(s), with the LLM
     budget, the cost ledger (to ``llm-calls``) and the stage's metrics: what every stage
     that asks the LLM uses."""
-    # imported here: only a worker with a role that asks the LLM needs the gRPC stack
-    from llm.client import TritonLLM
-
     settings = streams.settings
 
     async def ledger(call: LLMCalled) -> None:
         await streams.send(LLM_CALLS, call.request_id, call)
 
-    client = TritonLLM(
-        settings.triton_grpc_url,
+    # one client, or a pool when the setting lists several instances (llm/pool.py)
+    urls = settings.triton_grpc_urls
+    client = connect(
+        urls,
         settings.triton_model,
         settings.llm_concurrency,
         settings.llm_timeout_s,
         settings.llm_retries,
     )
-    gate = LLMGate(settings.llm_concurrency, settings.llm_tokens_per_s)
+    gate = LLMGate(settings.llm_concurrency * len(urls), settings.llm_tokens_per_s)
     metrics.watch_llm_gate(stage, gate)
     return Completer(
         client,

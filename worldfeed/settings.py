@@ -12,8 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worldfeed.endpoints import host_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_TOKENS = {"", "change-me", "changeme", "dev-admin-token"}
@@ -61,14 +63,27 @@ class Settings(BaseSettings):
         f"chdb://{ROOT / '.local' / 'chdb'}",
         description="chdb:///path for the embedded engine, or http://user:pass@host:8123/db.",
     )
-    triton_grpc_url: str = Field("127.0.0.1:8011", description="Triton gRPC endpoint host:port.")
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="ClickHouse cluster (remote_servers) that `worldfeed migrate` creates the "
+        "tables on: ON CLUSTER, Replicated engines and Distributed tables (storage/cluster.py); "
+        "unset: one server.",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
+    triton_grpc_url: str = Field(
+        "127.0.0.1:8011",
+        description="Triton gRPC endpoint host:port, or several comma-separated: the client "
+        "spreads requests over them and takes one that fails out of rotation (llm/pool.py).",
+    )
     triton_model: str = Field("llm", description="Model name in the Triton model repository.")
     llm_chat_template: Literal["chatml", "llama3", "plain"] = Field(
         "chatml",
         description="The served model's chat template, rendered by the client (llm.chat): "
         "chatml for SmolLM2 and Qwen, llama3 for Llama 3 instruct models, plain for none.",
     )
-    llm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent LLM requests.")
+    llm_concurrency: int = Field(
+        4, ge=1, le=256, description="Concurrent LLM requests per Triton instance."
+    )
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request.")
     llm_retries: int = Field(3, ge=0, le=20, description="Retries of a failed LLM request.")
     llm_max_tokens: int = Field(
@@ -207,6 +222,13 @@ class Settings(BaseSettings):
         description="Estimated memory of the world catalogs the API keeps loaded.",
     )
 
+    @field_validator("triton_grpc_url")
+    @classmethod
+    def _check_triton_urls(cls, value: str) -> str:
+        """Each comma-separated entry must be host:port; the error names the bad one."""
+        host_ports(value, "Triton URL")
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         token = self.admin_token.get_secret_value()
@@ -218,6 +240,11 @@ class Settings(BaseSettings):
         if self.env == "prod" and not token:
             raise ValueError("WORLDFEED_ADMIN_TOKEN must be set to a real secret when env=prod")
         return self
+
+    @property
+    def triton_grpc_urls(self) -> list[str]:
+        """The Triton endpoints of ``triton_grpc_url``, in order."""
+        return host_ports(self.triton_grpc_url, "Triton URL")
 
     @cached_property
     def ticks_per_day(self) -> int:

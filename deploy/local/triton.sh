@@ -65,7 +65,10 @@ case "$cmd" in
       stop_server
     fi
     # A private, writable backends dir: the wheel's python backend + this Python's stub.
+    # Under a lock: servers started side by side (several instances) share this copy.
     backends="$root/.local/triton-backends-py$pyver"
+    exec 9>"$backends.lock"
+    flock 9
     if [ ! -x "$backends/python/triton_python_backend_stub" ] \
        || [ "$stub" -nt "$backends/python/triton_python_backend_stub" ]; then
       rm -rf "$backends.tmp" && mkdir -p "$backends.tmp"
@@ -74,6 +77,8 @@ case "$cmd" in
       chmod +x "$backends.tmp/python/triton_python_backend_stub"
       rm -rf "$backends" && mv "$backends.tmp" "$backends"
     fi
+    flock -u 9
+    exec 9>&-
     t0=$(date +%s.%N)
     # setsid: the server gets its own session, so the caller's Ctrl-C / exit does not
     # reach it; `stop` (or the pytest fixture) ends it through the pid file.

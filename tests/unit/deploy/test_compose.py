@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from xml.etree import ElementTree
 
 import pytest
 from pydantic import SecretStr
@@ -29,7 +30,8 @@ from worldfeed.settings import ROOT, Settings
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
-PROFILES = ("cpu", "gpu", "kafka-cluster", "observe")
+PROFILES = ("cpu", "gpu", "kafka-cluster", "clickhouse-cluster", "observe")
+CLICKHOUSE_NODES = ("clickhouse-s1r1", "clickhouse-s1r2", "clickhouse-s2r1", "clickhouse-s2r2")
 
 APP_SERVICES = {"migrate", "topics", "worker", "sink", "api"}
 LONG_RUNNING = {
@@ -37,6 +39,8 @@ LONG_RUNNING = {
     "kafka-2",
     "kafka-3",
     "clickhouse",
+    "clickhouse-keeper",
+    *CLICKHOUSE_NODES,
     "triton",
     "triton-cpu",
     "worker",
@@ -54,6 +58,8 @@ EXPECTED_DEPENDS_ON: dict[str, dict[str, str]] = {
     "kafka-2": {},
     "kafka-3": {},
     "clickhouse": {},
+    "clickhouse-keeper": {},
+    **{node: {"clickhouse-keeper": HEALTHY} for node in CLICKHOUSE_NODES},
     "triton": {},
     "triton-cpu": {},
     "migrate": {"clickhouse": HEALTHY},
@@ -193,7 +199,10 @@ def test_services_and_profiles(services: dict[str, dict[str, Any]]) -> None:
     assert services["kafka-3"].get("profiles") == ["kafka-cluster"]
     assert services["prometheus"].get("profiles") == ["observe"]
     assert services["grafana"].get("profiles") == ["observe"]
+    for name in ("clickhouse-keeper", *CLICKHOUSE_NODES):
+        assert services[name].get("profiles") == ["clickhouse-cluster"], name
     optional = {"triton", "triton-cpu", "kafka-2", "kafka-3", "prometheus", "grafana"}
+    optional |= {"clickhouse-keeper", *CLICKHOUSE_NODES}
     for name in set(services) - optional:
         assert not services[name].get("profiles"), f"{name} must run in every profile"
 
@@ -218,7 +227,20 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     assert re.search(r":8000/health\b", _healthcheck_text(services["api"]))
     for name in ("prometheus", "grafana"):
         assert re.search(r":(9090/-/ready|3000/api/health)\b", _healthcheck_text(services[name]))
-    for name in ("kafka", "clickhouse", "triton", "triton-cpu", "api", "prometheus", "grafana"):
+    for name in CLICKHOUSE_NODES:
+        assert "SELECT 1" in _healthcheck_text(services[name])
+    assert "keeper-client" in _healthcheck_text(services["clickhouse-keeper"])
+    for name in (
+        "kafka",
+        "clickhouse",
+        "clickhouse-keeper",
+        *CLICKHOUSE_NODES,
+        "triton",
+        "triton-cpu",
+        "api",
+        "prometheus",
+        "grafana",
+    ):
         check = services[name]["healthcheck"]
         assert check.get("interval") and check.get("retries"), name
 
@@ -364,6 +386,58 @@ def test_app_dsn_matches_the_clickhouse_server(services: dict[str, dict[str, Any
         assert dsn.username == server["CLICKHOUSE_USER"]
         assert dsn.password == server["CLICKHOUSE_PASSWORD"]
         assert dsn.path.strip("/"), "the DSN names the database"
+
+
+CH_CLUSTER_ENV = {"CLICKHOUSE_HOST": "clickhouse-s1r1", "CLICKHOUSE_CLUSTER": "worldfeed"}
+
+
+def test_one_clickhouse_server_by_default(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        env = _env(services[name])
+        assert urlparse(env["WORLDFEED_CLICKHOUSE_DSN"]).hostname == "clickhouse", name
+        assert env["WORLDFEED_CLICKHOUSE_CLUSTER"] == "None", name  # Settings reads None
+
+
+def test_clickhouse_cluster_profile_is_two_shards_of_two_replicas_with_keeper() -> None:
+    """With the profile clickhouse-cluster and the two variables .env.example names, the app
+    talks to a server of the cluster that cluster.xml declares, and migrates ON CLUSTER it;
+    each server's macros name a distinct (shard, replica) of that cluster, and its Keeper is
+    the keeper service. Validated only: there is no Docker engine here to run it."""
+    result = _run_config(ENV_EXAMPLE, **CH_CLUSTER_ENV)
+    assert result.returncode == 0, result.stderr
+    services = _yaml_to_data(result.stdout)["services"]
+    path = DEPLOY / "clickhouse-cluster" / "cluster.xml"
+    config = ElementTree.parse(path).getroot()  # noqa: S314 - our own file
+    servers = config.find("remote_servers")
+    assert servers is not None
+    (cluster,) = list(servers)
+    shards = [
+        [r.findtext("host") for r in shard.findall("replica")] for shard in cluster.findall("shard")
+    ]
+    assert shards == [list(CLICKHOUSE_NODES[:2]), list(CLICKHOUSE_NODES[2:])]
+    assert all(s.findtext("internal_replication") == "true" for s in cluster.findall("shard"))
+    keeper = config.find("zookeeper/node")
+    assert keeper is not None and keeper.findtext("host") == "clickhouse-keeper"
+    assert services["clickhouse-keeper"]["hostname"] == "clickhouse-keeper"
+    macros = set()
+    for shard_num, hosts in enumerate(shards, start=1):
+        for host in hosts:
+            env = _env(services[host])
+            assert services[host]["hostname"] == host
+            assert env["CLICKHOUSE_SHARD"] == str(shard_num), host
+            macros.add(env["CLICKHOUSE_REPLICA"])
+            mounts = {
+                v["target"] if isinstance(v, dict) else v.split(":")[1]
+                for v in services[host]["volumes"]
+            }
+            assert "/etc/clickhouse-server/config.d/cluster.xml" in mounts, host
+            assert "/var/lib/clickhouse" in mounts, host
+    assert len(macros) == 4  # unique over the cluster: schema_migrations is one table on all
+    for name in APP_SERVICES:
+        settings_env = _env(services[name])
+        dsn = urlparse(settings_env["WORLDFEED_CLICKHOUSE_DSN"])
+        assert dsn.hostname in CLICKHOUSE_NODES, name
+        assert settings_env["WORLDFEED_CLICKHOUSE_CLUSTER"] == cluster.tag, name
 
 
 # --------------------------------------------------------------------------- Triton
