@@ -351,6 +351,29 @@ class DecisionCountsPublic(BaseModel):
     fallback_by_cause: dict[str, int]
 
 
+class ReachTickPublic(BaseModel):
+    """What a post's readers did on one tick."""
+
+    tick: int
+    seen: int = Field(description="Readers (exposures) on the tick.")
+    likes: int
+    reposts: int
+    replies: int = Field(description="Replies, feuds included.")
+    feuds: int = Field(description="Replies between rivals.")
+
+
+class ReachPublic(BaseModel):
+    """A post's reach in the world (the feed loop): how many read it, and reactions over time."""
+
+    post_id: str
+    seen: int
+    likes: int
+    reposts: int
+    replies: int
+    feuds: int
+    by_tick: list[ReachTickPublic]
+
+
 class FeedCountsPublic(BaseModel):
     """The feed loop: posts read, and what the readers did about them."""
 

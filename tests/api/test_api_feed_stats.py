@@ -46,3 +46,35 @@ def test_stats_count_exposures_and_reactions_once(
     assert everything["feed"]["exposures"] == 10
     assert everything["feed"]["reactions_by_kind"] == {"feud": 1, "like": 2, "repost": 1}
     assert everything["tables"]["exposures"] == 10
+
+
+def test_a_posts_reach_by_tick(api: TestClient, writer: ClickHouseWriter) -> None:
+    writer.write_messages(
+        [
+            seen(0, post_id="post_a", tick=20),
+            seen(1, post_id="post_a", tick=20, reaction="like", reaction_event_id="ev_1"),
+            seen(2, post_id="post_a", tick=21, reaction="repost", reaction_event_id="ev_2"),
+            seen(3, post_id="post_a", tick=21, reaction="feud", reaction_event_id="ev_3"),
+            seen(4, post_id="post_a", tick=22, reaction="reply", reaction_event_id="ev_4"),
+            seen(5, post_id="post_b", tick=22, reaction="like", reaction_event_id="ev_5"),
+        ]
+    )
+    body = api.get("/posts/post_a/reach").json()
+    assert (body["seen"], body["likes"], body["reposts"], body["replies"], body["feuds"]) == (
+        5,
+        1,
+        1,
+        2,
+        1,
+    )
+    assert [(t["tick"], t["seen"]) for t in body["by_tick"]] == [(20, 2), (21, 2), (22, 1)]
+    assert body["by_tick"][1] == {
+        "tick": 21,
+        "seen": 2,
+        "likes": 0,
+        "reposts": 1,
+        "replies": 1,
+        "feuds": 1,
+    }
+    nobody = api.get("/posts/post_z/reach").json()
+    assert nobody["seen"] == 0 and nobody["by_tick"] == []
