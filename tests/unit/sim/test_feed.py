@@ -13,6 +13,7 @@ import pytest
 from catalog.models import Feed
 from sim.clock import RunClock, recover
 from sim.feed import advance_window, choose, react, reaction_event, read_feed, top_posts
+from sim.impact import book_of
 from sim.local import LocalRun
 from sim.replay import RunLog, plan_branch, replay
 from sim.snapshot import Snapshot, assemble, clock_sha
@@ -450,3 +451,20 @@ def test_affinity_is_the_order_of_liking_then_score_then_key() -> None:
         want = sorted(cands, key=lambda p: (-liking(p), -p.score, p.key))[:k]
         feed = feed_of(recommender="affinity", reads_per_tick=k)
         assert choose(feed, tick_with(posts), me, state, posts) == want
+
+
+def test_a_story_that_spreads_can_become_news(town: WorldIndex) -> None:
+    """Reactions refer to the post's event, so the impact stage re-scores the story: with
+    enough reposts a story crosses the news threshold it did not reach on its own."""
+    index = with_feed(town.catalog, repost_rate=1.0)
+    run = play(index, 1, PARENT)
+    reactions = [e for e in run.events if e.source == "feed"]
+    assert reactions
+    _, spread = book_of(index, run.events)
+    _, alone = book_of(index, [e for e in run.events if e.source != "feed"])
+    news = {r.event.event_id for r in spread if r.channel == "news"}
+    before = {r.event.event_id for r in alone if r.channel == "news"}
+    promoted = news - before
+    assert promoted, "no story became news by spreading"
+    referred = {ref for e in reactions for ref in e.refs}
+    assert promoted <= referred
