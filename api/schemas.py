@@ -256,6 +256,9 @@ class NpcStatePublic(BaseModel):
     relationships: list[RelationshipPublic]
     memories: list[MemoryPublic]
     goals: list[GoalPublic]
+    follows: list[str] | None = Field(
+        None, description="Whom the NPC follows (the feed loop); null when it is off."
+    )
 
 
 class NpcPublic(NpcSummaryPublic):

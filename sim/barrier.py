@@ -648,6 +648,7 @@ class ShardBarrier:
                     relationships=state["rel"],
                     memories=state["mem"],
                     goals=state["goal"],
+                    follows=state.get("fol"),
                     state_hash=f"{self.digests[npc_id]:016x}",
                 )
             )

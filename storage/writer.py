@@ -85,8 +85,9 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     """Map a topic message to its ``(table, row)`` pairs.
 
     :class:`NpcSnapshotted` → one ``npc_snapshots`` row (``state`` = JSON of place,
-    reputation, relationships, memories and goals) plus one ``relationship_snapshots``
-    row per relationship (tags are static and live in the catalog, so they stay empty).
+    reputation, relationships, memories, goals and, with the feed loop, follows) plus one
+    ``relationship_snapshots`` row per relationship (tags are static and live in the
+    catalog, so they stay empty).
     Everything else is one row, as :func:`row_for` maps it (messages of a table filled
     from JSON excepted: see :func:`storage.schema.json_table_for`).
     """
@@ -94,6 +95,8 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
         state = message.model_dump(
             include={"place", "reputation", "relationships", "memories", "goals"}
         )
+        if message.follows is not None:
+            state["follows"] = message.follows
         rows: list[tuple[str, Row]] = [
             (
                 "npc_snapshots",

@@ -512,6 +512,9 @@ class NpcSnapshotted(Message):
         default_factory=list, description="[tick, event_id, text, salience] entries."
     )
     goals: dict[str, float] = Field(default_factory=dict, description="goal kind -> progress.")
+    follows: list[str] | None = Field(
+        None, description="Whom the NPC follows (the feed loop); null when the loop is off."
+    )
     state_hash: str = Field(description="16 hex digits of the NPC's state hash.")
 
 

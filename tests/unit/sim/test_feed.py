@@ -468,3 +468,13 @@ def test_a_story_that_spreads_can_become_news(town: WorldIndex) -> None:
     assert promoted, "no story became news by spreading"
     referred = {ref for e in reactions for ref in e.refs}
     assert promoted <= referred
+
+
+def test_npc_snapshots_for_the_read_side_carry_follows(
+    town: WorldIndex, feed_town: WorldIndex
+) -> None:
+    on, off = play(feed_town, 1, 4), play(town, 1, 4)
+    snaps_on, snaps_off = on.shards[0]._snapshot(3), off.shards[0]._snapshot(3)
+    assert all(s.follows == on.states[s.npc_id]["fol"] for s in snaps_on)
+    assert any(s.follows for s in snaps_on)
+    assert all(s.follows is None for s in snaps_off)
