@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 .PHONY: help install run test test-unit test-integration lint format schemas bench stop clean \
-	bench-branch bench-decide chaos eval-posts
+	bench-branch bench-decide bench-spread chaos eval-posts
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-llm: ## LLM benchmark: posts/s, tokens/s, latency p50/p90/p99 at concurren
 
 bench-decide: ## LLM decisions: decisions/s, p50/p99 at concurrency 1/2/4, valid/repaired/rejected/fallback %, ticks/s off vs on, LLM calls per 1000 NPC-ticks with/without cohorts (starts Triton unless URL=host:grpc_port)
 	$(PY) -m bench.decide $(if $(URL),--url $(URL),)
+
+bench-spread: ## the feed loop: exposures and reactions per tick at 1k/10k NPCs, added cost per tick, a scandal's spread under each recommender (in process)
+	$(PY) -m bench.spread
 
 bench-branch: install ## snapshot size/time at 10k and 100k NPCs, branch -> first tick, replay speed vs the original run
 	$(PY) -m bench.branch

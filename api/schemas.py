@@ -256,6 +256,9 @@ class NpcStatePublic(BaseModel):
     relationships: list[RelationshipPublic]
     memories: list[MemoryPublic]
     goals: list[GoalPublic]
+    follows: list[str] | None = Field(
+        None, description="Whom the NPC follows (the feed loop); null when it is off."
+    )
 
 
 class NpcPublic(NpcSummaryPublic):
@@ -351,6 +354,37 @@ class DecisionCountsPublic(BaseModel):
     fallback_by_cause: dict[str, int]
 
 
+class ReachTickPublic(BaseModel):
+    """What a post's readers did on one tick."""
+
+    tick: int
+    seen: int = Field(description="Readers (exposures) on the tick.")
+    likes: int
+    reposts: int
+    replies: int = Field(description="Replies, feuds included.")
+    feuds: int = Field(description="Replies between rivals.")
+
+
+class ReachPublic(BaseModel):
+    """A post's reach in the world (the feed loop): how many read it, and reactions over time."""
+
+    post_id: str
+    seen: int
+    likes: int
+    reposts: int
+    replies: int
+    feuds: int
+    by_tick: list[ReachTickPublic]
+
+
+class FeedCountsPublic(BaseModel):
+    """The feed loop: posts read, and what the readers did about them."""
+
+    exposures: int = Field(description="Posts read (one per reader and post).")
+    reactions: int = Field(description="Likes, replies, reposts and feuds.")
+    reactions_by_kind: dict[str, int] = Field(description="like, reply, repost, feud -> count.")
+
+
 class StatsPublic(BaseModel):
     """Row counts per table, posts per channel and moderation status, LLM usage, rates."""
 
@@ -360,3 +394,4 @@ class StatsPublic(BaseModel):
     llm_calls: LlmCallsOutcomesPublic
     rates: RatesPublic
     decisions: DecisionCountsPublic
+    feed: FeedCountsPublic

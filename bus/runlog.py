@@ -22,6 +22,7 @@ from topics import (
     CLOCK_INBOX,
     DECISIONS,
     EVENTS,
+    EXPOSURES,
     POSTS,
     RENDER_REQUESTS,
     RUNS,
@@ -34,6 +35,7 @@ from topics.models import (
     DecisionMade,
     EventHappened,
     PostPublished,
+    PostSeen,
     RunCommanded,
     SnapshotPart,
     TickCompleted,
@@ -72,6 +74,9 @@ async def _read_run(settings: Settings, run_id: str, posts: bool) -> RunLog:
     decisions: list[DecisionMade] = []
     if start.decide_budget:  # keyed by request id: read them all, keep the run's
         decisions = [d for d in await read_topic(settings, DECISIONS) if d.run_id == run_id]
+    exposures: list[PostSeen] = []
+    if any(t.exposures for t in ticks if t.run_id == run_id):  # the feed loop: by reader
+        exposures = [x for x in await read_topic(settings, EXPOSURES) if x.run_id == run_id]
     published: list[PostPublished] = []
     if posts:
         published = [p for p in await read_topic(settings, POSTS) if p.run_id == run_id]
@@ -82,6 +87,7 @@ async def _read_run(settings: Settings, run_id: str, posts: bool) -> RunLog:
         (p for p in parts if p.run_id == run_id),
         published,
         decisions,
+        exposures,
     )
 
 

@@ -138,7 +138,19 @@ def check_catalog(
     _check_scheduled(catalog, parsed["scheduled.json"], reporter("scheduled.json"))
     _check_director(catalog, parsed["director.json"], reporter("director.json"))
     _check_decide(catalog, parsed["decide.json"], reporter("decide.json"))
+    _check_feed(catalog, reporter("feed.json"))
     return issues
+
+
+def _check_feed(catalog: Catalog, report: Callable[..., None]) -> None:
+    """A feed that is on names reaction types the catalog has; they happen only as
+    reactions (no channel writes them up on their own)."""
+    feed = catalog.feed
+    if not feed.enabled:
+        return
+    for kind, type_id in feed.reactions.model_dump().items():
+        if type_id not in catalog.event_types:
+            report(["reactions", kind], f"unknown event type {type_id!r}", "event-type-exists")
 
 
 def _check_places(places: list[Any], report: Callable[..., None]) -> None:

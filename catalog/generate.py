@@ -380,6 +380,7 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
         scheduled=[],
         director=[r for r in town.director if _reusable_director(r)],
         decide=town.decide,
+        feed=town.feed,
     )
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticError
 from catalog import schemas
 from catalog.checks import check_catalog
 from catalog.errors import CatalogError, CatalogIssue, json_pointer
-from catalog.models import CATALOG_FILES, Catalog, Decide, Template, World
+from catalog.models import CATALOG_FILES, OPTIONAL_FILES, Catalog, Decide, Template, World
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,8 @@ def load_catalog(path: str | Path) -> Catalog:
     issues: list[CatalogIssue] = []
     for name in CATALOG_FILES:
         shown = str(root / name)
+        if name in OPTIONAL_FILES and not (root / name).exists():
+            continue
         try:
             parsed[name] = read_file(name, root / name, shown)
         except CatalogError as exc:
@@ -152,6 +154,7 @@ def load_catalog(path: str | Path) -> Catalog:
         scheduled=parsed["scheduled.json"],
         director=parsed["director.json"],
         decide=name_the_decide(parsed["decide.json"], parsed["world.json"]),
+        feed=parsed.get("feed.json"),
     )
     issues = check_catalog(catalog, lambda name: str(root / name), parsed)
     if issues:

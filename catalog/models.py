@@ -574,6 +574,82 @@ class Decide(CatalogModel):
         return None
 
 
+# ---- feed.json ------------------------------------------------------------------------------
+
+Recommender = Literal["chronological", "affinity", "popularity", "random"]
+
+
+def _public_channels() -> list[ChannelId]:
+    return ["feed", "news"]
+
+
+class FeedReactions(CatalogModel):
+    """The event types a reaction to a post is (catalog ids; their effects and impact apply)."""
+
+    like: Id = Field("liked_post", description="Event type of a like.")
+    reply: Id = Field("replied_post", description="Event type of a reply.")
+    repost: Id = Field("reposted_post", description="Event type of a repost.")
+    feud: Id = Field(
+        "argued_online",
+        description="Event type of a reply between rivals (tagged rivals, or in conflict): "
+        "it can start a feud.",
+    )
+
+
+class Feed(CatalogModel):
+    """feed.json: NPCs read the posts of the world and react to them (off unless enabled).
+
+    The posts are the render requests the shards' events make at their base score (a
+    deterministic quantity, not the rendered posts), so what an NPC reads depends only on
+    the world at the start of the tick and the posts published before it.
+    """
+
+    enabled: bool = Field(False, description="Whether NPCs read and react to the feed.")
+    recommender: Recommender = Field(
+        "affinity",
+        description="What an NPC reads: chronological (newest posts by people it follows), "
+        "affinity (by its relationship to the author), popularity (by impact, likes and "
+        "reposts) or random (a seeded baseline).",
+    )
+    channels: Annotated[list[ChannelId], Unique] = Field(
+        default_factory=_public_channels,
+        json_schema_extra={"uniqueItems": True},
+        description="Channels whose posts are in the feed.",
+    )
+    posts_per_tick: int = Field(
+        32, ge=1, le=1000, description="A tick's top posts (by base score) that enter the feed."
+    )
+    window_ticks: int = Field(4, ge=1, le=96, description="Ticks a post stays in the feed.")
+    reads_per_tick: int = Field(3, ge=1, le=20, description="Posts a reader reads at once.")
+    read_chance: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Chance per awake tick that an NPC with a posting habit (a channel to "
+        "write on) reads the feed, times its posting_propensity.",
+    )
+    like_rate: float = Field(0.08, ge=0, le=1, description="Base chance to like a post read.")
+    reply_rate: float = Field(0.02, ge=0, le=1, description="Base chance to reply.")
+    repost_rate: float = Field(0.02, ge=0, le=1, description="Base chance to repost.")
+    opinion_shift: float = Field(
+        2.0,
+        ge=0,
+        le=50,
+        description="Affinity a post moves its reader toward the person it is about (the "
+        "event's actor): up for a positive event, down for a negative one, scaled by the "
+        "reader's trust in the author.",
+    )
+    follow_min_affinity: float = Field(
+        20,
+        ge=-100,
+        le=100,
+        description="An NPC starts out following those it likes at least this much (and its "
+        "family, friends and partners); it follows an author whose post it likes or reposts, "
+        "and unfollows one it feuds with.",
+    )
+    reactions: FeedReactions = Field(default_factory=FeedReactions)
+
+
 # ---- the files ------------------------------------------------------------------------------
 
 CATALOG_FILES: dict[str, Any] = {
@@ -588,7 +664,9 @@ CATALOG_FILES: dict[str, Any] = {
     "scheduled.json": list[ScheduledEvent],
     "director.json": list[DirectorRule],
     "decide.json": Decide,
+    "feed.json": Feed,
 }
+OPTIONAL_FILES = frozenset({"feed.json"})  # a world without one has the defaults (off)
 
 
 # ---- the loaded catalog ----------------------------------------------------------------------
@@ -610,6 +688,7 @@ class Catalog:
         scheduled: list[ScheduledEvent],
         director: list[DirectorRule],
         decide: Decide | None = None,
+        feed: Feed | None = None,
     ) -> None:
         self.world = world
         self.places: dict[str, Place] = {p.id: p for p in sorted(places, key=_by_id)}
@@ -622,6 +701,7 @@ class Catalog:
         self.scheduled = sorted(scheduled, key=lambda s: (s.sim_minute, s.id))
         self.director = list(director)
         self.decide = decide if decide is not None else Decide()
+        self.feed = feed if feed is not None else Feed()
         self._digest: str | None = None
 
     @property
@@ -652,6 +732,7 @@ class Catalog:
             "scheduled": sorted(self.scheduled, key=lambda s: s.id),
             "director": sorted(self.director, key=lambda d: d.id),
             "decide": self.decide,
+            "feed": self.feed,
         }
 
     def files(self) -> dict[str, Any]:
@@ -668,6 +749,7 @@ class Catalog:
             "scheduled.json": [s.model_dump(mode="json") for s in self.scheduled],
             "director.json": [d.model_dump(mode="json") for d in self.director],
             "decide.json": self.decide.model_dump(mode="json"),
+            "feed.json": self.feed.model_dump(mode="json"),
         }
 
     def __repr__(self) -> str:

@@ -50,6 +50,7 @@ from sim.calendar import hour_of, minute_of_tick
 from sim.decide import Ctx, decide_shard
 from sim.deliberate import due_hour, pending_of, requests_for, resolve, shard_salient
 from sim.director import fired_on_shard, relationship_tally
+from sim.feed import FeedRead, posts_of, read_feed, top_posts
 from sim.impact import Story, render_requests
 from sim.snapshot import shard_parts
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
@@ -61,7 +62,9 @@ from topics.models import (
     Effect,
     EffectsBatched,
     EventHappened,
+    FeedPost,
     NpcSnapshotted,
+    PostSeen,
     ShardTickDone,
     SnapshotPart,
     StateRestored,
@@ -110,12 +113,16 @@ def split_batches(
     n_shards: int,
     events: Iterable[EventHappened],
     max_effects: int = MAX_EFFECTS_PER_MESSAGE,
+    extra: Iterable[Effect] = (),
 ) -> list[EffectsBatched]:
-    """The effects of a shard's events, one batch per target shard, split into parts."""
+    """The effects of a shard's events (and ``extra`` ones: what its NPCs read), one batch
+    per target shard, split into parts."""
     outgoing: dict[int, list[Effect]] = {q: [] for q in range(n_shards)}
     for ev in events:
         for eff in ev.effects:
             outgoing[shard_of(eff.npc_id, n_shards)].append(eff)
+    for eff in extra:
+        outgoing[shard_of(eff.npc_id, n_shards)].append(eff)
     batches: list[EffectsBatched] = []
     for q, effects in outgoing.items():
         chunks = [effects[i : i + max_effects] for i in range(0, len(effects), max_effects)] or [[]]
@@ -138,6 +145,16 @@ def split_batches(
 def base_render_requests(index: WorldIndex, events: Iterable[EventHappened]) -> int:
     """Render requests the impact stage makes for these events at their base score."""
     return sum(len(render_requests(index, Story(ev))) for ev in events)
+
+
+@dataclass
+class FeedTally:
+    """A shard's part of a tick's feed loop (:mod:`sim.feed`), until the tick finishes."""
+
+    posts: list[FeedPost]  # the tick's top posts on this shard
+    counts: dict[str, list[int]]  # post key -> [exposures, likes, reposts, replies]
+    exposures: int
+    reactions: int
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,7 @@ class Step:
     parts: list[SnapshotPart] = field(default_factory=list)  # of a full-world snapshot
     requests: list[DecisionRequested] = field(default_factory=list)  # to deliberate
     outcomes: list[DecisionResolved] = field(default_factory=list)  # decisions applied
+    exposures: list[PostSeen] = field(default_factory=list)  # posts read (the feed loop)
     report: ShardTickDone | None = None
 
 
@@ -228,6 +246,7 @@ class ShardBarrier:
     dirty: set[str] = field(default_factory=set)  # changed since the last snapshot
     # tick -> (render requests of its events, director rules fired), until it finishes
     tallies: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
+    feed_tallies: dict[int, FeedTally] = field(default_factory=dict)  # the feed loop's
     # per NPC and in total: (affinity sum in thousandths, relationships, in conflict)
     rel_tally: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     rel_total: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -335,8 +354,8 @@ class ShardBarrier:
                 return Step()  # the tick this branch was restored at: never played here
             # the shard's state at the start of the tick
             start = {**self.states, **{n: orjson.loads(p) for n, p in self.prev.items()}}
-            again, _, _, _ = self._decide(tick, start)
-            return Step(batches=self._split(tick.tick, again), report=self.last_done)
+            again, _, _, _, read = self._decide(tick, start)
+            return Step(batches=self._split(tick.tick, again, read.effects), report=self.last_done)
         if tick.tick in self.decided:
             return Step(batches=list(self.outgoing.get(tick.tick, [])))
         if self.budget and self.missing_decisions(tick.tick):
@@ -363,10 +382,15 @@ class ShardBarrier:
     def _decide(
         self, tick: TickStarted, states: dict[str, State]
     ) -> tuple[
-        list[EventHappened], list[DecisionRequested], list[DecisionResolved], dict[str, str]
+        list[EventHappened],
+        list[DecisionRequested],
+        list[DecisionResolved],
+        dict[str, str],
+        FeedRead,
     ]:
         """The tick's events: the rules' for most NPCs, the decisions due now for the rest,
-        and the requests of this tick's focal NPCs."""
+        and the requests of this tick's focal NPCs; what they read in the feed, and their
+        reactions to it (events too)."""
         due = self.due(tick.tick, states) if self.budget or self.decisions else {}
         events = decide_shard(self.index, tick, states, skip=due)
         outcomes = []
@@ -379,24 +403,48 @@ class ShardBarrier:
                 if ev is not None:
                     events.append(ev)
             events = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+        read = FeedRead()
+        if self.index.catalog.feed.enabled:
+            npcs = self.index.shard_npcs(self.shard, self.n_shards)
+            read = read_feed(self.index, tick, npcs, states)
+            if read.events:
+                both = [*events, *read.events]
+                events = sorted({e.event_id: e for e in both}.values(), key=lambda e: e.event_id)
         groups = [g for g in tick.focal if any(n in states for n in g)]
         requests, marks = requests_for(self.index, tick, states, groups) if groups else ([], {})
-        return events, requests, outcomes, marks
+        return events, requests, outcomes, marks, read
 
     def _play(self, tick: TickStarted) -> Step:
         self.waiting = None
-        events, requests, outcomes, marks = self._decide(tick, self.states)
+        events, requests, outcomes, marks, read = self._decide(tick, self.states)
         self.asked[tick.tick] = {n: [tick.tick + tick.decide_deadline, r] for n, r in marks.items()}
-        batches = self._split(tick.tick, events)
+        batches = self._split(tick.tick, events, read.effects)
         self.decided[tick.tick] = len(events)
         if tick.snapshot:
             self.full_snapshots.add(tick.tick)
-        self.tallies[tick.tick] = (
-            base_render_requests(self.index, events),
-            fired_on_shard(self.index, tick),
-        )
+        feed = self.index.catalog.feed
+        if feed.enabled:
+            made = [r for ev in events for r in render_requests(self.index, Story(ev))]
+            self.tallies[tick.tick] = (len(made), fired_on_shard(self.index, tick))
+            self.feed_tallies[tick.tick] = FeedTally(
+                top_posts(posts_of(feed, made), feed.posts_per_tick),
+                read.counts,
+                len(read.exposures),
+                len(read.events),
+            )
+        else:
+            self.tallies[tick.tick] = (
+                base_render_requests(self.index, events),
+                fired_on_shard(self.index, tick),
+            )
         self.outgoing = {tick.tick: batches}
-        return Step(events=events, batches=batches, requests=requests, outcomes=outcomes)
+        return Step(
+            events=events,
+            batches=batches,
+            requests=requests,
+            outcomes=outcomes,
+            exposures=read.exposures,
+        )
 
     def on_decision(self, msg: DecisionMade, raw: bytes) -> Step:
         """Take a decision (or a recorded failure) for NPCs of this shard; the first one per
@@ -446,6 +494,7 @@ class ShardBarrier:
             return Step()
         self.parts.pop(tick, None)
         requests, fired = self.tallies.pop(tick, (0, []))
+        fed = self.feed_tallies.pop(tick, None)
         by_npc: dict[str, list[Effect]] = defaultdict(list)
         effects = canonical_order(e for part in self.batches.pop(tick).values() for e in part)
         for eff in effects:
@@ -509,6 +558,12 @@ class ShardBarrier:
             director_fired=fired,
             salient=salient,
         )
+        if fed is not None:
+            feed = self.index.catalog.feed
+            done.exposures, done.reactions = fed.exposures, fed.reactions
+            done.feed_window, done.feed_top = feed.window_ticks, feed.posts_per_tick
+            done.feed_posts = fed.posts
+            done.feed_counts = dict(sorted(fed.counts.items()))
         self.finished, self.last_done = tick, done
         meta = {"finished": tick, "done": done.model_dump(mode="json")}
         # last: a shard that dies before this record lands rolls the tick back
@@ -571,8 +626,12 @@ class ShardBarrier:
         for i in range(3):
             self.rel_total[i] += new[i] - old[i]
 
-    def _split(self, tick: int, events: list[EventHappened]) -> list[EffectsBatched]:
-        return split_batches(self.run_id, tick, self.shard, self.n_shards, events, self.max_effects)
+    def _split(
+        self, tick: int, events: list[EventHappened], extra: Iterable[Effect] = ()
+    ) -> list[EffectsBatched]:
+        return split_batches(
+            self.run_id, tick, self.shard, self.n_shards, events, self.max_effects, extra
+        )
 
     def _snapshot(self, tick: int) -> list[NpcSnapshotted]:
         hour = hour_of(minute_of_tick(self.start_minute, tick, self.step_minutes))
@@ -589,6 +648,7 @@ class ShardBarrier:
                     relationships=state["rel"],
                     memories=state["mem"],
                     goals=state["goal"],
+                    follows=state.get("fol"),
                     state_hash=f"{self.digests[npc_id]:016x}",
                 )
             )

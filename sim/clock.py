@@ -27,9 +27,11 @@ from sim.calendar import (
     minute_of_tick,
 )
 from sim.deliberate import pick_focal
+from sim.feed import add_counts, advance_window, top_posts
 from topics.models import (
     AFFINITY_SCALE,
     ClockState,
+    FeedPost,
     InjectedEvent,
     RunCommanded,
     ShardTickDone,
@@ -79,6 +81,9 @@ class RunClock:
     decide_budget: int = 0  # focal NPCs per tick (sim.deliberate); 0: no deliberation
     decide_deadline: int = 1  # ticks from a decision's request to its application
     focal: list[list[str]] = field(default_factory=list)  # who deliberates next tick, by cohort
+    # the feed loop (sim.feed): ticks a post stays (0: off) and the posts in the feed now
+    feed_window: int = 0
+    feed_posts: list[FeedPost] = field(default_factory=list)
 
     @classmethod
     def from_command(
@@ -121,6 +126,8 @@ class RunClock:
         self.conflict = (base.in_conflict, base.npcs)
         self.director_last = dict(base.director_last)
         self.focal = [list(g) for g in base.focal]
+        self.feed_window = base.feed_window
+        self.feed_posts = list(base.feed_posts)
 
     def state(self) -> ClockState:
         """The clock's inputs after the last completed tick (for snapshots and branches)."""
@@ -136,6 +143,8 @@ class RunClock:
             npcs=conflict[1],
             director_last=dict(sorted(self.director_last.items())),
             focal=[list(g) for g in self.focal],
+            feed_window=self.feed_window,
+            feed_posts=list(self.feed_posts),
         )
 
     def apply(self, cmd: RunCommanded) -> None:
@@ -191,6 +200,7 @@ class RunClock:
             focal=[list(g) for g in self.focal],
             decide_budget=self.decide_budget,
             decide_deadline=self.decide_deadline,
+            feed=list(self.feed_posts),
         )
 
     @property
@@ -217,6 +227,11 @@ class RunClock:
         self.conflict = (done.in_conflict, done.npcs)
         for rule in done.director_fired:
             self.director_last[rule] = done.tick
+        if done.feed_window:
+            self.feed_window = done.feed_window
+            self.feed_posts = advance_window(
+                self.feed_posts, done.tick, done.feed_posts, done.feed_counts, done.feed_window
+            )
 
     def record(self, done: ShardTickDone, now: float) -> TickCompleted | None:
         """Record a shard's report; return the completed tick once every shard reported."""
@@ -253,7 +268,17 @@ class RunClock:
             in_conflict=sum(r.in_conflict for r in reports),
             director_fired=sorted({rule for r in reports for rule in r.director_fired}),
             injected=list(self.in_flight),
+            exposures=sum(r.exposures for r in reports),
+            reactions=sum(r.reactions for r in reports),
+            feed_window=max(r.feed_window for r in reports),
+            feed_posts=top_posts(
+                (p for r in reports for p in r.feed_posts), max(r.feed_top for r in reports)
+            ),
         )
+        counts: dict[str, list[int]] = {}
+        for r in reports:
+            add_counts(counts, r.feed_counts)
+        completed.feed_counts = dict(sorted(counts.items()))
         self.tally(completed)
         if self.decide_budget:
             self.focal = pick_focal(

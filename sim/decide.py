@@ -237,7 +237,7 @@ def build_event(
     }
     text = summary or _fmt(etype.summary, **names)
     refs = _references(state, t.tick, etype)
-    effects = _effects(etype, event_id, actor, target, witnesses, names, text)
+    effects = type_effects(etype, event_id, actor, target, witnesses, names, text)
     effects.append(Effect(event_id=event_id, npc_id=actor, field="acted", other=etype.id))
     return EventHappened(
         event_id=event_id,
@@ -269,7 +269,7 @@ def _references(state: State, tick: int, etype: EventType) -> list[str]:
     return [best[1]] if memory_weight(best, tick) >= 0.3 else []
 
 
-def _effects(
+def type_effects(
     etype: EventType,
     event_id: str,
     actor: str,
@@ -278,6 +278,7 @@ def _effects(
     names: dict[str, str],
     text: str,
 ) -> list[Effect]:
+    """The effects an event of ``etype`` has, from the catalog's effect specs."""
     out: list[Effect] = []
     roles = {"actor": actor, "target": target}
     for spec in etype.effects:

@@ -29,6 +29,7 @@ from topics.models import (
     EffectsBatched,
     EventHappened,
     InjectedEvent,
+    PostSeen,
     RunCommanded,
     SnapshotPart,
     TickCompleted,
@@ -79,6 +80,7 @@ class LocalRun:
     requests: list[DecisionRequested] = field(default_factory=list)  # the decision log
     decisions: list[DecisionMade] = field(default_factory=list)
     outcomes: list[DecisionResolved] = field(default_factory=list)
+    exposures: list[PostSeen] = field(default_factory=list)  # the feed loop's log
     # decisions not yet delivered, by request id (the log of a parent: restored runs)
     answers: dict[str, DecisionMade] = field(default_factory=dict)
     clock: RunClock = field(init=False)
@@ -255,6 +257,7 @@ class LocalRun:
         if step.requests:
             self._ask(step)
         self.outcomes.extend(step.outcomes)
+        self.exposures.extend(step.exposures)
         table = self.tables[shard]
         for write in step.writes:
             table[write.key] = write.value

@@ -34,6 +34,7 @@ from topics.models import (
     EventHappened,
     InjectedEvent,
     PostPublished,
+    PostSeen,
     QuotaRestored,
     RenderRequested,
     RunCommanded,
@@ -59,6 +60,8 @@ class RunLog:
     # the decisions the run's shards received (sim.deliberate), by request id: a replay
     # or branch reads them and never asks an LLM
     decisions: dict[str, DecisionMade] = field(default_factory=dict)
+    # the feed loop's exposures (sim.feed), when read: a replay compares them tick by tick
+    exposures: list[PostSeen] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -69,6 +72,7 @@ class RunLog:
         parts: Iterable[SnapshotPart] = (),
         posts: Iterable[PostPublished] = (),
         decisions: Iterable[DecisionMade] = (),
+        exposures: Iterable[PostSeen] = (),
     ) -> RunLog:
         """A log from messages as read (a tick or event logged twice is kept once; of a
         decision logged twice, the first, as the shards took it)."""
@@ -83,6 +87,7 @@ class RunLog:
             list(parts),
             list(posts),
             chosen,
+            sorted({x.exposure_id: x for x in exposures}.values(), key=lambda x: x.tick),
         )
 
     @property
@@ -109,6 +114,10 @@ class RunLog:
         """The logged events of one tick."""
         return [e for e in self.events if e.tick == tick]
 
+    def exposures_at(self, tick: int) -> list[PostSeen]:
+        """The logged exposures of one tick."""
+        return [x for x in self.exposures if x.tick == tick]
+
 
 def content(ev: EventHappened) -> dict[str, Any]:
     """What an event is, apart from the run it happened in, its later re-scores and where
@@ -126,7 +135,7 @@ class Difference:
     """The first tick where the re-derived run differs from its log, and how."""
 
     tick: int
-    what: str  # "state hash" | "events" | "snapshot"
+    what: str  # "state hash" | "events" | "exposures" | "snapshot"
     detail: str
     only_in_log: list[str] = field(default_factory=list)
     only_in_replay: list[str] = field(default_factory=list)
@@ -193,8 +202,29 @@ def _compare_events(
     return Difference(tick, "events", detail, only_log[:MAX_LISTED], only_replay[:MAX_LISTED])
 
 
+def read_content(x: PostSeen) -> tuple[str, str, int, str | None, str | None]:
+    """What an exposure is, apart from the run it happened in."""
+    return (x.npc_id, x.post_key, x.rank, x.reaction, x.reaction_event_id)
+
+
+def _compare_exposures(tick: int, logged: list[PostSeen], got: list[PostSeen]) -> Difference | None:
+    want, have = sorted(map(read_content, logged)), sorted(map(read_content, got))
+    if want == have:
+        return None
+    only_log = sorted(set(want) - set(have))
+    only_replay = sorted(set(have) - set(want))
+    return Difference(
+        tick,
+        "exposures",
+        f"{len(only_log)} only in the log, {len(only_replay)} only in the replay",
+        [f"{n} read {k}" for n, k, *_ in only_log][:MAX_LISTED],
+        [f"{n} read {k}" for n, k, *_ in only_replay][:MAX_LISTED],
+    )
+
+
 def replay(index: WorldIndex, log: RunLog) -> ReplayReport:
-    """Re-derive the run from its log and compare, tick by tick, hashes and events."""
+    """Re-derive the run from its log and compare, tick by tick, hashes and events (and the
+    exposures, when the log has them)."""
     t0 = time.perf_counter()
     run, problem = _start_of(index, log)
     snapshots = {
@@ -212,6 +242,7 @@ def replay(index: WorldIndex, log: RunLog) -> ReplayReport:
         if done is None:
             first = Difference(tick, "state hash", "the tick is missing from the log")
             break
+        read = len(run.exposures)
         events = run.step(done.injected)
         compared += 1
         got = run.completed[-1].state_hash
@@ -220,6 +251,8 @@ def replay(index: WorldIndex, log: RunLog) -> ReplayReport:
             first.only_in_log = [e.event_id for e in log.events_at(tick)][:MAX_LISTED]
             break
         first = _compare_events(tick, log.events_at(tick), events)
+        if first is None and log.exposures:
+            first = _compare_exposures(tick, log.exposures_at(tick), run.exposures[read:])
         if first is None and tick in snapshots and not snapshots[tick]:
             verdicts[tick] = _check_snapshot(run, log.snapshots()[tick])
             if verdicts[tick] != "verified":

@@ -39,12 +39,23 @@ def states_sha(states: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(states)).hexdigest()
 
 
+FEED_FIELDS = frozenset({"feed_window", "feed_posts"})  # ClockState's, for the feed loop
+
+
+def _clock_json(clock: ClockState) -> dict[str, Any]:
+    # without the feed loop's fields when it is off: a snapshot written before they existed
+    # (or of a run without the loop) keeps its checksum
+    off = not clock.feed_window and not clock.feed_posts
+    return clock.model_dump(mode="json", exclude=set(FEED_FIELDS) if off else None)
+
+
 def clock_sha(start: RunCommanded | None, clock: ClockState | None) -> str:
     """sha256 of the clock part's payload."""
-    payload = {
-        "start": None if start is None else start.model_dump(mode="json"),
-        "clock": None if clock is None else clock.model_dump(mode="json"),
-    }
+    start_json = None
+    if start is not None:
+        start_json = start.model_dump(mode="json", exclude={"base"})
+        start_json["base"] = None if start.base is None else _clock_json(start.base)
+    payload = {"start": start_json, "clock": None if clock is None else _clock_json(clock)}
     return hashlib.sha256(_canonical(payload)).hexdigest()
 
 

@@ -7,6 +7,12 @@ State is a plain JSON-ready dict so it can live in a faust table::
      "mem": [[tick, event_id, text, salience], ...],  # at most MAX_MEMORIES
      "goal": {"kind": progress},                   # 0..1
      "cool": {"event_type": last_tick}}            # for cooldowns and novelty
+
+and, only when the catalog's feed loop is on (:mod:`sim.feed`; a world without it keeps
+the state, its hash and snapshots as they were)::
+
+     "fol": ["other_id", ...],                     # whom it follows, sorted
+     "seen": [[last_tick, post_key], ...]          # posts read while still in the feed
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ MAX_MEMORIES = 24
 MEMORY_DECAY_PER_TICK = 0.995  # salience half-life ~ 138 ticks (~1.4 days at 15 min)
 
 State = dict[str, Any]
+FOLLOWED_TAGS = frozenset({"family", "friend", "romantic"})  # followed from the start
 
 
 def seed_state(index: WorldIndex, npc_id: str) -> State:
@@ -30,13 +37,23 @@ def seed_state(index: WorldIndex, npc_id: str) -> State:
     npc = index.npc(npc_id)
     rel = index.relationships.get(npc_id, {})
     goals = index.goals.get(npc_id, {})
-    return {
+    state: State = {
         "rep": round(float(50 + npc.fame / 4), 4),
         "rel": {k: list(rel[k]) for k in sorted(rel)},
         "mem": [],
         "goal": dict(sorted(goals.items())),
         "cool": {},
     }
+    feed = index.catalog.feed
+    if feed.enabled:
+        state["fol"] = sorted(
+            other
+            for other, r in rel.items()
+            if r[0] >= feed.follow_min_affinity
+            or index.tags.get((npc_id, other), frozenset()) & FOLLOWED_TAGS
+        )
+        state["seen"] = []
+    return state
 
 
 def memory_weight(mem: list[Any], tick: int) -> float:
@@ -84,6 +101,18 @@ def apply_effects(state: State, effects: Iterable[Effect], tick: int) -> bool:
         elif f == "acted" and eff.other is not None:
             state["cool"][eff.other] = tick
             state["cool"] = dict(sorted(state["cool"].items()))
+        elif f == "seen" and eff.other is not None:
+            # read posts that left the feed are forgotten as the next are read
+            seen = [s for s in state.get("seen", []) if s[0] >= tick]
+            seen.append([int(eff.delta), eff.other])
+            state["seen"] = sorted(seen)
+        elif f == "follow" and eff.other is not None:
+            fol = set(state.get("fol", []))
+            if eff.delta > 0:
+                fol.add(eff.other)
+            else:
+                fol.discard(eff.other)
+            state["fol"] = sorted(fol)
     return changed
 
 

@@ -79,12 +79,15 @@ class WorldIndex:
             idx.location[npc_id] = _hourly_places(catalog.npcs[npc_id])
         idx.occupancy, idx.turned_away = admit(catalog, idx.npc_ids, idx.location)
         kinds = {p.kind for p in catalog.places.values()}
+        # a reaction to a post (sim.feed) happens only as one, never as a choice of the rules
+        reactions = set(catalog.feed.reactions.model_dump().values())
         for h in range(HOURS):
             for kind in kinds:
                 idx.types_by_kind[(h, kind)] = [
                     t
                     for t in catalog.event_types.values()
-                    if t.preconditions.start_hour <= h < t.preconditions.end_hour
+                    if t.id not in reactions
+                    and t.preconditions.start_hour <= h < t.preconditions.end_hour
                     and (not t.preconditions.place_kinds or kind in t.preconditions.place_kinds)
                 ]
         for rel in catalog.relationships:

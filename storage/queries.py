@@ -591,6 +591,44 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
         "post_tokens": post_tokens,
         "llm_calls": calls,
         "decisions": decision_counts(client, database, run_id=run_id),
+        "feed": feed_counts(client, database, run_id=run_id),
+    }
+
+
+def reach(client: Client, database: str, post_id: str) -> list[dict[str, Any]]:
+    """Who read a post and what they did, per tick (the feed loop's exposures): readers,
+    likes, reposts, replies (feuds included) and feuds, oldest tick first."""
+    db = check_identifier(database)
+    return _rows(
+        client,
+        f"SELECT tick, count() AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
+        f"countIf(reaction = 'repost') AS reposts, "
+        f"countIf(reaction IN ('reply', 'feud')) AS replies, countIf(reaction = 'feud') AS feuds "
+        f"FROM {db}.exposures FINAL WHERE post_id = {{post_id:String}} GROUP BY tick ORDER BY tick",
+        {"post_id": post_id},
+    )
+
+
+def feed_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
+    """The feed loop: exposures (posts read), and reactions by kind (like, reply, repost,
+    feud)."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {}
+    run_filter = ""
+    if run_id is not None:
+        params["run_id"] = run_id
+        run_filter = " WHERE run_id = {run_id:String}"
+    rows = _rows(
+        client,
+        f"SELECT ifNull(reaction, '') AS reaction, count() AS n "  # noqa: S608 - checked identifiers, values bound
+        f"FROM {db}.exposures FINAL{run_filter} GROUP BY reaction ORDER BY reaction",
+        params,
+    )
+    reactions = {r["reaction"]: r["n"] for r in rows if r["reaction"]}
+    return {
+        "exposures": sum(r["n"] for r in rows),
+        "reactions": sum(reactions.values()),
+        "reactions_by_kind": reactions,
     }
 
 

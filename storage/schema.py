@@ -197,6 +197,26 @@ TABLES: dict[str, TableSpec] = {
         key=("run_id", "tick", "npc_id", "decision_id"),
         filled=(("stored_at", "DateTime64(3, 'UTC')"),),
     ),
+    "exposures": TableSpec(
+        (
+            ("exposure_id", "String"),
+            ("run_id", "String"),
+            ("tick", "UInt32"),
+            ("sim_minute", "UInt32"),
+            ("npc_id", "String"),
+            ("post_key", "String"),
+            ("post_id", "String"),
+            ("event_id", "String"),
+            ("post_tick", "UInt32"),
+            ("author", "String"),
+            ("channel", "LowCardinality(String)"),
+            ("recommender", "LowCardinality(String)"),
+            ("rank", "UInt16"),
+            ("reaction", "LowCardinality(Nullable(String))"),
+            ("reaction_event_id", "Nullable(String)"),
+        ),
+        ("exposure_id",),
+    ),
     "ticks": TableSpec(
         (
             ("run_id", "String"),

@@ -70,6 +70,7 @@ from topics.models import (
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
+    PostSeen,
     RunCommanded,
     SnapshotPart,
     TickCompleted,
@@ -103,8 +104,9 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
     """Map a topic message to its ``(table, row)`` pairs.
 
     :class:`NpcSnapshotted` → one ``npc_snapshots`` row (``state`` = JSON of place,
-    reputation, relationships, memories and goals) plus one ``relationship_snapshots``
-    row per relationship (tags are static and live in the catalog, so they stay empty).
+    reputation, relationships, memories, goals and, with the feed loop, follows) plus one
+    ``relationship_snapshots`` row per relationship (tags are static and live in the
+    catalog, so they stay empty).
     Everything else is one row, as :func:`row_for` maps it (messages of a table filled
     from JSON excepted: see :func:`storage.schema.json_table_for`).
     """
@@ -112,6 +114,8 @@ def rows_for(message: Any) -> list[tuple[str, Row]]:
         state = message.model_dump(
             include={"place", "reputation", "relationships", "memories", "goals"}
         )
+        if message.follows is not None:
+            state["follows"] = message.follows
         rows: list[tuple[str, Row]] = [
             (
                 "npc_snapshots",
@@ -160,7 +164,7 @@ def row_for(message: Any) -> tuple[str, Row]:
 
     Handles :class:`PostPublished` → ``posts``,
     :class:`TickCompleted` → ``ticks``, :class:`LLMCalled` → ``llm_calls``,
-    :class:`DecisionResolved` → ``decisions``,
+    :class:`DecisionResolved` → ``decisions``, :class:`PostSeen` → ``exposures``,
     :class:`DeadLettered` → ``dead_letters`` and
     :class:`RunCommanded` with ``command == "start"`` → ``runs`` (its ``created_at`` is
     the wall clock at mapping time; a redelivered start keeps one row either way).
@@ -183,6 +187,8 @@ def row_for(message: Any) -> tuple[str, Row]:
         return "ticks", message.model_dump(exclude={"kind", "injected", "focal", *TICK_TALLIES})
     if isinstance(message, DecisionResolved):
         return "decisions", message.model_dump(exclude={"kind"})
+    if isinstance(message, PostSeen):
+        return "exposures", message.model_dump(exclude={"kind"})
     if isinstance(message, LLMCalled):
         row = message.model_dump(exclude={"kind", "at_ms"})
         row["at"] = _ms_to_datetime(message.at_ms)

@@ -28,6 +28,7 @@ from topics import (
     DECISION_OUTCOMES,
     DLQ,
     EVENTS,
+    EXPOSURES,
     LLM_CALLS,
     NPC_SNAPSHOTS,
     POSTS,
@@ -54,6 +55,7 @@ STORED: tuple[TopicSpec, ...] = (
     LLM_CALLS,
     SNAPSHOTS,
     DECISION_OUTCOMES,
+    EXPOSURES,
     DLQ,
 )
 

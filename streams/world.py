@@ -21,6 +21,7 @@ from topics import (
     DECISION_OUTCOMES,
     DECISION_REQUESTS,
     EVENTS,
+    EXPOSURES,
     NPC_SNAPSHOTS,
     SHARD_INBOX,
     SNAPSHOTS,
@@ -80,6 +81,8 @@ def register(streams: Streams) -> None:
             streams.send_batched(DECISION_REQUESTS, req.request_id, req)
         for outcome in step.outcomes:
             streams.send_batched(DECISION_OUTCOMES, outcome.run_id, outcome)
+        for seen in step.exposures:  # the feed loop: who read which post
+            streams.send_batched(EXPOSURES, seen.npc_id, seen)
         for batch in step.batches:
             streams.outbox.add(inbox_topic, batch.shard, str(batch.shard).encode(), encode(batch))
         if step.events or step.batches:

@@ -24,6 +24,7 @@ from topics.models import (
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
+    PostSeen,
     RenderInbox,
     RunCommanded,
     ShardInbox,
@@ -188,6 +189,15 @@ DECISION_OUTCOMES = TopicSpec(
     None,
     _FOREVER,
 )
+EXPOSURES = TopicSpec(
+    "exposures",
+    PostSeen,
+    "npc_id",
+    "Who read which post at which tick, chosen by the feed's recommender, and the reaction "
+    "(the feed loop; written by the shards, part of a run's log).",
+    None,
+    _FOREVER,
+)
 DLQ = TopicSpec(
     "dlq", DeadLettered, "stage", "Dead letters: rejected messages with the reason.", 1, _FOREVER
 )
@@ -207,6 +217,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     DECISION_REQUESTS,
     DECISIONS,
     DECISION_OUTCOMES,
+    EXPOSURES,
     DLQ,
 )
 

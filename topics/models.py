@@ -98,6 +98,36 @@ class ClockState(Message):
     director_last: dict[str, int] = Field(
         default_factory=dict, description="Director rule id -> last tick it fired."
     )
+    feed_window: int = Field(
+        0, ge=0, description="Ticks a post stays in the feed (0: no feed loop)."
+    )
+    feed_posts: list[FeedPost] = Field(
+        default_factory=list,
+        description="The posts in the feed after the tick, with their counts (the feed loop).",
+    )
+
+
+class FeedPost(Message):
+    """A post as the world sees it: a render request its event made at its base score (so
+    the same for any partition count, and known before the LLM writes it)."""
+
+    key: str = Field(
+        description="hash(event_id, channel, author): the post's content id, the same in every "
+        "run that has the event (what NPC states and draws use)."
+    )
+    post_id: str = Field(description="Id of the post it becomes: hash(request id).")
+    event_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX, description="Tick of its event.")
+    channel: Literal["feed", "chat", "news"]
+    author: str
+    actor: str = Field(description="Who the post is about: its event's actor.")
+    target: str | None = None
+    type: str = Field(description="Its event's type.")
+    score: float = Field(ge=0, le=1, description="Its event's base impact.")
+    seen: int = Field(0, ge=0, description="Exposures so far.")
+    likes: int = Field(0, ge=0)
+    reposts: int = Field(0, ge=0)
+    replies: int = Field(0, ge=0, description="Replies so far (arguments included).")
 
 
 class InjectedEvent(Message):
@@ -170,6 +200,11 @@ class TickStarted(Message):
     decide_deadline: int = Field(
         1, ge=1, description="Decisions asked now apply this many ticks on."
     )
+    feed: list[FeedPost] = Field(
+        default_factory=list,
+        description="The posts in the feed at the start of the tick, with their counts (the "
+        "feed loop; empty when it is off).",
+    )
 
 
 class Effect(Message):
@@ -178,10 +213,24 @@ class Effect(Message):
     event_id: str = Field(description="Event that caused it.")
     npc_id: str = Field(description="NPC whose state changes.")
     field: Literal[
-        "affinity", "trust", "familiarity", "reputation", "goal_progress", "memory", "acted"
-    ] = Field(description="What changes; 'acted' records that the NPC did an event type.")
+        "affinity",
+        "trust",
+        "familiarity",
+        "reputation",
+        "goal_progress",
+        "memory",
+        "acted",
+        "seen",
+        "follow",
+    ] = Field(
+        description="What changes; 'acted' records that the NPC did an event type, 'seen' that "
+        "it read a post (delta: the last tick the post is in the feed), 'follow' that it "
+        "follows (delta 1) or unfollows (-1) another NPC."
+    )
     other: str | None = Field(
-        None, description="Other NPC (relationships), goal kind (goals) or event type (acted)."
+        None,
+        description="Other NPC (relationships, follow), goal kind (goals), event type (acted) "
+        "or post key (seen).",
     )
     delta: float = Field(0.0, description="Change; for memory, the salience 0..1.")
     text: str | None = Field(None, description="Memory summary.")
@@ -267,6 +316,20 @@ class TickTallies(Message):
     director_fired: list[str] = Field(
         default_factory=list, description="Director rules that fired on the tick (sorted ids)."
     )
+    exposures: int = Field(0, ge=0, description="Posts read on the tick (the feed loop).")
+    reactions: int = Field(0, ge=0, description="Likes, replies and reposts on the tick.")
+    feed_window: int = Field(
+        0, ge=0, description="Ticks a post stays in the feed (0: no feed loop)."
+    )
+    feed_posts: list[FeedPost] = Field(
+        default_factory=list,
+        description="The tick's top posts by base score (key order breaks ties), that enter "
+        "the feed.",
+    )
+    feed_counts: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Post key -> [exposures, likes, reposts, replies] of the tick.",
+    )
 
 
 class ShardTickDone(TickTallies):
@@ -281,6 +344,9 @@ class ShardTickDone(TickTallies):
     events: int = Field(ge=0, description="Events the shard emitted this tick.")
     effects: int = Field(ge=0, description="Effects the shard applied this tick.")
     state_digest: int = Field(ge=0, description="Sum mod 2**64 of the shard's NPC state hashes.")
+    feed_top: int = Field(
+        0, ge=0, description="The catalog's posts per tick: the clock keeps the world's top."
+    )
     salient: list[tuple[int, str, str]] = Field(
         default_factory=list,
         description="The shard's most salient NPCs for the next tick: (salience in thousandths, "
@@ -329,10 +395,10 @@ class EventHappened(Message):
     place: str | None = None
     witnesses: list[str] = Field(default_factory=list)
     summary: str = Field(description="One-line, human-readable description.")
-    source: Literal["npc", "scheduled", "director", "admin", "llm"] = Field(
+    source: Literal["npc", "scheduled", "director", "admin", "llm", "feed"] = Field(
         "npc",
-        description="Who chose it: the rules, the calendar, the director, an admin, or an "
-        "LLM decision the rules accepted.",
+        description="Who chose it: the rules, the calendar, the director, an admin, an "
+        "LLM decision the rules accepted, or a reaction to a post read (the feed loop).",
     )
     refs: list[str] = Field(default_factory=list, description="Earlier events this one reacts to.")
     actor_memories: list[str] = Field(
@@ -446,7 +512,34 @@ class NpcSnapshotted(Message):
         default_factory=list, description="[tick, event_id, text, salience] entries."
     )
     goals: dict[str, float] = Field(default_factory=dict, description="goal kind -> progress.")
+    follows: list[str] | None = Field(
+        None, description="Whom the NPC follows (the feed loop); null when the loop is off."
+    )
     state_hash: str = Field(description="16 hex digits of the NPC's state hash.")
+
+
+class PostSeen(Message):
+    """An NPC read a post in its feed (the feed loop): who saw which post at which tick, and
+    what it did about it."""
+
+    kind: Literal["post_seen"] = "post_seen"
+    exposure_id: str = Field(description="hash(run, tick, reader, post key).")
+    run_id: str
+    tick: int = Field(ge=0, le=UINT32_MAX, description="Tick it was read at.")
+    sim_minute: int = Field(ge=0, le=UINT32_MAX)
+    npc_id: str = Field(description="The reader.")
+    post_key: str = Field(description="The post's content id (FeedPost.key).")
+    post_id: str
+    event_id: str = Field(description="The post's event.")
+    post_tick: int = Field(ge=0, le=UINT32_MAX)
+    author: str
+    channel: Literal["feed", "chat", "news"]
+    recommender: Literal["chronological", "affinity", "popularity", "random"]
+    rank: int = Field(ge=0, description="Its place in what the recommender chose (0: first).")
+    reaction: Literal["like", "reply", "repost", "feud"] | None = Field(
+        None, description="What the reader did: a reply between rivals is a feud."
+    )
+    reaction_event_id: str | None = Field(None, description="The reaction's event, if any.")
 
 
 class LLMCalled(Message):
@@ -587,3 +680,4 @@ ShardInbox = Annotated[
 """The shard inbox: ticks, effect batches, a branch's states, and decisions due."""
 
 RunCommanded.model_rebuild()
+ClockState.model_rebuild()

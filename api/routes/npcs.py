@@ -197,6 +197,7 @@ async def read_npc(
                 for m in recent[:memories]
             ],
             goals=_goals(catalog, npc_id, st.get("goals", {})),
+            follows=st.get("follows"),
         )
     return NpcPublic(
         **_summary(npc),

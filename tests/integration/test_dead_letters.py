@@ -21,6 +21,7 @@ from topics import (
     DECISION_REQUESTS,
     DLQ,
     EVENTS,
+    EXPOSURES,
     POSTS,
     RENDER_REQUESTS,
     SHARD_INBOX,
@@ -44,6 +45,8 @@ GARBAGE = [  # topic, value, the stages that consume it (each must dead-letter i
     (DECISION_REQUESTS, b'{"kind": "decision_requested", "npcs": []}', ("deliberate",)),
     (SHARD_INBOX, b'{"kind": "decision_made", "status": "maybe"}', ("world",)),
     (DECISION_OUTCOMES, b'{"kind": "decision_resolved", "outcome": 3}', ("sink",)),
+    # the feed loop (issue 18): exposures, stored by the sink
+    (EXPOSURES, b'{"kind": "post_seen", "rank": -1}', ("sink",)),
 ]
 
 

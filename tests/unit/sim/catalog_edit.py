@@ -8,7 +8,7 @@ from catalog.models import Catalog
 from sim.world import WorldIndex
 
 
-def rebuild(cat: Catalog, **parts: list[Any]) -> WorldIndex:
+def rebuild(cat: Catalog, **parts: Any) -> WorldIndex:
     """A new index of ``cat`` with some of its collections replaced (by Catalog's names)."""
     args: dict[str, Any] = {
         "world": cat.world,
@@ -22,6 +22,7 @@ def rebuild(cat: Catalog, **parts: list[Any]) -> WorldIndex:
         "scheduled": list(cat.scheduled),
         "director": list(cat.director),
         "decide": cat.decide,
+        "feed": cat.feed,
     }
     args.update(parts)
     return WorldIndex.build(Catalog(**args))
@@ -39,3 +40,8 @@ def with_npcs(cat: Catalog, ids: set[str] | None = None, **update: Any) -> World
         n.model_copy(update=update) if ids is None or n.id in ids else n for n in cat.npcs.values()
     ]
     return rebuild(cat, npcs=npcs)
+
+
+def with_feed(cat: Catalog, **update: Any) -> WorldIndex:
+    """The catalog with its feed loop on and some of feed.json's fields changed."""
+    return rebuild(cat, feed=cat.feed.model_copy(update={"enabled": True, **update}))

@@ -22,6 +22,7 @@ from topics.models import (
     LLMCalled,
     NpcSnapshotted,
     PostPublished,
+    PostSeen,
     RunCommanded,
     TickCompleted,
 )
@@ -198,6 +199,24 @@ def message_factory(
                 target="npc0" if i % 3 else None,
                 model_reason="why not" if i % 3 else None,
                 event_id=f"ev_{i:016x}",
+            )
+        if kind == "exposures":
+            return PostSeen(
+                exposure_id=f"ex_{i:016x}",
+                run_id="run1",
+                tick=i + 1,
+                sim_minute=(i + 1) * 15,
+                npc_id=f"npc{i}",
+                post_key=f"fp_{i:016x}",
+                post_id=f"post_{i:016x}",
+                event_id=f"ev_{i:016x}",
+                post_tick=i,
+                author="npc0",
+                channel="feed",
+                recommender="affinity",
+                rank=i % 3,
+                reaction="like" if i % 2 else None,
+                reaction_event_id=f"ev_l{i:015x}" if i % 2 else None,
             )
         if kind == "dead_letters":
             return DeadLettered(

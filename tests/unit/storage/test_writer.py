@@ -47,6 +47,13 @@ def test_npc_snapshot_maps_to_one_npc_row_and_one_row_per_relationship(snapshot_
         rows_for(snapshot_factory(4, relationships={"npc_b": [1.0]}))
 
 
+def test_npc_snapshot_keeps_follows_only_with_the_feed_loop(snapshot_factory) -> None:
+    off = orjson.loads(rows_for(snapshot_factory(4))[0][1]["state"])
+    assert "follows" not in off
+    on = orjson.loads(rows_for(snapshot_factory(4, follows=["npc_b"]))[0][1]["state"])
+    assert on["follows"] == ["npc_b"]
+
+
 def test_messages_that_make_no_row_are_refused(event_factory) -> None:
     with pytest.raises(ValueError, match="only 'start'"):
         row_for(RunCommanded(command="stop", run_id="r"))
