@@ -196,8 +196,8 @@ async def follow(
                             )
             if last_done_at is not None and sum(posts.values()) >= requests:
                 break
-            if last_done_at is not None and time.monotonic() - last_done_at > 900:
-                say("gave up waiting for the last posts after 15 minutes")
+            if last_done_at is not None and time.monotonic() - last_done_at > 1800:
+                say("gave up waiting for the last posts after 30 minutes")
                 break
         return {
             "ticks": ticks,

@@ -216,6 +216,7 @@ TABLES: dict[str, TableSpec] = {
             ("reaction_event_id", "Nullable(String)"),
         ),
         ("exposure_id",),
+        key=("run_id", "tick", "npc_id", "exposure_id"),
     ),
     "ticks": TableSpec(
         (
