@@ -251,12 +251,26 @@ async def test_an_unchanged_branch_writes_its_posts_from_the_llm_cache(
     written = {k for k, v in theirs.items() if v[1] == "llm"}
     assert written, "the parent should have LLM-written posts after the branch tick"
     assert {k: mine[k] for k in written} == {k: theirs[k] for k in written}
-    calls = await read_topic(settings, LLM_CALLS)
+    calls: list[LLMCalled] = await read_topic(settings, LLM_CALLS)
     requests = {p.request_id: (p.event_id, p.channel) for p in same_posts}
-    branch_calls: list[LLMCalled] = [c for c in calls if c.run_id == "lineage-cached"]
-    from_cache = [c for c in branch_calls if requests.get(c.request_id) in written]
-    assert len(from_cache) == len(written), "one ledger row per cached post"
+    parent_requests = {p.request_id: (p.event_id, p.channel) for p in parent_posts}
+
+    def attempts(run_id: str, reqs: dict[str, tuple[str, str]]) -> dict[tuple[str, str], list]:
+        """The attempts each written post's ask made (a grounding retry is another)."""
+        out: dict[tuple[str, str], list[int]] = {}
+        for c in calls:
+            key = reqs.get(c.request_id)
+            if c.run_id == run_id and key in written and c.outcome not in ("error", "unavailable"):
+                out.setdefault(key, []).append(c.attempt)
+        return {k: sorted(v) for k, v in out.items()}
+
+    from_cache = [
+        c for c in calls if c.run_id == "lineage-cached" and requests.get(c.request_id) in written
+    ]
     assert all(c.cache_hit for c in from_cache), [c.outcome for c in from_cache]
+    assert attempts("lineage-cached", requests) == attempts(PARENT, parent_requests), (
+        "one cached ledger row per attempt the parent's LLM made"
+    )
     procs.assert_alive()
 
 
