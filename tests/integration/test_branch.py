@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARENT = "lineage-parent"
 TICKS_IN_RUN = 28  # 07:00 to 14:00: shops open, people meet
 SNAPSHOT_EVERY = 8  # snapshots after ticks 7, 15, 23
-LLM_TICKS = 16  # 07:00 to 11:00, rendered on the real Triton
+LLM_TICKS = 24  # 07:00 to 13:00, rendered on the real Triton (noon has the most posts)
 START = 7 * 60
 
 
