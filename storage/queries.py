@@ -367,15 +367,18 @@ def decisions(
     return page
 
 
+def _run_filter(run_id: str | None) -> tuple[str, dict[str, Any]]:
+    """`` WHERE run_id = …`` and its bound parameter, or nothing for every run."""
+    if run_id is None:
+        return "", {}
+    return " WHERE run_id = {run_id:String}", {"run_id": run_id}
+
+
 def decision_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
     """Decisions by outcome: accepted first try, repaired, retried, rejected by rule (per
     reason), timed out, other fallbacks (per cause)."""
     db = check_identifier(database)
-    params: dict[str, Any] = {}
-    run_filter = ""
-    if run_id is not None:
-        params["run_id"] = run_id
-        run_filter = " WHERE run_id = {run_id:String}"
+    run_filter, params = _run_filter(run_id)
     rows = _rows(
         client,
         f"SELECT outcome, status, ifNull(reason_code, '') AS reason, count() AS n "  # noqa: S608 - checked identifiers, values bound
@@ -516,11 +519,7 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
     With ``run_id``, counts are for that run (``dead_letters`` has no run and stays global).
     """
     db = check_identifier(database)
-    params: dict[str, Any] = {}
-    run_filter = ""
-    if run_id is not None:
-        params["run_id"] = run_id
-        run_filter = " WHERE run_id = {run_id:String}"
+    run_filter, params = _run_filter(run_id)
     parts = [
         f"SELECT '{t}' AS t, count() AS n FROM {db}.{t} FINAL"  # noqa: S608 - checked identifiers, values bound
         + (run_filter if t != "dead_letters" else "")
@@ -613,11 +612,7 @@ def feed_counts(client: Client, database: str, *, run_id: str | None = None) -> 
     """The feed loop: exposures (posts read), and reactions by kind (like, reply, repost,
     feud)."""
     db = check_identifier(database)
-    params: dict[str, Any] = {}
-    run_filter = ""
-    if run_id is not None:
-        params["run_id"] = run_id
-        run_filter = " WHERE run_id = {run_id:String}"
+    run_filter, params = _run_filter(run_id)
     rows = _rows(
         client,
         f"SELECT ifNull(reaction, '') AS reaction, count() AS n "  # noqa: S608 - checked identifiers, values bound
