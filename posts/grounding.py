@@ -311,13 +311,29 @@ def _role_claims(text: str, names: WorldNames) -> list[str]:
                 out.append(f"{m.group(0)!r} ({full} is {occ})")
         for m in re.finditer(
             rf"\b{esc},?\s+(?:(?:who|which)\s+(?:is|was|used to be|has been)\s+|is\s+|was\s+)?"
-            rf"(?:the|a|an|our|their)\s+(?:\w+\s+){{0,2}}?(\w+)",
+            rf"(?:the|a|an|our|their)\s+([^,.;:!?\n]{{1,80}})",
             text,
         ):
-            role = m.group(1).lower()
-            if role in names.roles and role not in own:
+            role = _appositive_role(m.group(1), names.roles - own)
+            if role:
                 out.append(f"{m.group(0)!r} ({full} is {occ})")
     return out
+
+
+_APPOSITIVE_END = frozenset("of to with for at in from on by who whose that which".split())
+
+
+def _appositive_role(phrase: str, roles: frozenset[str] | set[str]) -> str | None:
+    """The first of ``roles`` an appositive gives ("a renowned physician and retired
+    fisherman" -> fisherman), up to its sixth word; a possessive or a preposition ends it
+    ("the mayor's rival", "a friend of the baker" give nobody a role)."""
+    for word in re.findall(r"[A-Za-z]+(?:['’]s)?", phrase)[:6]:
+        low = str(word).lower()
+        if low.endswith(("'s", "’s")) or low in _APPOSITIVE_END:
+            return None
+        if low in roles:
+            return low
+    return None
 
 
 def _kin_claims(text: str, names: WorldNames) -> list[str]:
@@ -378,8 +394,9 @@ def problems(
             out.append(f"target: does not name {people[subject.target].full}")
     if subject.place and subject.requires_place and not names.names_place(text, subject.place):
         out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
-    # a headline is in title case: its words are checked where the body repeats them
+    # a headline is in title case: a word of it is a name only if it is no common word
     invented = invented_names(body, names, vocabulary)
+    invented += [w for w in title_invented(title, names, vocabulary) if w not in invented]
     if invented:
         listed = ", ".join(invented[:4])
         out.append(f"invented: names {listed}, who or which is not in {names.title}")
@@ -413,18 +430,162 @@ def problems(
         ):
             out.append(f"third_person: {author.full} writes about themselves in the third person")
     if subject.channel == "news":
-        summary = subject.summary.strip().rstrip(".").lower()
-        head = title.strip().rstrip(".").lower()
-        said = set(_words(summary))
-        words = _words(head)
-        copied = len(words) >= 4 and sum(w in said for w in words) >= 0.9 * len(words)
-        if not head or head == summary or (copied and len(words) >= 0.7 * len(said)):
-            out.append("headline: the headline is missing or is the event summary copied")
-        elif len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
-            out.append(f"headline: {title.strip()!r} is not a headline")
+        out.extend(_headline_form(title, subject))
         if _paragraphs(body) < 2:
             out.append(f"paragraphs: {_paragraphs(body)} paragraph(s), at least 2 wanted")
     return out
+
+
+def title_invented(title: str, names: WorldNames, vocabulary: Iterable[str] = ()) -> list[str]:
+    """Words of a headline (title case: every word capitalised) that look like names the
+    world lacks: not a world name, not a common English word, not a word of the prompt."""
+    given = {v.lower() for v in vocabulary} | common_words() | SENTENCE_STARTERS
+    out = []
+    for word in _words(title):
+        word = _clean(word)
+        low = word.lower()
+        if not word or word.isupper() or word in names.tokens or low in given:
+            continue
+        if any(stem in given for stem in _stems(re.split(r"['’-]", low)[0])):
+            continue
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def _stems(word: str) -> list[str]:
+    """A word and what it may be inflected from ("blames" -> blame, "delayed" -> delay)."""
+    out = [word]
+    for suffix, repl in (("ies", "y"), ("ied", "y"), ("es", ""), ("s", ""), ("ed", "")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            out.append(word[: -len(suffix)] + repl)
+    for suffix in ("ed", "ing"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            out += [word[: -len(suffix)] + "e", word[: -len(suffix)]]
+    return out
+
+
+def headline_problems(
+    title: str, subject: Subject, names: WorldNames, vocabulary: Iterable[str] = ()
+) -> list[str]:
+    """What is wrong with a news headline on its own: it names nobody of the event (actor
+    or target), names someone or somewhere the world lacks, gives a wrong role, or is the
+    summary copied or not a headline."""
+    out = []
+    who = [p for p in (subject.actor, subject.target) if p]
+    if not any(names.mentions(title, p) for p in who):
+        out.append(f"actor: does not name {names.people[subject.actor].full}, who did it")
+    invented = title_invented(title, names, vocabulary)
+    if invented:
+        out.append(f"invented: names {', '.join(invented[:4])}, not in {names.title}")
+    roles = _role_claims(title, names)
+    if roles:
+        out.append(f"role: {roles[0]}")
+    out.extend(_headline_form(title, subject))
+    return out
+
+
+def _headline_form(title: str, subject: Subject) -> list[str]:
+    """A headline that is missing, the event summary copied, or not a headline."""
+    summary = subject.summary.strip().rstrip(".").lower()
+    head = title.strip().rstrip(".").lower()
+    said = set(_words(summary))
+    words = _words(head)
+    copied = len(words) >= 4 and sum(w in said for w in words) >= 0.9 * len(words)
+    if not head or head == summary or (copied and len(words) >= 0.7 * len(said)):
+        return ["headline: the headline is missing or is the event summary copied"]
+    if len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
+        return [f"headline: {title.strip()!r} is not a headline"]
+    return []
+
+
+_PARA_SPLIT = re.compile(r"\n\s*\n")
+# whitespace after a sentence's end (not after "Dr." or "Mr.")
+_SENTENCE_BREAK = re.compile(
+    r"(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bSt\.)(?<!\bMrs\.)"
+    r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]”’]))\s+"
+)
+_NGRAM = 5  # words in a row shared with an example post: the example echoed
+
+
+def _ngrams(text: str, n: int = _NGRAM) -> set[tuple[str, ...]]:
+    words = [w.lower() for w in _words(text)]
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _split_sentences(paragraph: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_BREAK.split(paragraph) if s.strip()]
+
+
+def sentence_faults(
+    sentence: str,
+    subject: Subject,
+    names: WorldNames,
+    vocabulary: Iterable[str] = (),
+    echoes: set[tuple[str, ...]] | None = None,
+) -> list[str]:
+    """The rules one sentence breaks on its own (``invented``, ``role``, ``kin``,
+    ``wrong_place``, ``third_person``, ``echo``): a sentence that names someone the world
+    lacks, gives a wrong role or kin, moves the event elsewhere, has a feed or chat author
+    name themselves, or repeats five words in a row of a worked example."""
+    out = []
+    if invented_names(sentence, names, vocabulary):
+        out.append("invented")
+    if _role_claims(sentence, names):
+        out.append("role")
+    if _kin_claims(sentence, names):
+        out.append("kin")
+    if subject.place and not names.names_place(sentence, subject.place):
+        for pid, forms in names.places.items():
+            if pid != subject.place and len(forms[-1]) > 4 and _has(sentence, forms[-1]):
+                out.append("wrong_place")
+                break
+    if subject.channel in ("feed", "chat") and _has(sentence, names.people[subject.author].full):
+        out.append("third_person")
+    if echoes and _ngrams(sentence) & echoes:
+        out.append("echo")
+    return out
+
+
+def prune(
+    fields: dict[str, str],
+    subject: Subject,
+    names: WorldNames,
+    vocabulary: Iterable[str] = (),
+    keep: str = "",
+    examples: Iterable[str] = (),
+) -> tuple[dict[str, str], list[str]]:
+    """The post without its body's sentences that break a rule on their own
+    (:func:`sentence_faults`), and the rules of the sentences dropped.
+
+    A sentence starting with ``keep`` (the answer's given beginning) stays. Paragraphs
+    left empty go. When nothing would be left, the post is returned as it is, so that
+    the validator rejects it with its reasons. The rest of the post is still judged by
+    :func:`problems`: pruning can leave a post that no longer names the actor, and then
+    it fails."""
+    body = fields.get("body", "")
+    echoes: set[tuple[str, ...]] = set()
+    for example in examples:
+        echoes |= _ngrams(example)
+    vocabulary = list(vocabulary)
+    dropped: list[str] = []
+    paragraphs = []
+    for para in _PARA_SPLIT.split(body):
+        kept = []
+        for sentence in _split_sentences(para):
+            if keep and sentence.startswith(keep.strip()[:40]):
+                kept.append(sentence)
+                continue
+            faults = sentence_faults(sentence, subject, names, vocabulary, echoes)
+            if faults:
+                dropped.extend(f for f in faults if f not in dropped)
+            else:
+                kept.append(sentence)
+        if kept:
+            paragraphs.append(" ".join(kept))
+    if not dropped or not paragraphs:
+        return fields, []
+    return {**fields, "body": "\n\n".join(paragraphs)}, dropped
 
 
 def rule_of(problem: str) -> str:

@@ -40,11 +40,14 @@ LENGTHS["chatty"] = "two or three sentences"
 # Sentences a post may have, by the author's style (chat is one message: at most two).
 MAX_SENTENCES = {"terse": 1, "short": 2, "chatty": 3}
 # headline, blank line, two paragraphs that end a sentence (GBNF: llama.cpp and vLLM's xgrammar)
+# (the headline: 3-12 whole words, so it never ends mid-word)
 NEWS_GRAMMAR = (
     'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
-    "title ::= [A-Z] [^\\n.!?:]{8,70}\n"
+    'title ::= [A-Z] [^\\n .!?:]{1,15} (" " [^\\n .!?:]{1,16}){2,11}\n'
     'para ::= [^\\n]{30,240} [.!?"]\n'
 )
+HEADLINE_GRAMMAR = "root ::=" + NEWS_GRAMMAR.split("\n")[1].split("::=", 1)[1] + "\n"
+HEADLINE_MAX_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ def style_of(npc: Npc) -> str:
     return " ".join(parts)
 
 
-def _who(index: WorldIndex, req: RenderRequested) -> list[str]:
+def who_is_who(index: WorldIndex, req: RenderRequested) -> list[str]:
+    """Who is who, for the event's actor and target ("Walter Pike is a retired fisherman.")."""
     ev = req.event
     out = []
     for who in (ev.actor, ev.target):
@@ -172,7 +176,7 @@ def values_for(
     etype = index.catalog.event_types.get(ev.type)
     template = template or index.catalog.templates.get(req.template)
     names = must_name(index, req)
-    who = _who(index, req)
+    who = who_is_who(index, req)
     return _Defaults(
         author_name=author.display_name,
         author_handle=author.handle,
@@ -244,6 +248,26 @@ def lead_for(index: WorldIndex, req: RenderRequested) -> str:
         text = "I " + text[4:]
     text = re.sub(r"\byou\b", "me", text)
     return text[:1].upper() + text[1:]
+
+
+def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Prompt:
+    """The prompt for a news headline alone (the article's body fell back to the
+    template): the article's facts, then "write only the headline", decoded under a
+    grammar of 3-12 words; the worked examples give only their headlines."""
+    names = must_name(index, req)
+    who = names[0] if names else index.npc(req.event.actor).display_name
+    user = (
+        f"{prompt.user}\n\nWrite only the headline now: one line of 3 to 12 words in your"
+        f" own words, not the sentence above. Name {who}."
+    )
+    return replace(
+        prompt,
+        user=user[:MAX_PROMPT_CHARS],
+        prefill="",
+        grammar=HEADLINE_GRAMMAR,
+        max_tokens=HEADLINE_MAX_TOKENS,
+        shots=tuple((q, a.split("\n", 1)[0]) for q, a in prompt.shots),
+    )
 
 
 def _gbnf_literal(text: str) -> str:

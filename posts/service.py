@@ -14,18 +14,18 @@ Kafka or Triton; the stream processor only moves messages.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llm.chat import DEFAULT, ChatTemplate
 from llm.complete import Answer, Ask, CallCounts, Completer, Expect
 from llm.gate import OverBudget
 from llm.parse import Parsed
-from posts.grounding import Subject, names_of, rule_of
+from posts.grounding import Subject, headline_problems, names_of, prune, rule_of
 from posts.grounding import problems as grounding_problems
 from posts.moderation import Moderator, Verdict
 from posts.output import headline_from, parse_output, quality_problems
-from posts.prompt import Prompt, build_prompt, lead_for, revise
+from posts.prompt import Prompt, build_prompt, headline_prompt, lead_for, revise, who_is_who
 from posts.quota import apply_rate_limit
 from sim.world import WorldIndex, load_world
 from topics.models import PostPublished, RenderRequested
@@ -81,10 +81,11 @@ def template_fallback(index: WorldIndex, req: RenderRequested) -> dict[str, str]
     """A deterministic post written without the LLM."""
     author = index.npc(req.author)
     ev = req.event
-    if req.channel == "news":
+    if req.channel == "news":  # two paragraphs: the event where it happened; who is who
+        who = " ".join(who_is_who(index, req))
         return {
             "title": headline_from(ev.summary),
-            "body": f"{ev.summary}. Reported by {author.display_name}.",
+            "body": f"{lead_for(index, req)}\n\n{who} Reported by {author.display_name}.",
         }
     if req.channel == "chat":
         return {"body": f"did you hear? {ev.summary}"[:500]}
@@ -121,8 +122,19 @@ def expected_post(
     names = names_of(index)
     vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
 
+    shown = index.catalog.templates[req.template].examples
+    examples = [text for e in shown for text in (e.event, e.post)]
+
     def parse(text: str) -> Parsed:
-        return parse_output(req.channel, text, schema, prompt.content, None, keep=lead)
+        parsed = parse_output(req.channel, text, schema, prompt.content, None, keep=lead)
+        fields = {k: str(v) for k, v in parsed.fields.items()}
+        fields, dropped = prune(fields, subject, names, vocabulary, lead, examples)
+        if not dropped:
+            return parsed
+        if stats is not None:
+            for rule in dropped:
+                stats.add(f"pruned_{rule}")
+        return Parsed(fields, repaired=True)
 
     def check(fields: dict[str, Any]) -> list[str]:
         body = str(fields.get("body", ""))
@@ -144,6 +156,36 @@ def expected_post(
         return revise(index, req, prompt, problems)
 
     return Expect(schema, parse, check, retry)
+
+
+HEADLINE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["title"],
+    "properties": {"title": {"type": "string", "minLength": 10, "maxLength": 120}},
+}
+
+
+def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Expect:
+    """A usable headline: one line, its own words (not the summary), naming someone of
+    the event, no name the world lacks (:func:`posts.grounding.headline_problems`)."""
+    subject = subject_of(index, req)
+    names = names_of(index)
+    vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+
+    def parse(text: str) -> Parsed:
+        line = next((ln for ln in text.splitlines() if ln.strip()), "")
+        title = headline_from(line.strip(" *\"'#"), 120)
+        return Parsed({"title": title}, repaired=title != line)
+
+    def check(fields: dict[str, Any]) -> list[str]:
+        return headline_problems(str(fields["title"]), subject, names, vocabulary)
+
+    def retry(_attempt: int, problems: list[str]) -> Prompt:
+        reasons = "; ".join(p.split(": ", 1)[-1] for p in problems[:3])
+        asked = headline_prompt(index, req, prompt)
+        return replace(asked, user=f"{asked.user}\nYour last headline was rejected ({reasons}).")
+
+    return Expect(HEADLINE_SCHEMA, parse, check, retry)
 
 
 def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublished:
@@ -237,7 +279,22 @@ class PostRenderer:
             self._count(answer.attempts, answer.repaired)
             return Rendered(answer, answer.fields, "llm")
         self._count(0, False)
-        return Rendered(answer, template_fallback(index, req), "template")
+        fields = template_fallback(index, req)
+        if req.channel == "news":
+            title = await self.headline(index, req, prompt)
+            self.stats.add("headline_llm" if title else "headline_template")
+            fields["title"] = title or fields["title"]
+        return Rendered(answer, fields, "template")
+
+    async def headline(self, index: WorldIndex, req: RenderRequested, prompt: Prompt) -> str | None:
+        """An LLM-written headline for a news post whose body fell back to the template
+        (None: no attempt passed, the summary stays the headline). Its calls are in the
+        ledger under ``<request id>/headline``."""
+        ask = Ask(f"{req.request_id}/headline", req.run_id, req.score)
+        answer = await self.llm.complete(
+            ask, headline_prompt(index, req, prompt), expected_headline(index, req, prompt)
+        )
+        return str(answer.fields["title"]) if answer.fields is not None else None
 
     def _count(self, attempt: int, repaired: bool) -> None:
         self.stats.add("posts")

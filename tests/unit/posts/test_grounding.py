@@ -9,7 +9,17 @@ import pytest
 
 from catalog.models import Npc, Style
 from llm.cache import sampling_for
-from posts.grounding import Subject, WorldNames, invented_names, names_of, problems, rule_of
+from posts.grounding import (
+    Subject,
+    WorldNames,
+    headline_problems,
+    invented_names,
+    names_of,
+    problems,
+    prune,
+    rule_of,
+    title_invented,
+)
 from posts.prompt import build_prompt, lead_for, must_name, revise, style_of
 from sim.world import WorldIndex, load_world
 from topics.models import EventHappened, ImpactScore, RenderRequested
@@ -260,3 +270,76 @@ def test_field_Example_post_is_the_answer_of_an_earlier_turn(town: WorldIndex) -
     t = town.catalog.templates["chat_message"]
     prompt = build_prompt(town, _request(town, "chat", "jay_okafor"), t)
     assert f"<|im_start|>assistant\n{t.examples[0].post}<|im_end|>" in prompt.text
+
+
+def _pruned(names: WorldNames, body: str, **kw: Any) -> tuple[str, list[str]]:
+    keep = kw.pop("keep", "")
+    examples = kw.pop("examples", ())
+    fields, dropped = prune({"body": body}, subject(**kw), names, (), keep, examples)
+    return fields["body"], dropped
+
+
+@pytest.mark.parametrize(
+    ("sentence", "rule"),
+    [
+        ("We all drove over from Manchester.", "invented"),
+        ("Victor Crane, who used to be the mayor, left.", "role"),
+        ("Victor Crane's wife Eleanor Hart sighed.", "kin"),
+        ("Then it moved on to Market Square.", "wrong_place"),
+        ("Jay Okafor could not believe it.", "third_person"),
+        ("My knees hate me, but it's dry in there now.", "echo"),
+    ],
+)
+def test_prune_drops_a_sentence_that_breaks_a_rule_on_its_own(
+    names: WorldNames, sentence: str, rule: str
+) -> None:
+    example = "Three hours on a ladder. My knees hate me, but it's dry in there now."
+    body, dropped = _pruned(names, f"{GROUNDED} {sentence} What a day.", examples=[example])
+    assert dropped == [rule]
+    assert body == GROUNDED + " What a day."
+    assert rules(names, body) == set()  # the rest passes the validator
+
+
+def test_prune_leaves_a_clean_post_alone_and_an_empty_one_to_the_validator(
+    names: WorldNames,
+) -> None:
+    assert _pruned(names, GROUNDED) == (GROUNDED, [])
+    bad = "We all drove over from Manchester."
+    assert _pruned(names, bad) == (bad, [])  # nothing would be left: rejected with reasons
+    assert "invented" in rules(names, bad)
+
+
+def test_prune_keeps_the_given_start_and_news_paragraphs(names: WorldNames) -> None:
+    lead = "Victor Crane argued with Eleanor Hart at Dr. Nwosu's Manchester Clinic."
+    body, dropped = _pruned(names, f"{lead} Off to Leeds.\n\nDr. Amara Nwosu was calm.", keep=lead)
+    assert body == f"{lead}\n\nDr. Amara Nwosu was calm."  # "Dr." does not end a sentence
+    assert dropped == ["invented"]
+    # a pruned post that no longer names the actor still fails
+    body, _ = _pruned(
+        names, "Victor Crane met Manchester United. Eleanor Hart was at Brookfield Town Hall."
+    )
+    assert "actor" in rules(names, body)
+
+
+def test_appositive_roles_are_checked_to_the_sixth_word(names: WorldNames) -> None:
+    assert "role" in rules(
+        names, GROUNDED + " Victor Crane, a proud and retired fisherman, sighed."
+    )
+    assert "role" not in rules(names, GROUNDED + " Victor Crane, the mayor's rival, sighed.")
+    assert "role" not in rules(names, GROUNDED + " Victor Crane, a friend of the baker, sighed.")
+
+
+def test_a_headline_on_its_own(names: WorldNames) -> None:
+    news = subject(channel="news", author="priya_raman")
+    assert headline_problems("Crane And Hart Clash Over Budget", news, names) == []
+    assert {rule_of(p) for p in headline_problems("Budget Clash Rocks Council", news, names)} == {
+        "actor"
+    }
+    assert {
+        rule_of(p) for p in headline_problems("Crane Slams Brookville Council", news, names)
+    } == {"invented"}
+    assert {rule_of(p) for p in headline_problems(news.summary, news, names)} == {"headline"}
+    assert title_invented("Crane Blames Oakridge For Delays", names) == ["Oakridge"]
+    # an invented name in a news title fails the whole post too
+    two = GROUNDED + "\n\nThe council meets again on Monday."
+    assert "invented" in rules(names, two, "Crane Slams Brookville Council", channel="news")

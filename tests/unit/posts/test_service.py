@@ -230,3 +230,40 @@ async def test_handle_moderation_verdict(make_request: MakeRequest) -> None:
     out = await r.handle(make_request())
     assert out.post is not None and out.post.moderation == "flagged"
     assert out.post.moderation_reason == "rude word: 'idiot'"
+
+
+async def test_a_sentence_that_breaks_a_rule_is_pruned_and_the_rest_published(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    llm = FakeLLM([GOOD + " We drove over from Manchester."])
+    out, calls, r = await _render(index, llm, make_request())
+    assert out.source == "llm" and out.attempts == 1 and out.fields["body"] == GOOD
+    assert [c.outcome for c in calls] == ["repaired"]
+    assert r.stats.counts["pruned_invented"] == 1 and r.stats.counts["repaired"] == 1
+
+
+async def test_news_fallback_names_the_place_in_two_paragraphs_under_an_llm_headline(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    req = make_request("news")
+    actor = index.npc(req.event.actor).display_name
+    place = index.place_name(req.event.place)
+    headline = f"{actor.split()[-1]} Clashes With Baker"
+    llm = FakeLLM(["", "", "", headline])
+    out, calls, r = await _render(index, llm, req)
+    assert out.source == "template" and out.fields["title"] == headline
+    first, second = out.fields["body"].split("\n\n")
+    assert place in first and actor in first and "Reported by" in second
+    assert [c.request_id for c in calls] == ["rqnews0"] * 3 + ["rqnews0/headline"]
+    assert r.stats.counts["headline_llm"] == 1
+
+
+async def test_news_fallback_keeps_the_summary_when_no_headline_passes(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    req = make_request("news")
+    llm = FakeLLM(["", "", "", "Clash Rocks Brookville Council"])  # names nobody, invents
+    out, calls, r = await _render(index, llm, req)
+    assert out.fields["title"] == req.event.summary
+    assert len(calls) == 6 and r.stats.counts["headline_template"] == 1
+    assert "invented" in (calls[-1].error or "") and "actor" in (calls[-1].error or "")
