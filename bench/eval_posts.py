@@ -83,6 +83,7 @@ async def render_all(url: str, reqs: list[Any], concurrency: int) -> tuple[list[
             if got.post is None:
                 return
             mine = calls.get(req.request_id, [])
+            headline = calls.get(f"{req.request_id}/headline", [])  # news that fell back
             out.append(
                 {
                     "req": req,
@@ -90,8 +91,8 @@ async def render_all(url: str, reqs: list[Any], concurrency: int) -> tuple[list[
                     "attempt": max((c.attempt for c in mine if c.outcome != "invalid"), default=0)
                     if got.post.source == "llm"
                     else 0,
-                    "calls": len(mine),
-                    "tokens": sum(c.tokens_in + c.tokens_out for c in mine),
+                    "calls": len(mine) + len(headline),
+                    "tokens": sum(c.tokens_in + c.tokens_out for c in mine + headline),
                     "why": got.dead_letter,
                     "errors": [c.error for c in mine if c.error],
                 }
@@ -134,6 +135,7 @@ def judge(rendered: list[dict]) -> dict[str, Any]:
                 summary = req.event.summary.strip().rstrip(".").lower()
                 title = (post.title or "").strip().rstrip(".").lower()
                 c["headline_is_summary"] += title == summary
+                c["headline_by_llm"] += post.source == "llm" or title != summary
                 paragraphs.append(len([p for p in post.body.split("\n\n") if p.strip()]))
         llm_posts = [r for r in items if r["post"].source == "llm"]
         attribution = attribute([(r["post"].author, r["post"].body) for r in llm_posts])
@@ -194,8 +196,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for k, v in sorted(counts.items())
         if k.startswith("grounding_")
     }
+    report["pruned_sentences"] = {
+        k.removeprefix("pruned_"): v for k, v in sorted(counts.items()) if k.startswith("pruned_")
+    }
+    report["headlines_for_fallbacks"] = {
+        k: counts[k] for k in ("headline_llm", "headline_template")
+    }
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["samples"] = samples(rendered)
+    if args.posts:
+        with args.posts.open("w") as f:
+            for r in sorted(rendered, key=lambda r: r["post"].request_id):
+                post = r["post"]
+                line = {"event": r["req"].event.summary, "attempt": r["attempt"], "why": r["why"]}
+                line |= post.model_dump(include={"channel", "author", "source", "title", "body"})
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
     invented: Counter[str] = Counter()
     for r in rendered:
         for err in r["errors"]:
@@ -223,6 +238,7 @@ def cli() -> None:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--reasons", type=int, default=12, help="fallback reasons to print")
     p.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    p.add_argument("--posts", type=Path, help="also write every post here (JSON lines), to read")
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     stop: list[str] | None = None

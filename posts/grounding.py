@@ -394,9 +394,8 @@ def problems(
             out.append(f"target: does not name {people[subject.target].full}")
     if subject.place and subject.requires_place and not names.names_place(text, subject.place):
         out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
-    # a headline is in title case: a word of it is a name only if it is no common word
+    # a headline is in title case: its words are checked by headline_problems
     invented = invented_names(body, names, vocabulary)
-    invented += [w for w in title_invented(title, names, vocabulary) if w not in invented]
     if invented:
         listed = ", ".join(invented[:4])
         out.append(f"invented: names {listed}, who or which is not in {names.title}")
@@ -446,7 +445,7 @@ def title_invented(title: str, names: WorldNames, vocabulary: Iterable[str] = ()
         low = word.lower()
         if not word or word.isupper() or word in names.tokens or low in given:
             continue
-        if any(stem in given for stem in _stems(re.split(r"['’-]", low)[0])):
+        if word[:1].islower() or any(stem in given for stem in _stems(re.split(r"['’-]", low)[0])):
             continue
         if word not in out:
             out.append(word)
@@ -496,7 +495,21 @@ def _headline_form(title: str, subject: Subject) -> list[str]:
         return ["headline: the headline is missing or is the event summary copied"]
     if len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
         return [f"headline: {title.strip()!r} is not a headline"]
+    last = words[-1] if words else ""
+    if (
+        head.endswith((",", ";", "(", "-", "—"))
+        or last in _DANGLING
+        or head.count("(") != head.count(")")
+    ):
+        return [f"headline: {title.strip()!r} stops mid-phrase"]
     return []
+
+
+# a headline's last word that leaves it unfinished ("... was interrupted by a")
+_DANGLING = frozenset(
+    """a an the of to by with and or but that who which whose was were is are has have
+    had at in on for from as his her their its our my your be been being will would""".split()
+)
 
 
 _PARA_SPLIT = re.compile(r"\n\s*\n")

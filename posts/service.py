@@ -25,7 +25,15 @@ from posts.grounding import Subject, headline_problems, names_of, prune, rule_of
 from posts.grounding import problems as grounding_problems
 from posts.moderation import Moderator, Verdict
 from posts.output import headline_from, parse_output, quality_problems
-from posts.prompt import Prompt, build_prompt, headline_prompt, lead_for, revise, who_is_who
+from posts.prompt import (
+    Prompt,
+    build_prompt,
+    headline_prompt,
+    lead_for,
+    revise,
+    voiced_summary,
+    who_is_who,
+)
 from posts.quota import apply_rate_limit
 from sim.world import WorldIndex, load_world
 from topics.models import PostPublished, RenderRequested
@@ -136,17 +144,24 @@ def expected_post(
                 stats.add(f"pruned_{rule}")
         return Parsed(fields, repaired=True)
 
+    # an echo of the prompt is its scaffolding or other facts repeated, not the event retold
+    echo_source = prompt.content
+    for told in (voiced_summary(index, req, req.channel != "news"), req.event.summary):
+        echo_source = echo_source.replace(told.rstrip("."), "")
+
     def check(fields: dict[str, Any]) -> list[str]:
         body = str(fields.get("body", ""))
         if body.startswith(lead):  # the given start repeats the prompt: judge what follows
             fields = {**fields, "body": body[len(lead) :].strip()}
-        found = quality_problems(fields, prompt.content)
+        found = quality_problems(fields, echo_source)
         fields = {**fields, "body": body}
         if found:
             return found
         found = grounding_problems(
             {k: str(v) for k, v in fields.items()}, subject, names, vocabulary
         )
+        if req.channel == "news":  # a bad headline is rewritten alone (PostRenderer.render)
+            found = [p for p in found if rule_of(p) != "headline"]
         if stats is not None:
             for problem in found:
                 stats.add(f"grounding_{rule_of(problem)}")
@@ -277,14 +292,38 @@ class PostRenderer:
         answer = await self.llm.complete(ask, prompt, expected_post(index, req, prompt, self.stats))
         if answer.fields is not None:
             self._count(answer.attempts, answer.repaired)
-            return Rendered(answer, answer.fields, "llm")
-        self._count(0, False)
-        fields = template_fallback(index, req)
+            fields, source = dict(answer.fields), "llm"
+        else:
+            self._count(0, False)
+            fields, source = template_fallback(index, req), "template"
         if req.channel == "news":
-            title = await self.headline(index, req, prompt)
-            self.stats.add("headline_llm" if title else "headline_template")
-            fields["title"] = title or fields["title"]
-        return Rendered(answer, fields, "template")
+            fields["title"] = await self._title(index, req, prompt, fields, source)
+        return Rendered(answer, fields, source)
+
+    async def _title(
+        self,
+        index: WorldIndex,
+        req: RenderRequested,
+        prompt: Prompt,
+        fields: dict[str, Any],
+        source: str,
+    ) -> str:
+        """A news post's headline: the article's own when it passes the headline rules,
+        else one the LLM writes alone, else the summary (each outcome counted)."""
+        subject = subject_of(index, req)
+        vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+        own = str(fields.get("title") or "")
+        wrong = headline_problems(own, subject, names_of(index), vocabulary)
+        if source == "llm" and not wrong:
+            self.stats.add("headline_own")
+            return own
+        title = await self.headline(index, req, prompt)
+        self.stats.add("headline_llm" if title else "headline_template")
+        if title:
+            return title
+        # the article's own headline if it is at least a headline, else the summary
+        usable = source == "llm" and own and all(rule_of(p) != "headline" for p in wrong)
+        return own if usable else headline_from(req.event.summary)
 
     async def headline(self, index: WorldIndex, req: RenderRequested, prompt: Prompt) -> str | None:
         """An LLM-written headline for a news post whose body fell back to the template

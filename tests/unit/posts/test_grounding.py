@@ -340,6 +340,9 @@ def test_a_headline_on_its_own(names: WorldNames) -> None:
     } == {"invented"}
     assert {rule_of(p) for p in headline_problems(news.summary, news, names)} == {"headline"}
     assert title_invented("Crane Blames Oakridge For Delays", names) == ["Oakridge"]
-    # an invented name in a news title fails the whole post too
-    two = GROUNDED + "\n\nThe council meets again on Monday."
-    assert "invented" in rules(names, two, "Crane Slams Brookville Council", channel="news")
+    assert title_invented("Crane blames the oven for delays", names) == []  # not names
+    for unfinished in (
+        "Hart, the mayor of the town, was interrupted by a",
+        "Crane And Hart Clash,",
+    ):
+        assert [rule_of(p) for p in headline_problems(unfinished, news, names)] == ["headline"]

@@ -267,3 +267,27 @@ async def test_news_fallback_keeps_the_summary_when_no_headline_passes(
     assert out.fields["title"] == req.event.summary
     assert len(calls) == 6 and r.stats.counts["headline_template"] == 1
     assert "invented" in (calls[-1].error or "") and "actor" in (calls[-1].error or "")
+
+
+async def test_an_article_with_a_bad_headline_keeps_its_body_and_gets_one_written(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    req = make_request("news")
+    surname = index.npc(req.event.actor).display_name.split()[-1]
+    body = NEWS.split("\n\n", 1)[1]
+    llm = FakeLLM([f"Words Fly At The School, And\n\n{body}", f"{surname} Clashes With Baker"])
+    out, calls, r = await _render(index, llm, req)
+    assert out.source == "llm" and out.attempts == 1
+    assert out.fields["title"] == f"{surname} Clashes With Baker"
+    assert out.fields["body"] == body
+    assert [c.request_id for c in calls] == ["rqnews0", "rqnews0/headline"]
+    assert r.stats.counts["headline_llm"] == 1
+
+
+async def test_a_chat_message_retelling_the_event_is_no_echo(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    req = make_request("chat", author="jay_okafor")
+    told = f"{req.event.summary} at {index.place_name(req.event.place)}, I saw it."
+    out, calls, _r = await _render(index, FakeLLM([told]), req)
+    assert out.source == "llm" and [c.outcome for c in calls] == ["valid"]
