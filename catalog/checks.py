@@ -52,6 +52,9 @@ TEMPLATE_FIELDS: dict[str, int] = {
     "mood": 120,  # from the event type's valence
     "must_name": 200,  # who (and where) the post must name
     "day": 4,
+    "parent_author": 80,  # a reply or repost: who wrote the post it answers
+    "parent_text": 600,  # what that post says (sim.impact.PARENT_TEXT_CHARS)
+    "relation": 8,  # "reply" or "repost"
 }
 MEMORY_CHARS = 200
 # Placeholders a decide prompt may use, with the most characters each can expand to

@@ -199,7 +199,30 @@ def values_for(
         who_list="\n".join(f"- {w}" for w in who),
         mood=MOODS[etype.valence if etype else "neutral"],
         must_name=" and ".join(names) if names else "nobody else",
+        **thread_values(index, req),
     )
+
+
+NO_PARENT = "a post you read earlier"
+
+
+def thread_values(index: WorldIndex, req: RenderRequested) -> dict[str, str]:
+    """A reply's or repost's placeholders: who wrote the post it answers, what that post
+    says (``req.parent``), and whether it is a reply or a repost."""
+    parent = req.parent
+    if parent is None:
+        target = req.event.target
+        return {
+            "parent_author": index.npc(target).display_name if target else "someone",
+            "parent_text": NO_PARENT,
+            "relation": "reply",
+        }
+    author = index.catalog.npcs.get(parent.author)
+    return {
+        "parent_author": author.display_name if author else parent.author,
+        "parent_text": parent.text.strip().rstrip("."),
+        "relation": parent.relation,
+    }
 
 
 def build_prompt(

@@ -97,6 +97,8 @@ def template_fallback(index: WorldIndex, req: RenderRequested) -> dict[str, str]
         }
     if req.channel == "chat":
         return {"body": f"did you hear? {ev.summary}"[:500]}
+    if req.parent is not None:  # a reply or repost quotes what it answers
+        return {"body": f'{ev.summary}: "{req.parent.text.strip()}"'[:500]}
     return {"body": f"{ev.summary}."[:500]}
 
 
@@ -204,7 +206,8 @@ def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -
 
 
 def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublished:
-    """The post for a rendered request."""
+    """The post for a rendered request (a reply or repost names the post it answers)."""
+    parent = req.parent
     return PostPublished(
         post_id=derive_id("post", req.request_id),
         request_id=req.request_id,
@@ -224,6 +227,8 @@ def to_post(req: RenderRequested, out: Rendered, verdict: Verdict) -> PostPublis
         tokens_in=out.answer.tokens_in,
         tokens_out=out.answer.tokens_out,
         latency_ms=round(out.answer.latency_ms, 3),
+        reply_to=parent.post_id if parent and parent.relation == "reply" else None,
+        repost_of=parent.post_id if parent and parent.relation == "repost" else None,
     )
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from sim.decide import score
+from sim.feed import post_key
 from sim.world import WorldIndex
-from topics.models import EventHappened, RenderRequested, StoryState
+from topics.models import EventHappened, ParentPost, RenderRequested, StoryState
 from worldfeed.ids import derive_id, stable_hash64
 
 CASCADE_PER_REFERENCE = 0.25  # cascade added to a story each time a later event refers to it
@@ -93,9 +94,60 @@ def willing(index: WorldIndex, event: EventHappened, channel: str, author: str) 
     return draw / TWO64 < npc.posting_propensity
 
 
-def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
+def relation_of(index: WorldIndex, event: Any) -> str | None:
+    """``reply`` or ``repost`` for a feed reaction that is a post of its own (a reply, a
+    feud, a repost); None for any other event."""
+    if event.source != "feed" or not event.refs:
+        return None
+    kinds = index.catalog.feed.reactions
+    if event.type in (kinds.reply, kinds.feud):
+        return "reply"
+    if event.type == kinds.repost:
+        return "repost"
+    return None
+
+
+PARENT_TEXT_CHARS = 600
+
+
+def parent_post(index: WorldIndex, reaction: Any, parent: EventHappened) -> ParentPost | None:
+    """The post a reply or repost answers: of the posts ``parent`` made on the feed's
+    channels, the one whose content id the reaction's event id was derived from
+    (:func:`sim.feed.reaction_event`); None if none matches (the catalog changed).
+    The text is the parent event's summary: the parent's LLM text is written later and
+    elsewhere, and a prompt built from it would depend on timing and partitions."""
+    relation = relation_of(index, reaction)
+    etype = index.catalog.event_types.get(parent.type)
+    if relation is None or etype is None:
+        return None
+    for channel, rule in sorted(etype.channels.items()):
+        if channel not in index.catalog.feed.channels:
+            continue
+        author = choose_author(index, parent, rule.author)
+        if author is None or author != reaction.target:
+            continue
+        key = post_key(parent.event_id, channel, author)
+        made = derive_id("ev", reaction.tick, reaction.type, reaction.actor, author, key)
+        if made != reaction.event_id:
+            continue
+        request_id = derive_id("rq", parent.run_id, parent.event_id, channel, author)
+        return ParentPost(
+            post_id=derive_id("post", request_id),
+            relation=relation,  # type: ignore[arg-type] - relation_of returns one of the two
+            author=author,
+            channel=channel,  # type: ignore[arg-type] - a catalog channel id
+            event_id=parent.event_id,
+            text=parent.summary.strip()[:PARENT_TEXT_CHARS] or parent.type,
+        )
+    return None
+
+
+def render_requests(
+    index: WorldIndex, story: Story, parent: ParentPost | None = None
+) -> list[RenderRequested]:
     """Requests for every channel whose threshold the event's score passes, not yet requested,
-    whose author is willing (:func:`willing`)."""
+    whose author is willing (:func:`willing`); ``parent``: the post a reply or repost
+    answers (:func:`parent_post`)."""
     event = story.event
     assert event.impact is not None  # noqa: S101 - shards always set it
     etype = index.catalog.event_types.get(event.type)
@@ -118,6 +170,7 @@ def render_requests(index: WorldIndex, story: Story) -> list[RenderRequested]:
                 template=rule.template,
                 score=event.impact.total,
                 event=story.model(),
+                parent=parent,
             )
         )
     return out
@@ -161,15 +214,26 @@ class StoryBook:
         if key in self.stories:
             return None
         story = self._keep(key, Story(event))
-        out = Scored(render_requests(index, story))
+        out = Scored(self._requests(index, story))
         for ref in event.refs:
             earlier = self.stories.get((event.run_id, ref))
             if earlier is None:
                 continue
             rescore(earlier)
             out.rescored.append(earlier.model())
-            out.requests.extend(render_requests(index, earlier))
+            out.requests.extend(self._requests(index, earlier))
         return out
+
+    def _requests(self, index: WorldIndex, story: Story) -> list[RenderRequested]:
+        """:func:`render_requests`, with the parent post of a reply or repost (from the
+        story it refers to, if remembered: else it is written up without its thread)."""
+        event = story.event
+        parent = None
+        if relation_of(index, event) is not None:
+            earlier = self.stories.get((event.run_id, event.refs[0]))
+            if earlier is not None:
+                parent = parent_post(index, event, earlier.model())
+        return render_requests(index, story, parent)
 
     def restore(self, event: EventHappened) -> None:
         """Remember a story copied from a parent run (``event.restored`` is its state)."""

@@ -281,6 +281,8 @@ TABLES: dict[str, TableSpec] = {
             ("tokens_in", "UInt32"),
             ("tokens_out", "UInt32"),
             ("latency_ms", "Float64"),
+            ("reply_to", "Nullable(String)"),  # migration 0010
+            ("repost_of", "Nullable(String)"),
         ),
         ("post_id",),
         key=("run_id", "channel", "tick", "post_id"),

@@ -443,6 +443,26 @@ class TickCompleted(TickTallies):
 # ---- rendering -------------------------------------------------------------------------------
 
 
+class ParentPost(Message):
+    """The post a reply or repost answers (the feed loop): which post it is, and what it
+    says as the world knows it when the answer is requested."""
+
+    post_id: str = Field(max_length=64, description="The parent post's id: hash(its request id).")
+    relation: Literal["reply", "repost"] = Field(
+        description="reply: the new post answers it (a feud is a reply); repost: passes it on."
+    )
+    author: str = Field(max_length=64, description="Who wrote the parent post.")
+    channel: Literal["feed", "chat", "news"]
+    event_id: str = Field(max_length=64, description="The parent post's event.")
+    text: str = Field(
+        min_length=1,
+        max_length=600,
+        description="What the parent post says, as known when the answer is requested: its "
+        "event's summary (the parent's LLM text is written elsewhere and later, so a prompt "
+        "built from it would depend on timing and partitions).",
+    )
+
+
 class RenderRequested(Message):
     """An event crossed a channel's threshold and should be written up."""
 
@@ -454,6 +474,9 @@ class RenderRequested(Message):
     template: str = Field(description="Prompt template id from the catalog.")
     score: float = Field(ge=0, le=1)
     event: EventHappened
+    parent: ParentPost | None = Field(
+        None, description="The post this one replies to or reposts (feed reactions); null else."
+    )
 
 
 class QuotaRestored(Message):
@@ -494,6 +517,12 @@ class PostPublished(Message):
     tokens_in: int = Field(0, ge=0)
     tokens_out: int = Field(0, ge=0)
     latency_ms: float = Field(0.0, ge=0)
+    reply_to: str | None = Field(
+        None, max_length=64, description="The post this one replies to (a thread); null else."
+    )
+    repost_of: str | None = Field(
+        None, max_length=64, description="The post this one reposts, with its comment; null else."
+    )
 
 
 class NpcSnapshotted(Message):
