@@ -44,6 +44,7 @@ from api.routes import (
     sql,
     stats,
     stream,
+    thread,
     ui,
     views,
 )
@@ -169,6 +170,7 @@ def create_app(
         feed,
         posts,
         reach,
+        thread,
         events,
         decisions,
         runs,

@@ -31,6 +31,8 @@ class PostPublic(BaseModel):
     tokens_in: int
     tokens_out: int
     latency_ms: float
+    reply_to: str | None = Field(None, description="The post this one replies to (a thread).")
+    repost_of: str | None = Field(None, description="The post this one reposts, with a comment.")
 
 
 class PostPagePublic(BaseModel):
@@ -395,3 +397,32 @@ class StatsPublic(BaseModel):
     rates: RatesPublic
     decisions: DecisionCountsPublic
     feed: FeedCountsPublic
+
+
+class ThreadNodePublic(BaseModel):
+    """One post of a thread, where it hangs, and what the town did about it."""
+
+    post: PostPublic
+    parent_id: str | None = Field(description="The post it answers (null: the root).")
+    relation: Literal["root", "reply", "repost"]
+    depth: int = Field(description="Replies and reposts between it and the root (root: 0).")
+    seen: int = Field(description="Readers (the feed loop's exposures).")
+    likes: int
+    reposts: int = Field(description="Reposts counted from the exposures.")
+    replies: int = Field(description="Replies counted from the exposures (feuds included).")
+
+
+class ThreadPublic(BaseModel):
+    """A post's thread: its root, the reply chains and the repost tree under the root,
+    breadth first (oldest first within a level), bounded by ``depth`` and ``limit``."""
+
+    post_id: str = Field(description="The post asked about.")
+    root_id: str = Field(description="The root of its thread (itself if it answers nothing).")
+    path: list[str] = Field(description="Post ids from the root down to the post asked about.")
+    nodes: list[ThreadNodePublic]
+    truncated: bool = Field(
+        description="More posts hang below the depth or past the node limit (or above the "
+        "asked post's ancestors, past the depth): what is shown is not the whole thread."
+    )
+    depth: int = Field(description="The depth limit applied.")
+    limit: int = Field(description="The node limit applied.")

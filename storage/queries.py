@@ -608,6 +608,42 @@ def reach(client: Client, database: str, post_id: str) -> list[dict[str, Any]]:
     )
 
 
+def posts_answering(
+    client: Client, database: str, post_ids: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """The replies to and reposts of these posts (a thread's next level), oldest first
+    (tick, post_id), at most ``limit``; blocked posts never appear."""
+    db = check_identifier(database)
+    if not post_ids:
+        return []
+    return [
+        _post_row(r)
+        for r in _rows(
+            client,
+            f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL "  # noqa: S608 - checked identifiers, values bound
+            "WHERE (reply_to IN {ids:Array(String)} OR repost_of IN {ids:Array(String)}) "
+            "AND moderation != 'blocked' ORDER BY tick, post_id LIMIT {limit:UInt32}",
+            {"ids": post_ids, "limit": max(0, limit)},
+        )
+    ]
+
+
+def reactions_by_post(client: Client, database: str, post_ids: list[str]) -> dict[str, dict[str, int]]:
+    """post id -> readers, likes, reposts and replies (feuds included) from the exposures."""
+    db = check_identifier(database)
+    if not post_ids:
+        return {}
+    rows = _rows(
+        client,
+        f"SELECT post_id, count() AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
+        f"countIf(reaction = 'repost') AS reposts, "
+        f"countIf(reaction IN ('reply', 'feud')) AS replies "
+        f"FROM {db}.exposures FINAL WHERE post_id IN {{ids:Array(String)}} GROUP BY post_id",
+        {"ids": post_ids},
+    )
+    return {r.pop("post_id"): r for r in rows}
+
+
 def feed_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
     """The feed loop: exposures (posts read), and reactions by kind (like, reply, repost,
     feud)."""
