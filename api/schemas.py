@@ -426,3 +426,25 @@ class ThreadPublic(BaseModel):
     )
     depth: int = Field(description="The depth limit applied.")
     limit: int = Field(description="The node limit applied.")
+
+
+class SpreadTickPublic(BaseModel):
+    """A story's reach after one tick."""
+
+    tick: int
+    new_readers: int = Field(description="NPCs who read a post about it for the first time.")
+    readers: int = Field(description="NPCs who have read a post about it so far.")
+    share: float | None = Field(description="readers / the town's NPCs (null: size unknown).")
+
+
+class SpreadPublic(BaseModel):
+    """How a post's story (its event) spread across the town, tick by tick: the share of
+    the town that had read a post about it (any channel, any author), from the exposures."""
+
+    post_id: str
+    run_id: str
+    event_id: str = Field(description="The story: the post's event.")
+    town: int | None = Field(description="NPCs in the run (null before its first tick).")
+    readers: int = Field(description="NPCs who read a post about it.")
+    share: float | None
+    by_tick: list[SpreadTickPublic]

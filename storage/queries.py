@@ -644,6 +644,31 @@ def reactions_by_post(client: Client, database: str, post_ids: list[str]) -> dic
     return {r.pop("post_id"): r for r in rows}
 
 
+def spread(client: Client, database: str, run_id: str, event_id: str) -> list[dict[str, Any]]:
+    """How a story reached the town: per tick, the readers who read a post about the event
+    for the first time then (the feed loop's exposures), oldest tick first."""
+    db = check_identifier(database)
+    return _rows(
+        client,
+        f"SELECT first AS tick, count() AS new_readers FROM (SELECT npc_id, min(tick) AS first "  # noqa: S608 - checked identifiers, values bound
+        f"FROM {db}.exposures FINAL WHERE run_id = {{run_id:String}} AND event_id = "
+        f"{{event_id:String}} GROUP BY npc_id) GROUP BY first ORDER BY first",
+        {"run_id": run_id, "event_id": event_id},
+    )
+
+
+def town_size(client: Client, database: str, run_id: str) -> int | None:
+    """NPCs in a run's world (its ticks), or None before its first tick is stored."""
+    db = check_identifier(database)
+    rows = _rows(
+        client,
+        f"SELECT max(npcs) AS n, count() AS ticks FROM {db}.ticks FINAL "  # noqa: S608 - checked identifiers, values bound
+        "WHERE run_id = {run_id:String}",
+        {"run_id": run_id},
+    )
+    return int(rows[0]["n"]) if rows and rows[0]["ticks"] else None
+
+
 def feed_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
     """The feed loop: exposures (posts read), and reactions by kind (like, reply, repost,
     feud)."""

@@ -145,3 +145,43 @@ def test_posts_in_the_feed_name_what_they_answer(
     assert items["r1"]["reply_to"] == "root" and items["rp1"]["repost_of"] == "root"
     assert items["root"]["reply_to"] is None and items["root"]["repost_of"] is None
     assert api.get("/posts/r1").json()["reply_to"] == "root"
+
+
+def test_a_storys_spread_is_the_share_of_the_town_that_read_about_it_by_tick(
+    api: TestClient,
+    writer: ClickHouseWriter,
+    post_factory: MakePost,
+    tick_factory: Callable[..., object],
+) -> None:
+    story = post_factory(1, post_id="story", event_id="ev_story")
+    writer.write_messages([story])
+    before = api.get("/posts/story/spread").json()
+    assert (before["readers"], before["town"], before["share"], before["by_tick"]) == (
+        0,
+        None,
+        None,
+        [],
+    )
+    writer.write_messages([tick_factory(t, npcs=10) for t in range(18, 24)])
+    about = {"event_id": "ev_story"}
+    writer.write_messages(
+        [
+            seen(0, npc_id="a", tick=20, post_id="story", **about),
+            seen(1, npc_id="a", tick=21, post_id="news_of_it", **about),  # read again: once
+            seen(2, npc_id="b", tick=21, post_id="news_of_it", **about),
+            seen(3, npc_id="c", tick=21, post_id="news_of_it", **about),
+            seen(4, npc_id="d", tick=23, post_id="story", **about),
+            seen(5, npc_id="e", tick=22, post_id="other", event_id="ev_other"),  # another story
+            seen(6, npc_id="f", tick=22, post_id="story", run_id="run2", **about),  # another run
+        ]
+    )
+    body = api.get("/posts/story/spread").json()
+    assert (body["event_id"], body["run_id"], body["town"]) == ("ev_story", "run1", 10)
+    assert [(t["tick"], t["new_readers"], t["readers"], t["share"]) for t in body["by_tick"]] == [
+        (20, 1, 1, 0.1),
+        (21, 2, 3, 0.3),
+        (23, 1, 4, 0.4),
+    ]
+    assert (body["readers"], body["share"]) == (4, 0.4)
+    assert api.get("/posts/nope/spread").status_code == 404
+    assert api.get("/posts/" + "x" * 65 + "/spread").status_code == 422
