@@ -58,6 +58,7 @@ const ROUTES = [
   [/^\/ui\/events\/?$/, "events"],
   [/^\/ui\/town\/?$/, "town"],
   [/^\/ui\/posts\/([^/]+)\/why\/?$/, "why"],
+  [/^\/ui\/posts\/([^/]+)\/thread\/?$/, "thread"],
   [/^\/ui\/compare\/([^/]+)\/([^/]+)\/?$/, "compare"],
 ];
 
@@ -106,7 +107,9 @@ function postNode(p, fresh = false) {
       p.moderation === "flagged" ? el("span", { class: "badge", text: "flagged" }) : null,
       el("span", { class: "time", text: simTime(p.sim_minute) }),
       el("a", { class: "why", href: `/ui/posts/${encodeURIComponent(p.post_id)}/why${runQuery()}`,
-        "aria-label": `why this post (${simTime(p.sim_minute)})`, text: "why?" })),
+        "aria-label": `why this post (${simTime(p.sim_minute)})`, text: "why?" }),
+      el("a", { class: "thread-link", href: `/ui/posts/${encodeURIComponent(p.post_id)}/thread${runQuery()}`,
+        "aria-label": `thread of this post (${simTime(p.sim_minute)})`, text: p.reply_to ? "↩ thread" : p.repost_of ? "↻ thread" : "thread" })),
     p.title ? el("h3", { class: "title", text: p.title }) : null,
     el("p", { class: "body", text: p.body }),
   );
