@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -94,7 +94,10 @@ def willing(index: WorldIndex, event: EventHappened, channel: str, author: str) 
     return draw / TWO64 < npc.posting_propensity
 
 
-def relation_of(index: WorldIndex, event: Any) -> str | None:
+Relation = Literal["reply", "repost"]
+
+
+def relation_of(index: WorldIndex, event: Any) -> Relation | None:
     """``reply`` or ``repost`` for a feed reaction that is a post of its own (a reply, a
     feud, a repost); None for any other event."""
     if event.source != "feed" or not event.refs:
@@ -133,9 +136,9 @@ def parent_post(index: WorldIndex, reaction: Any, parent: EventHappened) -> Pare
         request_id = derive_id("rq", parent.run_id, parent.event_id, channel, author)
         return ParentPost(
             post_id=derive_id("post", request_id),
-            relation=relation,  # type: ignore[arg-type] - relation_of returns one of the two
+            relation=relation,
             author=author,
-            channel=channel,  # type: ignore[arg-type] - a catalog channel id
+            channel=channel,
             event_id=parent.event_id,
             text=parent.summary.strip()[:PARENT_TEXT_CHARS] or parent.type,
         )

@@ -628,7 +628,9 @@ def posts_answering(
     ]
 
 
-def reactions_by_post(client: Client, database: str, post_ids: list[str]) -> dict[str, dict[str, int]]:
+def reactions_by_post(
+    client: Client, database: str, post_ids: list[str]
+) -> dict[str, dict[str, int]]:
     """post id -> readers, likes, reposts and replies (feuds included) from the exposures."""
     db = check_identifier(database)
     if not post_ids:

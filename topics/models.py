@@ -443,6 +443,9 @@ class TickCompleted(TickTallies):
 # ---- rendering -------------------------------------------------------------------------------
 
 
+ChannelName = Literal["feed", "chat", "news"]
+
+
 class ParentPost(Message):
     """The post a reply or repost answers (the feed loop): which post it is, and what it
     says as the world knows it when the answer is requested."""
@@ -452,7 +455,7 @@ class ParentPost(Message):
         description="reply: the new post answers it (a feud is a reply); repost: passes it on."
     )
     author: str = Field(max_length=64, description="Who wrote the parent post.")
-    channel: Literal["feed", "chat", "news"]
+    channel: ChannelName
     event_id: str = Field(max_length=64, description="The parent post's event.")
     text: str = Field(
         min_length=1,

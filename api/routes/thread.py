@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -23,7 +23,7 @@ def parent_of(post: dict[str, Any]) -> str | None:
     return str(parent) if parent else None
 
 
-def relation_of(post: dict[str, Any]) -> str:
+def relation_of(post: dict[str, Any]) -> Literal["root", "reply", "repost"]:
     """``reply``, ``repost`` or ``root``."""
     return "reply" if post.get("reply_to") else "repost" if post.get("repost_of") else "root"
 
@@ -88,7 +88,7 @@ async def read_thread(
             ThreadNodePublic(
                 post=PostPublic.model_validate(p),
                 parent_id=parent_of(p),
-                relation=relation_of(p),  # type: ignore[arg-type] - one of the three
+                relation=relation_of(p),
                 depth=level,
                 **counts.get(p["post_id"], NO_REACTIONS),
             )

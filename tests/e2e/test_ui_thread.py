@@ -74,7 +74,9 @@ def story(writer: ClickHouseWriter) -> Story:  # noqa: F811 - this module's stor
     answers him (a feud), the reporter reposts it; readers of the story over four ticks."""
     s = seed_story(writer)
     root, news = s.post(ROOT), s.post("po_ui_0003")
-    reply = _answer("t001", "victor_crane", 40, "Eleanor Hart, the park is a parking lot.", reply_to=ROOT)
+    reply = _answer(
+        "t001", "victor_crane", 40, "Eleanor Hart, the park is a parking lot.", reply_to=ROOT
+    )
     feud = _answer(
         "t002", "eleanor_hart", 44, "Victor Crane, not while I am mayor.", reply_to=reply.post_id
     )
