@@ -1,5 +1,6 @@
 """The render worker on a real broker and a real Triton: Triton stopped for a while
-mid-run loses no request, and the completion cache survives a worker restart."""
+mid-run loses no request, the completion cache survives a worker restart, and a reply
+renders with its thread."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from llm.cache import ATTEMPTS
-from sim.impact import Story, render_requests
+from llm.cache import ATTEMPTS, prompt_hash
+from llm.chat import template_named
+from posts.prompt import build_prompt
+from sim.impact import Story, book_of, render_requests
 from sim.local import LocalRun
 from sim.world import load_world
 from tests.fixtures.processes import Procs, produce, read_settled, read_until
 from tests.fixtures.triton import SCRIPT, _free_ports
+from tests.unit.sim.catalog_edit import with_feed
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
 from topics.codec import encode
 from topics.models import RenderRequested
+from worldfeed.ids import derive_id
 from worldfeed.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -123,3 +128,35 @@ async def test_cache_survives_a_worker_restart(
     by_id = {p.request_id: p for p in posts}
     for r in reqs:
         assert by_id[r.request_id + "-again"].body == by_id[r.request_id].body
+
+
+async def test_a_reply_renders_with_its_thread(
+    settings_factory: Callable[..., Settings], procs: Procs, triton_url: str
+) -> None:
+    """A reply (from a day with the feed loop on) and the post it answers, through the
+    render worker: the reply is written by the LLM from a prompt holding the parent post,
+    and the stored reply names its parent, which is a post of the same run."""
+    index = with_feed(load_world("town").catalog)
+    run = LocalRun(index, "thread", seed=3)
+    for _ in range(96):
+        run.step()
+    requests = book_of(index, run.events)[1]
+    reply = next(r for r in requests if r.parent is not None and r.parent.relation == "reply")
+    assert reply.parent is not None
+    parent = next(r for r in requests if derive_id("post", r.request_id) == reply.parent.post_id)
+    settings = settings_factory(triton_grpc_url=triton_url)
+    procs.worker("render", settings, "render")
+    await send_all(settings, [parent, reply])
+    posts = await read_until(settings, POSTS, lambda m: len(m) >= 2, 300)
+    by_request = {p.request_id: p for p in posts}
+    first, answer = by_request[parent.request_id], by_request[reply.request_id]
+    assert answer.reply_to == first.post_id == reply.parent.post_id
+    assert answer.repost_of is None and first.reply_to is None
+    calls = await read_settled(settings, LLM_CALLS, settle_s=2)
+    asked = {c.prompt_hash for c in calls if c.request_id == reply.request_id}
+    template = index.catalog.templates[reply.template]
+    chat = template_named(settings.llm_chat_template)
+    prompt = build_prompt(index, reply, template, settings.llm_max_tokens, chat)
+    assert reply.parent.text.rstrip(".") in prompt.text  # the parent post is in the prompt
+    assert prompt_hash(prompt) in asked  # and that prompt is what the LLM was asked
+    procs.assert_alive()

@@ -63,7 +63,9 @@ def test_a_reply_renders_with_its_thread(
     feed_requests: tuple[WorldIndex, list[RenderRequested]],
 ) -> None:
     index, requests = feed_requests
-    for req in answers(requests, "reply")[:3] + answers(requests, "repost")[:3]:
+    some = answers(requests, "reply")[:3] + answers(requests, "repost")[:3]
+    assert len(some) == 6
+    for req in some:
         assert req.parent is not None
         prompt = build_prompt(index, req, index.catalog.templates[req.template])
         parent_author = index.npc(req.parent.author).display_name
