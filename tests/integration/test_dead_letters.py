@@ -33,6 +33,12 @@ from worldfeed.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+# a post that is fine but for what it replies to (so the reason names that field)
+BAD_REPLY = (
+    b'{"kind": "post_published", "post_id": "p", "request_id": "r", "run_id": "x", '
+    b'"event_id": "e", "channel": "feed", "author": "a", "tick": 1, "sim_minute": 15, '
+    b'"body": "hi", "source": "llm", "score": 0.5, "reply_to": 7}'
+)
 GARBAGE = [  # topic, value, the stages that consume it (each must dead-letter it)
     (CLOCK_INBOX, b"not json at all", ("clock",)),
     (CLOCK_INBOX, b'{"kind": "run_commanded", "command": "explode", "run_id": "x"}', ("clock",)),
@@ -47,6 +53,9 @@ GARBAGE = [  # topic, value, the stages that consume it (each must dead-letter i
     (DECISION_OUTCOMES, b'{"kind": "decision_resolved", "outcome": 3}', ("sink",)),
     # the feed loop (issue 18): exposures, stored by the sink
     (EXPOSURES, b'{"kind": "post_seen", "rank": -1}', ("sink",)),
+    # replies and reposts: a render request's parent post, a stored post's reply_to
+    (RENDER_REQUESTS, b'{"kind": "render_requested", "parent": {"relation": "x"}}', ("render",)),
+    (POSTS, BAD_REPLY, ("sink",)),
 ]
 
 
@@ -70,6 +79,7 @@ async def test_garbage_is_dead_lettered_and_workers_go_on(
     reasons = " | ".join(d.reason for d in letters)
     assert "not JSON" in reasons or "invalid" in reasons
     assert "/command" in reasons  # names the field that was wrong
+    assert "/parent/relation" in reasons and "/reply_to" in reasons
     # and counted on the worker's /metrics, per stage, by reason class (not the text)
     url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
