@@ -73,7 +73,11 @@ async def read_thread(
         for p in fresh:
             nodes[p["post_id"]] = (p, level)
         level_ids = [pid for pid, (_, at) in nodes.items() if at == level]
-        if not level_ids or len(nodes) >= limit:
+        if not level_ids:
+            break
+        if len(nodes) >= limit:  # full: is there more below?
+            if await run_in_thread(queries.posts_answering, client, db, level_ids, 1):
+                truncated = True
             break
     else:  # the depth ran out: is there more below?
         if level_ids and await run_in_thread(queries.posts_answering, client, db, level_ids, 1):

@@ -98,6 +98,10 @@ def test_depth_and_node_limits_bound_the_thread(
 ) -> None:
     body = api.get("/posts/root/thread", params={"depth": 1}).json()
     assert set(by_id(body)) == {"root", "r1", "r2", "rp1"} and body["truncated"]
+    body = api.get("/posts/root/thread", params={"limit": 6}).json()  # full, r111 below
+    assert len(body["nodes"]) == 6 and "r111" not in by_id(body) and body["truncated"]
+    body = api.get("/posts/root/thread", params={"limit": 7}).json()  # exactly all
+    assert len(body["nodes"]) == 7 and not body["truncated"]
     body = api.get("/posts/root/thread", params={"limit": 3}).json()
     assert [n["post"]["post_id"] for n in body["nodes"]] == ["root", "r1", "r2"]
     assert body["truncated"]
