@@ -149,6 +149,8 @@ def test_posts_in_the_feed_name_what_they_answer(
     assert items["r1"]["reply_to"] == "root" and items["rp1"]["repost_of"] == "root"
     assert items["root"]["reply_to"] is None and items["root"]["repost_of"] is None
     assert api.get("/posts/r1").json()["reply_to"] == "root"
+    feed = api.get("/feed", params={"run_id": "run1", "channel": "feed"}).json()["items"]
+    assert {p["post_id"]: p["repost_of"] for p in feed}["rp1"] == "root"
 
 
 def test_a_storys_spread_is_the_share_of_the_town_that_read_about_it_by_tick(
