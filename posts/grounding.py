@@ -519,6 +519,12 @@ _SENTENCE_BREAK = re.compile(
     r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]”’]))\s+"
 )
 _NGRAM = 5  # words in a row shared with an example post: the example echoed
+# the prompt's own instructions and labels, repeated in a post
+_SCAFFOLD_ECHO = re.compile(
+    r"\b(how it feels|your last draft|bear in mind|no other names|blank lines?|the article ends"
+    r"|on your mind lately|what just happened|in the first person|paragraphs?|word count)\b",
+    re.IGNORECASE,
+)
 
 
 def _ngrams(text: str, n: int = _NGRAM) -> set[tuple[str, ...]]:
@@ -540,7 +546,8 @@ def sentence_faults(
     """The rules one sentence breaks on its own (``invented``, ``role``, ``kin``,
     ``wrong_place``, ``third_person``, ``echo``): a sentence that names someone the world
     lacks, gives a wrong role or kin, moves the event elsewhere, has a feed or chat author
-    name themselves, or repeats five words in a row of a worked example."""
+    name themselves, or repeats five words in a row of a worked example or the prompt's
+    instructions ("How it feels: ...", "Your last draft was rejected")."""
     out = []
     if invented_names(sentence, names, vocabulary):
         out.append("invented")
@@ -555,7 +562,7 @@ def sentence_faults(
                 break
     if subject.channel in ("feed", "chat") and _has(sentence, names.people[subject.author].full):
         out.append("third_person")
-    if echoes and _ngrams(sentence) & echoes:
+    if (echoes and _ngrams(sentence) & echoes) or _SCAFFOLD_ECHO.search(sentence):
         out.append("echo")
     return out
 

@@ -288,6 +288,8 @@ def _pruned(names: WorldNames, body: str, **kw: Any) -> tuple[str, list[str]]:
         ("Then it moved on to Market Square.", "wrong_place"),
         ("Jay Okafor could not believe it.", "third_person"),
         ("My knees hate me, but it's dry in there now.", "echo"),
+        ("How it feels: something that makes you want to cry.", "echo"),
+        ("Your last draft was rejected (too short).", "echo"),
     ],
 )
 def test_prune_drops_a_sentence_that_breaks_a_rule_on_its_own(
