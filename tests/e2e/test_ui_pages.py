@@ -33,6 +33,20 @@ pytestmark = [
 ]
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+async def serious_axe_violations(browser: Browser) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page open in ``browser``."""
+    await browser.evaluate(AXE.read_text())
+    result: dict[str, Any] = await browser.evaluate(
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))"
+        ".then(v => ({violations: v}))"
+    )
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
 PHONE = (390, 844)
 
 PAGES = {
@@ -329,12 +343,5 @@ async def test_page_is_accessible_and_fits_a_phone(
     )
     assert overflow <= 1, f"{name}: {overflow}px wider than a phone screen"
     await shot(browser, f"{name}-phone")
-    await browser.evaluate(AXE.read_text())
-    result: dict[str, Any] = await browser.evaluate(
-        "axe.run(document, {resultTypes: ['violations']})"
-        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))"
-        ".then(v => ({violations: v}))"
-    )
-    serious = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    serious = await serious_axe_violations(browser)
     assert not serious, json.dumps(serious, indent=1)

@@ -12,11 +12,11 @@ import pytest
 from storage import ClickHouseWriter
 from tests.e2e.browser import CHROMIUM, Browser
 from tests.e2e.test_ui_pages import (  # noqa: F401 - fixtures, used by name
-    AXE,
     PHONE,
     api_url,
     browser,
     database,
+    serious_axe_violations,
     shot,
     writer,
 )
@@ -178,12 +178,5 @@ async def test_the_thread_page_is_accessible_and_fits_a_phone(
     )
     assert overflow <= 1, f"{overflow}px wider than a phone screen"
     await shot(browser, "thread-phone")
-    await browser.evaluate(AXE.read_text())
-    result: dict[str, Any] = await browser.evaluate(
-        "axe.run(document, {resultTypes: ['violations']})"
-        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))"
-        ".then(v => ({violations: v}))"
-    )
-    serious = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    serious = await serious_axe_violations(browser)
     assert not serious, json.dumps(serious, indent=1)
