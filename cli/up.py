@@ -15,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +72,14 @@ class Supervisor:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {LOGS / name}.log")
 
     def stop(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL after 20 s) and the services' scripts."""
+        """Stop every process (SIGTERM, then SIGKILL after 20 s) and the services' scripts.
+
+        Ctrl-C and SIGTERM are ignored while it stops: a second signal (``timeout`` and a
+        parent both forwarding one) must not cut it short and leave Triton or Kafka up."""
+        with _signals_ignored():
+            self._stop()
+
+    def _stop(self) -> None:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 say(f"stopping {name}")
@@ -85,6 +94,20 @@ class Supervisor:
                     os.killpg(proc.pid, signal.SIGKILL)
         for cmd in reversed(self.scripts):
             subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True)  # noqa: S603
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored inside (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _port(hostport: str) -> str:
