@@ -135,8 +135,12 @@ def expected_post(
     shown = index.catalog.templates[req.template].examples
     examples = [text for e in shown for text in (e.event, e.post)]
 
+    # news without a usable headline line is judged on its body; its headline is then
+    # written alone (PostRenderer._title), the summary standing in until then
+    untitled = headline_from(req.event.summary) if req.channel == "news" else None
+
     def parse(text: str) -> Parsed:
-        parsed = parse_output(req.channel, text, schema, prompt.content, None, keep=lead)
+        parsed = parse_output(req.channel, text, schema, prompt.content, untitled, keep=lead)
         fields = {k: str(v) for k, v in parsed.fields.items()}
         fields, dropped = prune(fields, subject, names, vocabulary, lead, examples)
         if not dropped:

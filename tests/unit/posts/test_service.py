@@ -291,3 +291,16 @@ async def test_a_chat_message_retelling_the_event_is_no_echo(
     told = f"{req.event.summary} at {index.place_name(req.event.place)}, I saw it."
     out, calls, _r = await _render(index, FakeLLM([told]), req)
     assert out.source == "llm" and [c.outcome for c in calls] == ["valid"]
+
+
+async def test_an_article_without_a_headline_line_keeps_its_body_and_gets_one_written(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    req = make_request("news")
+    surname = index.npc(req.event.actor).display_name.split()[-1]
+    body = NEWS.split("\n\n", 1)[1]
+    llm = FakeLLM([body, f"{surname} Clashes With Baker"])  # paragraphs, no headline line
+    out, calls, _r = await _render(index, llm, req)
+    assert out.source == "llm" and out.attempts == 1 and out.fields["body"] == body
+    assert out.fields["title"] == f"{surname} Clashes With Baker"
+    assert [c.request_id for c in calls] == ["rqnews0", "rqnews0/headline"]
