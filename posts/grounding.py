@@ -495,6 +495,11 @@ def _headline_form(title: str, subject: Subject) -> list[str]:
         return ["headline: the headline is missing or is the event summary copied"]
     if len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
         return [f"headline: {title.strip()!r} is not a headline"]
+    glued = re.search(r"[a-z][A-Z]|\w-\w+-|-$|(?<!\w)-", title.strip())
+    if glued:
+        return [f"headline: {title.strip()!r} runs words together"]
+    if _SENTENCE_LIKE.search(title):
+        return [f"headline: {title.strip()!r} reads like a sentence, not a headline"]
     last = words[-1] if words else ""
     if (
         head.endswith((",", ";", "(", "-", "—"))
@@ -505,6 +510,8 @@ def _headline_form(title: str, subject: Subject) -> list[str]:
     return []
 
 
+# "Walter Pike is a retired fisherman who ...": a sentence (often the prompt's), no headline
+_SENTENCE_LIKE = re.compile(r"\b(is|are|was|were|has been|had been) (a|an|the)\b", re.IGNORECASE)
 # a headline's last word that leaves it unfinished ("... was interrupted by a")
 _DANGLING = frozenset(
     """a an the of to by with and or but that who which whose was were is are has have

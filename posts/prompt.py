@@ -40,11 +40,11 @@ LENGTHS["chatty"] = "two or three sentences"
 # Sentences a post may have, by the author's style (chat is one message: at most two).
 MAX_SENTENCES = {"terse": 1, "short": 2, "chatty": 3}
 # headline, blank line, two paragraphs that end a sentence (GBNF: llama.cpp and vLLM's xgrammar)
-# (the headline: 3-10 whole words of letters, digits, apostrophes and hyphens: it never
+# (the headline: 3-12 whole words of letters, digits, apostrophes and hyphens: it never
 # ends mid-word, and has no room for an appositive's commas or stray symbols)
 NEWS_GRAMMAR = (
     'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
-    "title ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,9}\n"
+    "title ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,11}\n"
     'para ::= [^\\n]{30,240} [.!?"]\n'
 )
 HEADLINE_GRAMMAR = "root ::=" + NEWS_GRAMMAR.split("\n")[1].split("::=", 1)[1] + "\n"
@@ -281,7 +281,7 @@ def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> 
     names = must_name(index, req)
     who = names[0] if names else index.npc(req.event.actor).display_name
     user = (
-        f"{prompt.user}\n\nWrite only the headline now: one line of 3 to 10 words in your"
+        f"{prompt.user}\n\nWrite only the headline now: one line of 3 to 12 words in your"
         f" own words, not the sentence above. Name {who}."
     )
     return replace(

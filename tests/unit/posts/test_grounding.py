@@ -346,5 +346,8 @@ def test_a_headline_on_its_own(names: WorldNames) -> None:
     for unfinished in (
         "Hart, the mayor of the town, was interrupted by a",
         "Crane And Hart Clash,",
+        "Eleanor Hart Argues With Crane andVictoreCranes",  # words glued at the word cap
+        "Crane And Hart Clash Over named-and-shaken",
+        "Victor Crane is a town councillor who argued",  # a sentence, not a headline
     ):
         assert [rule_of(p) for p in headline_problems(unfinished, news, names)] == ["headline"]
