@@ -465,12 +465,20 @@ def _stems(word: str) -> list[str]:
 
 
 def headline_problems(
-    title: str, subject: Subject, names: WorldNames, vocabulary: Iterable[str] = ()
+    title: str,
+    subject: Subject,
+    names: WorldNames,
+    vocabulary: Iterable[str] = (),
+    examples: Iterable[str] = (),
 ) -> list[str]:
     """What is wrong with a news headline on its own: it names nobody of the event (actor
-    or target), names someone or somewhere the world lacks, gives a wrong role, or is the
-    summary copied or not a headline."""
+    or target), names someone or somewhere the world lacks, gives a wrong role, repeats
+    five words in a row of a worked example (``examples``), or is the summary copied or
+    not a headline."""
     out = []
+    echoed = set().union(*(_ngrams(e) for e in examples)) & _ngrams(title)
+    if echoed:
+        out.append(f"headline: repeats the example ({' '.join(sorted(echoed)[0])!r})")
     who = [p for p in (subject.actor, subject.target) if p]
     if not any(names.mentions(title, p) for p in who):
         out.append(f"actor: does not name {names.people[subject.actor].full}, who did it")
@@ -529,7 +537,8 @@ _NGRAM = 5  # words in a row shared with an example post: the example echoed
 # the prompt's own instructions and labels, repeated in a post
 _SCAFFOLD_ECHO = re.compile(
     r"\b(how it feels|your last draft|bear in mind|no other names|blank lines?|the article ends"
-    r"|on your mind lately|what just happened|in the first person|paragraphs?|word count)\b",
+    r"|on your mind lately|what just happened|in the first person|paragraphs?|word count)\b"
+    r"|\bthe article\s*:",
     re.IGNORECASE,
 )
 

@@ -120,6 +120,13 @@ def subject_of(index: WorldIndex, req: RenderRequested) -> Subject:
     )
 
 
+def examples_of(index: WorldIndex, req: RenderRequested) -> list[str]:
+    """The texts of the request template's worked examples (events and posts): what a post
+    must not repeat."""
+    shown = index.catalog.templates[req.template].examples
+    return [text for e in shown for text in (e.event, e.post)]
+
+
 def expected_post(
     index: WorldIndex, req: RenderRequested, prompt: Prompt, stats: CallCounts | None = None
 ) -> Expect:
@@ -132,8 +139,7 @@ def expected_post(
     names = names_of(index)
     vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
 
-    shown = index.catalog.templates[req.template].examples
-    examples = [text for e in shown for text in (e.event, e.post)]
+    examples = examples_of(index, req)
 
     # news without a usable headline line is judged on its body; its headline is then
     # written alone (PostRenderer._title), the summary standing in until then
@@ -192,6 +198,7 @@ def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -
     subject = subject_of(index, req)
     names = names_of(index)
     vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+    examples = examples_of(index, req)
 
     def parse(text: str) -> Parsed:
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -199,7 +206,7 @@ def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -
         return Parsed({"title": title}, repaired=title != line)
 
     def check(fields: dict[str, Any]) -> list[str]:
-        return headline_problems(str(fields["title"]), subject, names, vocabulary)
+        return headline_problems(str(fields["title"]), subject, names, vocabulary, examples)
 
     def retry(_attempt: int, problems: list[str]) -> Prompt:
         reasons = "; ".join(p.split(": ", 1)[-1] for p in problems[:3])
@@ -322,7 +329,9 @@ class PostRenderer:
         subject = subject_of(index, req)
         vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
         own = str(fields.get("title") or "")
-        wrong = headline_problems(own, subject, names_of(index), vocabulary)
+        wrong = headline_problems(
+            own, subject, names_of(index), vocabulary, examples_of(index, req)
+        )
         if source == "llm" and not wrong:
             self.stats.add("headline_own")
             return own

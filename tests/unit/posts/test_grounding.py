@@ -290,6 +290,7 @@ def _pruned(names: WorldNames, body: str, **kw: Any) -> tuple[str, list[str]]:
         ("My knees hate me, but it's dry in there now.", "echo"),
         ("How it feels: something that makes you want to cry.", "echo"),
         ("Your last draft was rejected (too short).", "echo"),
+        ("The article: everyone agreed.", "echo"),
     ],
 )
 def test_prune_drops_a_sentence_that_breaks_a_rule_on_its_own(
@@ -351,3 +352,11 @@ def test_a_headline_on_its_own(names: WorldNames) -> None:
         "Victor Crane is a town councillor who argued",  # a sentence, not a headline
     ):
         assert [rule_of(p) for p in headline_problems(unfinished, news, names)] == ["headline"]
+
+
+def test_a_headline_repeating_the_worked_example_fails(names: WorldNames) -> None:
+    news = subject(channel="news", author="priya_raman")
+    example = "The bakery's oven broke down before dawn."
+    echo = "The bakery's oven broke down before Crane spoke"
+    assert [rule_of(p) for p in headline_problems(echo, news, names, (), [example])] == ["headline"]
+    assert headline_problems("Crane And Hart Clash Over Budget", news, names, (), [example]) == []
