@@ -503,7 +503,7 @@ def _headline_form(title: str, subject: Subject) -> list[str]:
         return ["headline: the headline is missing or is the event summary copied"]
     if len(head.split()) < 3 or head.endswith(":") or _SCAFFOLD.search(head):
         return [f"headline: {title.strip()!r} is not a headline"]
-    glued = re.search(r"[a-z][A-Z]|\w-\w+-|-$|(?<!\w)-", title.strip())
+    glued = re.search(r"[a-z][A-Z]|\w-\w+-|-$|(?<!\w)-|'\w*'|\w-\d", title.strip())
     if glued:
         return [f"headline: {title.strip()!r} runs words together"]
     if _SENTENCE_LIKE.search(title):
@@ -596,7 +596,8 @@ def prune(
 
     A sentence starting with ``keep`` (the answer's given beginning) stays. Paragraphs
     left empty go. When nothing would be left, the post is returned as it is, so that
-    the validator rejects it with its reasons. The rest of the post is still judged by
+    the validator rejects it with its reasons, or emptied (rejected as too short) when
+    an echo, which only pruning sees, was among them. The rest of the post is still judged by
     :func:`problems`: pruning can leave a post that no longer names the actor, and then
     it fails."""
     body = fields.get("body", "")
@@ -619,8 +620,10 @@ def prune(
                 kept.append(sentence)
         if kept:
             paragraphs.append(" ".join(kept))
-    if not dropped or not paragraphs:
+    if not dropped:
         return fields, []
+    if not paragraphs:  # all of it broke a rule: an echo only pruning sees empties the post
+        return ({**fields, "body": ""} if "echo" in dropped else fields), dropped
     return {**fields, "body": "\n\n".join(paragraphs)}, dropped
 
 

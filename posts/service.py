@@ -147,9 +147,9 @@ def expected_post(
 
     def parse(text: str) -> Parsed:
         parsed = parse_output(req.channel, text, schema, prompt.content, untitled, keep=lead)
-        fields = {k: str(v) for k, v in parsed.fields.items()}
-        fields, dropped = prune(fields, subject, names, vocabulary, lead, examples)
-        if not dropped:
+        given = {k: str(v) for k, v in parsed.fields.items()}
+        fields, dropped = prune(given, subject, names, vocabulary, lead, examples)
+        if fields == given:  # nothing pruned (or all of it wrong: the checks say why)
             return parsed
         if stats is not None:
             for rule in dropped:

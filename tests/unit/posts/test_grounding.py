@@ -308,8 +308,11 @@ def test_prune_leaves_a_clean_post_alone_and_an_empty_one_to_the_validator(
 ) -> None:
     assert _pruned(names, GROUNDED) == (GROUNDED, [])
     bad = "We all drove over from Manchester."
-    assert _pruned(names, bad) == (bad, [])  # nothing would be left: rejected with reasons
+    assert _pruned(names, bad) == (bad, ["invented"])  # nothing left: rejected with reasons
     assert "invented" in rules(names, bad)
+    # a post of echoes only (which the validator does not see) is emptied, so it fails
+    echoes = "The article: a festival.\n\nBear in mind that it is big."
+    assert _pruned(names, echoes) == ("", ["echo"])
 
 
 def test_prune_keeps_the_given_start_and_news_paragraphs(names: WorldNames) -> None:
@@ -349,9 +352,10 @@ def test_a_headline_on_its_own(names: WorldNames) -> None:
         "Crane And Hart Clash,",
         "Eleanor Hart Argues With Crane andVictoreCranes",  # words glued at the word cap
         "Crane And Hart Clash Over named-and-shaken",
+        "Crane Fire Destroys The Oven's'reactor-1",
         "Victor Crane is a town councillor who argued",  # a sentence, not a headline
     ):
-        assert [rule_of(p) for p in headline_problems(unfinished, news, names)] == ["headline"]
+        assert "headline" in [rule_of(p) for p in headline_problems(unfinished, news, names)]
 
 
 def test_a_headline_repeating_the_worked_example_fails(names: WorldNames) -> None:
