@@ -37,7 +37,28 @@ TICKS = 96
 CONTRADICTIONS = ("role", "kin", "wrong_place")
 
 
-def day1(seed: int) -> list[Any]:
+def golden(seed: int) -> list[dict]:
+    """The golden posts of a seed (``tests/golden``: played for real by ``worldfeed up``)
+    with their render requests rebuilt in process, to judge without rendering again."""
+    from tests.golden.record import path_for, run_id_for
+    from topics.models import PostPublished
+
+    reqs = {r.request_id: r for r in day1(seed, run_id_for(seed))}
+    out = []
+    for g in json.loads(path_for(seed).read_text())["posts"]:
+        req = reqs[g["request_id"]]
+        post = PostPublished(
+            post_id=g["request_id"], request_id=g["request_id"], run_id=req.run_id,
+            event_id=req.event.event_id, channel=g["channel"], author=g["author"],
+            tick=req.event.tick, sim_minute=req.event.sim_minute, title=g["title"],
+            body=g["body"], source=g["source"], score=req.score,
+        )  # fmt: skip
+        out.append({"req": req, "post": post, "attempt": 0, "calls": 0, "tokens": 0, "why": None})
+        out[-1]["errors"] = []
+    return out
+
+
+def day1(seed: int, run_id: str | None = None) -> list[Any]:
     """Day 1's render requests of a seed, after the daily quotas (in process)."""
     from posts.quota import apply_rate_limit
     from sim.impact import book_of
@@ -45,7 +66,7 @@ def day1(seed: int) -> list[Any]:
     from sim.world import load_world
 
     index = load_world("town")
-    run = LocalRun(index, f"eval-{seed}", seed)
+    run = LocalRun(index, run_id or f"eval-{seed}", seed)
     for _ in range(TICKS):
         run.step()
     _, requests = book_of(index, run.events)
@@ -135,7 +156,7 @@ def judge(rendered: list[dict]) -> dict[str, Any]:
                 summary = req.event.summary.strip().rstrip(".").lower()
                 title = (post.title or "").strip().rstrip(".").lower()
                 c["headline_is_summary"] += title == summary
-                c["headline_by_llm"] += post.source == "llm" or title != summary
+                c["headline_by_llm"] += title != summary  # the summary is the template's
                 paragraphs.append(len([p for p in post.body.split("\n\n") if p.strip()]))
         llm_posts = [r for r in items if r["post"].source == "llm"]
         attribution = attribute([(r["post"].author, r["post"].body) for r in llm_posts])
@@ -185,6 +206,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     for seed in args.seeds:
+        if args.golden:
+            rendered += golden(seed)
+            continue
         reqs = day1(seed)
         got, stats = await render_all(args.url, reqs, args.concurrency)
         rendered += got
@@ -238,12 +262,15 @@ def cli() -> None:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--reasons", type=int, default=12, help="fallback reasons to print")
     p.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    p.add_argument(
+        "--golden", action="store_true", help="judge the golden posts (seeds 1, 7), no rendering"
+    )
     p.add_argument("--posts", type=Path, help="also write every post here (JSON lines), to read")
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     stop: list[str] | None = None
     try:
-        if not args.url:
+        if not args.url and not args.golden:
             args.url, stop = _start_server()
         report = asyncio.run(main(args))
     finally:
