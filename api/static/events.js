@@ -62,9 +62,12 @@ PAGES.events = async (page) => {
   const form = el("form", { class: "card filters", id: "event-filters", role: "search", "aria-label": "filter events" });
   page.append(el("h1", { class: "h2", text: "Events" }), form, count, list);
 
+  let latest = 0; // answers to superseded filter changes may arrive late: only the newest is shown
   async function load() {
+    const asked = ++latest;
     const query = Object.fromEntries(FILTERS.map((f) => [f, current[f]]));
     const data = await api(`/views/runs/${encodeURIComponent(state.run)}/events`, { ...query, limit: 500 });
+    if (asked !== latest) return;
     if (!form.children.length) {
       form.append(
         select("type", "type", data.types, current.type),
