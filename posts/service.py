@@ -120,6 +120,11 @@ def subject_of(index: WorldIndex, req: RenderRequested) -> Subject:
     )
 
 
+def vocabulary_of(prompt: Prompt) -> frozenset[str]:
+    """The prompt's words (a sentence may open with one without it being a name)."""
+    return frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+
+
 def examples_of(index: WorldIndex, req: RenderRequested) -> list[str]:
     """The texts of the request template's worked examples (events and posts): what a post
     must not repeat."""
@@ -137,7 +142,7 @@ def expected_post(
     lead = lead_for(index, req)
     subject = subject_of(index, req)
     names = names_of(index)
-    vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+    vocabulary = vocabulary_of(prompt)
 
     examples = examples_of(index, req)
 
@@ -197,7 +202,7 @@ def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -
     the event, no name the world lacks (:func:`posts.grounding.headline_problems`)."""
     subject = subject_of(index, req)
     names = names_of(index)
-    vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+    vocabulary = vocabulary_of(prompt)
     examples = examples_of(index, req)
 
     def parse(text: str) -> Parsed:
@@ -327,7 +332,7 @@ class PostRenderer:
         """A news post's headline: the article's own when it passes the headline rules,
         else one the LLM writes alone, else the summary (each outcome counted)."""
         subject = subject_of(index, req)
-        vocabulary = frozenset(w.strip(".,;:!?\"'()") for w in prompt.content.split())
+        vocabulary = vocabulary_of(prompt)
         own = str(fields.get("title") or "")
         wrong = headline_problems(
             own, subject, names_of(index), vocabulary, examples_of(index, req)
