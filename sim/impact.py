@@ -3,7 +3,9 @@
 Each event arrives with its base impact (computed by its shard from static data and
 state at the start of the tick). When a later event references it (gossip about a
 scandal, a reaction to a speech), the referenced event's cascade component grows and
-it is re-scored: a story can cross the news threshold later ("breaking").
+it is re-scored: a story can cross the news threshold later ("breaking"). A reference to
+a reply or a repost also re-scores the story at the root of its thread: a repost of a
+repost spreads the original story.
 
 Pure: the impact agent (:mod:`streams.impact`) feeds it events and sends what it returns.
 """
@@ -24,6 +26,7 @@ from topics.models import EventHappened, ParentPost, RenderRequested, StoryState
 from worldfeed.ids import derive_id, stable_hash64
 
 CASCADE_PER_REFERENCE = 0.25  # cascade added to a story each time a later event refers to it
+MAX_THREAD_DEPTH = 32  # replies and reposts followed up to a thread's root, at most
 
 
 @dataclass
@@ -222,10 +225,27 @@ class StoryBook:
             earlier = self.stories.get((event.run_id, ref))
             if earlier is None:
                 continue
-            rescore(earlier)
-            out.rescored.append(earlier.model())
-            out.requests.extend(self._requests(index, earlier))
+            for spread in self._spread(index, earlier):
+                rescore(spread)
+                out.rescored.append(spread.model())
+                out.requests.extend(self._requests(index, spread))
         return out
+
+    def _spread(self, index: WorldIndex, story: Story) -> list[Story]:
+        """The stories a reference to ``story`` spreads: the story itself and, when it is a
+        reply or repost, the story at the root of its thread (a repost of a repost passes
+        the original story on, so a repost chain can make it news). The chain is followed
+        through remembered stories only, at most :data:`MAX_THREAD_DEPTH` steps."""
+        root, seen = story, {story.event.event_id}
+        for _ in range(MAX_THREAD_DEPTH):
+            if relation_of(index, root.event) is None:
+                break
+            up = self.stories.get((root.event.run_id, root.event.refs[0]))
+            if up is None or up.event.event_id in seen:
+                break
+            root = up
+            seen.add(root.event.event_id)
+        return [story] if root is story else [story, root]
 
     def _requests(self, index: WorldIndex, story: Story) -> list[RenderRequested]:
         """:func:`render_requests`, with the parent post of a reply or repost (from the

@@ -13,13 +13,13 @@ import pytest
 from catalog.models import Feed
 from sim.clock import RunClock, recover
 from sim.feed import advance_window, choose, react, reaction_event, read_feed, top_posts
-from sim.impact import book_of
+from sim.impact import book_of, relation_of
 from sim.local import LocalRun
 from sim.replay import RunLog, plan_branch, replay
 from sim.snapshot import Snapshot, assemble, clock_sha
 from sim.state import apply_effects, digest, seed_state
 from sim.world import WorldIndex
-from tests.unit.sim.catalog_edit import with_feed
+from tests.unit.sim.catalog_edit import rebuild, with_feed
 from topics import EXPOSURES
 from topics.codec import DecodeError, decode, encode
 from topics.models import ClockState, FeedPost, PostSeen, TickStarted
@@ -468,6 +468,98 @@ def test_a_story_that_spreads_can_become_news(town: WorldIndex) -> None:
     assert promoted, "no story became news by spreading"
     referred = {ref for e in reactions for ref in e.refs}
     assert promoted <= referred
+
+
+def test_a_reference_to_a_repost_or_reply_also_counts_for_its_root_story(town: WorldIndex) -> None:
+    """A reaction to a repost or reply refers to the post it answers, and the story at the
+    root of its thread is re-scored too: every story's references are its direct ones plus
+    those that reached it through a chain."""
+    index = with_feed(town.catalog, repost_rate=0.1)
+    run = play(index, 1, PARENT)
+    events = {e.event_id: e for e in run.events}
+
+    def root_of(event_id: str) -> str:
+        seen = {event_id}
+        while (e := events.get(event_id)) is not None and relation_of(index, e) is not None:
+            event_id = e.refs[0]
+            if event_id in seen:
+                break
+            seen.add(event_id)
+        return event_id
+
+    chained = [
+        e
+        for e in run.events
+        if e.source == "feed" and e.refs and relation_of(index, events[e.refs[0]]) is not None
+    ]
+    assert chained, "no reaction to a repost or reply in the run"
+    book, requests = book_of(index, run.events)
+    want: Counter[str] = Counter()
+    for e in run.events:
+        for ref in e.refs:
+            if ref in events:
+                want[ref] += 1
+                if root_of(ref) != ref:
+                    want[root_of(ref)] += 1
+    got = {eid: s.references for (_, eid), s in book.stories.items() if s.references}
+    assert got == dict(want)
+
+
+def test_a_repost_chain_can_make_its_root_story_news(town: WorldIndex) -> None:
+    """A story reposted, and the repost reposted: the second repost re-scores the story
+    too, and a news threshold between the two scores is crossed only through the chain."""
+    index = with_feed(town.catalog)
+    story = next(
+        e
+        for e in play(index, 1, PARENT).events
+        if e.source != "feed"
+        and e.target
+        and "news" in index.catalog.event_types[e.type].channels
+        and e.impact is not None
+        and e.impact.cascade <= 0.5
+    )
+    etype = index.catalog.event_types[index.catalog.feed.reactions.repost]
+    tick = tick_with([], tick=story.tick + 1).model_copy(update={"run_id": story.run_id})
+    first = reaction_event(
+        index,
+        tick,
+        etype,
+        story.target or "",
+        state_of(),
+        post("a", story.actor, event_id=story.event_id, type=story.type),
+        0,
+    )
+    reader = next(n for n in index.npc_ids if n not in (story.actor, story.target))
+    second = reaction_event(
+        index,
+        tick,
+        etype,
+        reader,
+        state_of(),
+        post("b", first.actor, event_id=first.event_id, type=first.type),
+        0,
+    )
+
+    def total(events: list[Any]) -> float:
+        book, _ = book_of(index, events)
+        return float(book.stories[(story.run_id, story.event_id)].model().impact.total)
+
+    once, chained = total([story, first]), total([story, first, second])
+    assert chained > once, "the repost of the repost did not re-score the story"
+    rule = index.catalog.event_types[story.type].channels["news"]
+    rule = rule.model_copy(update={"threshold": round((once + chained) / 2, 6)})
+    types = [
+        t.model_copy(update={"channels": {**t.channels, "news": rule}}) if t.id == story.type else t
+        for t in index.catalog.event_types.values()
+    ]
+    news_index = rebuild(index.catalog, event_types=types)
+
+    def news(events: list[Any]) -> set[str]:
+        _, requests = book_of(news_index, events)
+        return {r.event.event_id for r in requests if r.channel == "news"}
+
+    assert story.event_id not in news([story, first])
+    assert story.event_id in news([story, first, second])
 
 
 def test_npc_snapshots_for_the_read_side_carry_follows(
