@@ -120,6 +120,16 @@ class World(CatalogModel):
     description: str = Field(min_length=1, max_length=2000, description="What this world is.")
     start_weekday: Weekday = Field(description="Weekday of day 1.")
     memory_top_k: int = Field(3, ge=0, le=20, description="Memories that go into one prompt.")
+    story_max_age_ticks: int = Field(
+        288,
+        ge=1,
+        le=1_000_000,
+        description="Ticks the impact stage remembers a story for re-scoring: a story older "
+        "than this behind its run's newest event is forgotten, and a later reference to it "
+        "re-scores nothing. The default (3 days of 15-minute ticks) is longer than any rule-"
+        "made reference reaches back (a memory's salience decays below the reference weight "
+        "within 241 ticks).",
+    )
 
 
 # ---- places.json ---------------------------------------------------------------------------

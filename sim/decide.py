@@ -261,12 +261,15 @@ def build_event(
     )
 
 
+REFERENCE_MIN_WEIGHT = 0.3  # a memory weighs at least this (decayed salience) to be referred to
+
+
 def _references(state: State, tick: int, etype: EventType) -> list[str]:
     """Talk-like events (high cascade) refer back to the actor's most salient memory."""
     if etype.impact.cascade < 0.5 or not state["mem"]:
         return []
     best = max(state["mem"], key=lambda m: (memory_weight(m, tick), m[1]))
-    return [best[1]] if memory_weight(best, tick) >= 0.3 else []
+    return [best[1]] if memory_weight(best, tick) >= REFERENCE_MIN_WEIGHT else []
 
 
 def type_effects(

@@ -100,7 +100,9 @@ class Streams:
     on_stored: list[Callable[[list[BaseModel]], None]] = field(default_factory=list)
     _outbox: Outbox | None = None
 
-    def changelog_table(self, name: str, source: TopicSpec) -> ChangelogTable:
+    def changelog_table(
+        self, name: str, source: TopicSpec, keep_values: bool = True
+    ) -> ChangelogTable:
         """A :class:`~streams.changelog.ChangelogTable` partitioned like ``source``, whose
         agent awaits ``table.ready(partition)`` before handling a message of it."""
         table = ChangelogTable(
@@ -112,6 +114,7 @@ class Streams:
             self.settings.kafka_replication,
             lambda topic, partition, key, value: self.outbox.add(topic, partition, key, value),
             self.flush,
+            keep_values,
         )
         table.attach(self.app)
         return table

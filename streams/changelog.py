@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -68,9 +68,13 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         replication: int,
         send: Any,
         flush: Any,
+        keep_values: bool = True,
     ) -> None:
         """``send(topic, partition, key, value)`` queues one changelog record (the outbox);
-        ``await flush()`` waits until the broker acknowledged everything sent so far."""
+        ``await flush()`` waits until the broker acknowledged everything sent so far.
+        ``keep_values`` False: a write-through log for an owner that keeps its state in
+        its own form (the impact stage's story book): nothing is kept in memory here, and
+        a restore only hands the records to :attr:`on_restored`."""
         self.name = name
         self.topic = f"{app.conf.id}-{name}-changelog"  # the name faust's table had
         self.source_topic = source_topic
@@ -79,7 +83,8 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self.replication = replication
         self._send = send
         self._flush = flush
-        self._during: dict[int, dict[bytes, bytes]] = {}  # writes made while restoring
+        self.keep_values = keep_values
+        self._during: dict[int, dict[bytes, bytes | None]] = {}  # writes made while restoring
         self.data: dict[bytes, bytes] = {}
         self._keys: dict[int, set[bytes]] = {}  # partition -> the keys of it in ``data``
         self._restores: dict[int, asyncio.Future[None]] = {}  # current restore per partition
@@ -87,6 +92,8 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self._loaded: dict[int, int] = {}  # partition -> the generation it was restored in
         self._created = False
         self.restored: list[tuple[int, int, float]] = []  # (partition, records, seconds)
+        # called with (partition, what it now holds) after each restore of a partition
+        self.on_restored: list[Callable[[int, dict[bytes, bytes]], None]] = []
 
     def attach(self, app: faust.App) -> None:
         """Mark a table partition stale whenever its source partition is revoked."""
@@ -114,7 +121,10 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self.put(event.message.partition, key, value)
 
     def __delitem__(self, key: bytes) -> None:
-        raise NotImplementedError(f"table {self.name}: deletes are not supported")
+        event = faust.current_event()
+        if event is None:
+            raise RuntimeError(f"table {self.name}: a delete outside an agent names no partition")
+        self.delete(event.message.partition, key)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.data)
@@ -135,12 +145,27 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
             raise ValueError(
                 f"table {self.name}: partition {partition} not in 0..{self.partitions - 1}"
             )
-        self.data[key] = value
-        self._keys.setdefault(partition, set()).add(key)
+        if self.keep_values:
+            self.data[key] = value
+            self._keys.setdefault(partition, set()).add(key)
         during = self._during.get(partition)
         if during is not None:
             during[key] = value  # kept over what the restore reads
         self._send(self.topic, partition, key, value)
+
+    def delete(self, partition: int, key: bytes) -> None:
+        """Forget one key: from memory and, as a tombstone on ``partition``, the changelog
+        (compaction then drops the key from the topic)."""
+        if not 0 <= partition < self.partitions:
+            raise ValueError(
+                f"table {self.name}: partition {partition} not in 0..{self.partitions - 1}"
+            )
+        self.data.pop(key, None)
+        self._keys.get(partition, set()).discard(key)
+        during = self._during.get(partition)
+        if during is not None:
+            during[key] = None  # deleted over what the restore reads
+        self._send(self.topic, partition, key, None)
 
     # ------------------------------------------------------------------ restore
 
@@ -156,7 +181,7 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
     async def _restore(self, partition: int) -> None:
         generation = self._generation.get(partition, 0)
         t0 = time.perf_counter()
-        during: dict[bytes, bytes] = {}
+        during: dict[bytes, bytes | None] = {}
         self._during[partition] = during
         for delay in backoff(FIRST_RETRY_S, MAX_RETRY_S):
             try:
@@ -181,12 +206,19 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         if self._generation.get(partition, 0) != generation:
             log.info("table %s partition %s: revoked during its restore", self.name, partition)
             return  # revoked meanwhile: a later ready() restores it again
-        records.update(during)
+        for key, value in during.items():
+            if value is None:
+                records.pop(key, None)
+            else:
+                records[key] = value
         for key in self._keys.pop(partition, ()):
             self.data.pop(key, None)
-        self._keys[partition] = set(records)
-        self.data.update(records)
+        if self.keep_values:
+            self._keys[partition] = set(records)
+            self.data.update(records)
         self._loaded[partition] = generation
+        for listener in self.on_restored:
+            listener(partition, records)
         took = time.perf_counter() - t0
         self.restored.append((partition, len(records), took))
         log.info(

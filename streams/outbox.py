@@ -57,8 +57,8 @@ class Outbox:
             await self.producer.client.add_topic(topic)
             self._tracked.add(topic)
 
-    def add(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
-        """Queue one message for a given partition."""
+    def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        """Queue one message for a given partition (``value`` None: a tombstone)."""
         builder = self._open.get((topic, partition))
         if builder is None:
             builder = self._open[(topic, partition)] = self.producer.create_batch()
@@ -68,7 +68,7 @@ class Outbox:
             self._full.append((topic, partition, builder))
             builder = self._open[(topic, partition)] = self.producer.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"message of {len(value)} bytes does not fit a batch")
+                raise ValueError(f"message of {len(value or b'')} bytes does not fit a batch")
         self.count += 1
 
     def add_keyed(self, topic: str, key: bytes, value: bytes) -> None:
