@@ -46,7 +46,7 @@ def table_factory(
         pending.clear()
         await producer.flush()
 
-    def make(name: str, held: list[Any] | None = None) -> ChangelogTable:
+    def make(name: str, held: list[Any] | None = None, keep_values: bool = True) -> ChangelogTable:
         """``held``: writes go there instead of to Kafka (records not delivered yet)."""
         return ChangelogTable(
             app,  # type: ignore[arg-type]  # only conf.id is read
@@ -57,6 +57,7 @@ def table_factory(
             1,
             send if held is None else lambda *record: held.append(record),
             flush,
+            keep_values,
         )
 
     return make
@@ -118,6 +119,43 @@ async def test_a_write_made_while_a_partition_restores_is_kept(
     assert held and table[b"k"] == b"new"
 
 
+async def test_a_delete_is_a_tombstone_the_next_owner_restores(
+    table_factory: Callable[..., ChangelogTable],
+) -> None:
+    first = table_factory("deleting")
+    await first.ready(2)
+    first.put(2, b"gone", b"v")
+    first.put(2, b"kept", b"v")
+    first.delete(2, b"gone")
+    await first._flush()
+    assert b"gone" not in first and first[b"kept"] == b"v"
+    second = table_factory("deleting")
+    await second.ready(2)
+    assert second.data == {b"kept": b"v"}
+
+
+async def test_a_table_that_keeps_no_values_hands_each_restore_to_its_listeners(
+    table_factory: Callable[..., ChangelogTable],
+) -> None:
+    writer = table_factory("log")
+    await writer.ready(0)
+    for i in range(5):
+        writer.put(0, f"k{i}".encode(), f"v{i}".encode())
+    writer.delete(0, b"k3")
+    await writer._flush()
+    log = table_factory("log", keep_values=False)
+    seen: list[tuple[int, dict[bytes, bytes]]] = []
+    log.on_restored.append(lambda partition, records: seen.append((partition, dict(records))))
+    await log.ready(0)
+    assert seen == [(0, {b"k0": b"v0", b"k1": b"v1", b"k2": b"v2", b"k4": b"v4"})]
+    log.put(0, b"k5", b"v5")
+    assert len(log) == 0  # the owner keeps its state in its own form
+    await log._flush()
+    log.revoked(0)
+    await log.ready(0)  # restored again: the write is in what the listener gets
+    assert seen[-1][1][b"k5"] == b"v5" and len(seen) == 2
+
+
 async def test_a_write_outside_an_agent_names_no_partition(
     table_factory: Callable[..., ChangelogTable],
 ) -> None:
@@ -126,3 +164,7 @@ async def test_a_write_outside_an_agent_names_no_partition(
         table[b"k"] = b"v"
     with pytest.raises(ValueError, match="partition 9"):
         table.put(9, b"k", b"v")
+    with pytest.raises(RuntimeError, match="names no partition"):
+        del table[b"k"]
+    with pytest.raises(ValueError, match="partition 9"):
+        table.delete(9, b"k")
