@@ -406,7 +406,9 @@ def story_key(run_id: str, event_id: str) -> bytes:
 def encode_story(story: Story) -> bytes:
     """A story as one changelog value: the format byte, then MessagePack of
     ``[references, requested channels (sorted), event]`` (the event with its current
-    impact, its fields by name; about 40% smaller than its JSON)."""
+    impact, its fields by name: what a render request about it carries). A town story is
+    ~1.0 KB (its JSON ~1.15 KB); encoding takes ~4 us from the checked struct, ~40 us
+    from a model (a story already published)."""
     event = story.event
     if isinstance(event, EventHappened):
         event = event.model_dump(mode="json", exclude={"restored"})
