@@ -30,6 +30,10 @@ about someone moves the reader's affinity toward that person (by the event's val
 the reader's trust in the author); liking or reposting an author not followed follows
 them, a feud unfollows. Every change is an effect applied at the tick barrier like any
 other (``seen``, ``follow``, ``affinity``), so it is in the state hash and in snapshots.
+
+A focal NPC asked alone (:func:`sim.deliberate.deliberating`) reads like anyone, but the
+rules draw no reaction for it: its decision request lists what it read, and an accepted
+reaction (:func:`sim.deliberate.check`) is the same reaction event, with ``source="llm"``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pytest
 from sim.decide import Ctx
 from sim.deliberate import check, deliberating, resolve
 from sim.feed import FeedRead, reaction_event
+from sim.impact import relation_of
 from sim.local import LocalRun, recorded
 from sim.replay import RunLog, plan_branch, replay
 from sim.snapshot import assemble
@@ -257,6 +258,7 @@ def test_a_liked_author_is_followed_and_a_rival_reply_is_a_feud_that_unfollows(
     assert ev.type == got.event_type == "argued_online"
     assert [(e.other, e.delta) for e in ev.effects if e.field == "follow"] == [("victor_crane", -1)]
     assert tally.counts == {victor.key: [0, 0, 0, 1]}
+    assert relation_of(feed_town, ev) == "reply"  # written up in its thread, like the rules'
 
 
 @pytest.mark.parametrize("reason", ["unknown_post", "post_gone"])
