@@ -217,8 +217,9 @@ def feed_actions(
     ctx: Ctx, npc_id: str, state: State, posts: Sequence[FeedPost]
 ) -> dict[str, dict[str, Any]]:
     """The feed kinds (reactions) the NPC may choose, with the reaction types allowed at the
-    due tick (hours, cooldown) and the posts it may react to: those it read this tick.
-    None without posts or with the feed loop off."""
+    due tick (hours, cooldown) and the posts it may react to: those it read this tick and
+    left to its decision (:func:`sim.feed.read_feed`). Empty without posts or with the
+    feed loop off."""
     index = ctx.index
     out: dict[str, dict[str, Any]] = {}
     if not posts or not index.catalog.feed.enabled:
@@ -275,7 +276,7 @@ def situation(
     ctx: Ctx, npc_id: str, state: State, posts: Sequence[FeedPost] = ()
 ) -> dict[str, Any]:
     """What the NPC knows at the start of the tick, as data (the request carries it);
-    ``posts``: what it read in the feed this tick (it may react to one of them)."""
+    ``posts``: what it read in the feed this tick and may react to (with a feed kind)."""
     index, t = ctx.index, ctx.tick
     npc = index.npc(npc_id)
     tmpl = index.catalog.decide.template

@@ -419,7 +419,9 @@ def read_feed(
 
     ``defer``: readers whose reactions their LLM decision chooses (focal NPCs asked
     alone, :func:`sim.deliberate.deliberating`): they read as anyone does, but the rules
-    draw no reaction for them; what they read is in ``deferred``, for their request."""
+    draw no reaction to the posts that will still be in the feed when the decision
+    applies (``decide_deadline`` ticks on); those are in ``deferred``, for their request.
+    A post that leaves the feed before then gets the rules' reaction, as for anyone."""
     feed = index.catalog.feed
     out = FeedRead()
     if not tick.feed:
@@ -428,14 +430,18 @@ def read_feed(
     order = ranked(feed, tick.feed)
     about = by_person(order) if feed.recommender == "affinity" else None
     ids = hash_prefix("ex", tick.run_id, tick.tick)  # derive_id("ex", run, tick, npc, key)
+    due = tick.tick + tick.decide_deadline  # when a decision asked now applies
     for npc_id in npcs:
         if not reads(index, tick, npc_id):
             continue
         state = states[npc_id]
         read = choose(feed, tick, npc_id, state, tick.feed, order, about)
-        deferred = npc_id in defer
-        if deferred and read:
-            out.deferred[npc_id] = read
+        left: set[str] = set()  # the posts whose reaction the NPC's decision chooses
+        if npc_id in defer:
+            mine = [p for p in read if p.tick + feed.window_ticks >= due]
+            left = {p.key for p in mine}
+            if mine:
+                out.deferred[npc_id] = mine
         for rank, post in enumerate(read):
             out.count(post.key, None)
             last = post.tick + feed.window_ticks  # the last tick it is in the feed
@@ -451,7 +457,7 @@ def read_feed(
             moved = opinion(index, npc_id, state, post)
             if moved is not None:
                 out.effects.append(moved)
-            kind = None if deferred else react(index, tick, npc_id, state, post)
+            kind = None if post.key in left else react(index, tick, npc_id, state, post)
             event = None
             if kind is not None:
                 out.count(post.key, kind)

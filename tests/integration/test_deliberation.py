@@ -124,10 +124,11 @@ async def test_a_morning_with_deliberation_and_an_outage(
 async def test_focal_npcs_react_to_the_feed_with_the_llm(
     settings_factory: Callable[..., Settings], procs: Procs, triton: OwnTriton, tmp_path: Path
 ) -> None:
-    """With the feed loop on, a focal reader's request lists the posts it read and offers
-    ``react`` (the answer schema, constrained decoding on the real model, names the post);
-    its exposures carry no rule reaction; whatever the model chose, the run replays from
-    its log exactly (decisions, exposures, reactions), on two world partitions."""
+    """With the feed loop on, a focal reader's request lists the posts it read (that are
+    still in the feed when the decision applies) and offers ``react`` (the answer schema,
+    constrained decoding on the real model, names the post); its exposures of them carry
+    no rule reaction; whatever the model chose, the run replays from its log exactly
+    (decisions, exposures, reactions), on two world partitions."""
     index = with_feed(load_world("town").catalog)
     world = str(write_world(index.catalog, tmp_path / "feedtown"))
     settings = settings_factory(
@@ -157,10 +158,18 @@ async def test_focal_npcs_react_to_the_feed_with_the_llm(
         if r.run_id == "react" and "posts" in r.situation
     ]
     assert asked, "no focal NPC read a post"
+    window = index.catalog.feed.window_ticks
     for req in asked:
         keys = [p["post"] for p in req.situation["posts"]]
         assert req.situation["allowed"]["react"]["posts"] == keys
-        read = [x for x in log.exposures if x.tick == req.tick and x.npc_id == req.npcs[0]]
+        # what it read that is still in the feed at the due tick is left to the LLM
+        read = [
+            x
+            for x in log.exposures
+            if x.tick == req.tick
+            and x.npc_id == req.npcs[0]
+            and x.post_tick + window >= req.due_tick
+        ]
         assert sorted(x.post_key for x in read) == sorted(keys)
         assert all(x.reaction is None for x in read)
     outcomes = [o for o in await _outcomes(settings, "react") if o.action == "react"]

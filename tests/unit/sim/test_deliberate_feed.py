@@ -14,7 +14,7 @@ import pytest
 
 from sim.decide import Ctx
 from sim.deliberate import check, deliberating, resolve
-from sim.feed import FeedRead, reaction_event
+from sim.feed import FeedRead, reaction_event, read_feed, reads
 from sim.impact import relation_of
 from sim.local import LocalRun, recorded
 from sim.replay import RunLog, plan_branch, replay
@@ -72,16 +72,20 @@ def asked_with_posts(run: LocalRun) -> list[DecisionRequested]:
 def test_a_focal_readers_request_lists_what_it_read_and_offers_react(reacting: LocalRun) -> None:
     asked = asked_with_posts(reacting)
     assert asked, "no focal NPC read anything"
+    window, closing = reacting.index.catalog.feed.window_ticks, 0
     for req in asked:
         npc = req.npcs[0]
-        read = sorted(
+        got = sorted(
             (x for x in reacting.exposures if x.tick == req.tick and x.npc_id == npc),
             key=lambda x: x.rank,
         )
+        # what it read that is still in the feed at the due tick is left to the LLM
+        read = [x for x in got if x.post_tick + window >= req.due_tick]
         keys = [x.post_key for x in read]
         assert keys and [p["post"] for p in req.situation["posts"]] == keys
         # it read as anyone does, but the rules drew no reaction: the LLM decides
         assert all(x.reaction is None and x.reaction_event_id is None for x in read)
+        closing += len(got) - len(read)
         assert req.situation["allowed"]["react"]["posts"] == keys
         variants = req.answer_schema["oneOf"]
         react = next(v for v in variants if v["properties"]["action"] == {"const": "react"})
@@ -91,6 +95,7 @@ def test_a_focal_readers_request_lists_what_it_read_and_offers_react(reacting: L
         first = req.situation["posts"][0]
         author = next(x.author for x in read if x.post_key == first["post"])
         assert first["author"] == author and first["author_name"] in req.prompt
+    assert closing, "no focal reader read a post about to leave the feed"
     # nobody else is offered it, and a cohort's members react by the rules
     assert all("react" not in r.situation["allowed"] for r in reacting.requests if r not in asked)
     assert any(x.reaction for x in reacting.exposures), "the rules drew no reaction at all"
@@ -343,3 +348,27 @@ def test_replay_and_a_no_change_branch_reproduce_the_reactions(
     mine = sorted(e.event_id for e in child.events if e.source == "llm")
     assert mine == sorted(e.event_id for e in reacting.events if e.source == "llm" and e.tick > at)
     assert any(e.type in KIND for e in child.events if e.source == "llm")
+
+
+def test_a_focal_reader_leaves_to_the_llm_only_posts_still_in_the_feed_when_it_applies(
+    town: WorldIndex,
+) -> None:
+    # every read draws a reaction by the rules (all rates 1): the deferred ones draw none
+    index = with_feed(town.catalog, like_rate=1.0, reply_rate=1.0, repost_rate=1.0)
+    window = index.catalog.feed.window_ticks
+    closing = post_by("frank_dolan", "fp_00000000000000d4", tick=NOON - window)
+    staying = post_by("frank_dolan", "fp_00000000000000e5", tick=NOON - 1)
+    tick = tick_at(NOON, [closing, staying]).model_copy(update={"decide_deadline": 1})
+    npc = next(n for n in index.npc_ids if n != "frank_dolan" and reads(index, tick, n))
+    states = {npc: reader(index, npc, [])}
+    rules = read_feed(index, tick, [npc], states)
+    assert {x.post_key: x.reaction is not None for x in rules.exposures} == {
+        closing.key: True,
+        staying.key: True,
+    }
+    left = read_feed(index, tick, [npc], states, defer={npc})
+    assert left.deferred == {npc: [staying]}
+    got = {x.post_key: x.reaction for x in left.exposures}
+    assert got[staying.key] is None and got[closing.key] is not None
+    assert len(left.exposures) == len(rules.exposures)  # it read the same
+    assert [e.refs for e in left.events] == [[closing.event_id]]
