@@ -71,7 +71,9 @@ DECIDE_FIELDS: dict[str, int] = {
     "nearby": 0,  # max_nearby x NEARBY_CHARS
     "memories": 0,  # max_memories x MEMORY_CHARS
     "actions": 0,  # the action kinds: their ids, descriptions and event types
+    "posts": 0,  # the posts read (a feed kind's): reads_per_tick x POST_CHARS
 }
+POST_CHARS = 160  # one post read, as the decide prompt lists it
 NEARBY_CHARS = 48
 DECIDE_TOKEN_BUDGET = 1200
 CHARS_PER_TOKEN = 3.5  # conservative for English with a small BPE vocabulary
@@ -481,10 +483,14 @@ def _check_director(
                 )
 
 
-def decide_prompt_tokens(decide: Decide) -> int:
-    """Worst-case tokens of a rendered decide prompt (every placeholder full)."""
+def decide_prompt_tokens(decide: Decide, reads: int = 0) -> int:
+    """Worst-case tokens of a rendered decide prompt (every placeholder full); ``reads``:
+    posts an NPC reads at once, listed (in ``{posts}`` or a line of their own) when the
+    catalog has a feed kind."""
     t: DecideTemplate = decide.template
     chars = len(t.system) + len(t.prompt)
+    if any(a.feed for a in decide.actions):
+        chars += reads * POST_CHARS + 120  # the posts, and how to answer about one
     actions = sum(
         len(a.id) + len(a.description) + sum(len(e) + 2 for e in a.event_types) + 8
         for a in decide.actions
@@ -501,12 +507,14 @@ def decide_prompt_tokens(decide: Decide) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-def _probe(kind: str, event_type: str | None, target: bool) -> dict[str, Any]:
+def _probe(kind: str, event_type: str | None, target: bool, post: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"action": kind, "reason": "probe"}
     if event_type is not None:
         out["event_type"] = event_type
     if target:
         out["target"] = "someone"
+    if post:
+        out["post"] = "fp_0123456789abcdef"
     return out
 
 
@@ -517,7 +525,8 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
     for part in ("system", "prompt"):
         for name in sorted(placeholders(getattr(t, part)) - DECIDE_FIELDS.keys()):
             report(["template", part], f"unknown placeholder {{{name}}}", "template-placeholders")
-    tokens = decide_prompt_tokens(decide)
+    reads = catalog.feed.reads_per_tick if catalog.feed.enabled else 0
+    tokens = decide_prompt_tokens(decide, reads)
     if tokens > DECIDE_TOKEN_BUDGET:
         report(
             ["template", "prompt"],
@@ -529,6 +538,7 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
     _unique(
         decide.actions, lambda a: a.id, lambda p, m, r: report(["actions", *p], m, r), "action id"
     )
+    reactions = sorted(set(catalog.feed.reactions.model_dump().values()))
     for i, a in enumerate(decide.actions):
         where = ["actions", i]
         needs = set()
@@ -538,8 +548,18 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
                 report(
                     [*where, "event_types", j], f"unknown event type {et!r}", "event-type-exists"
                 )
-            else:
+            elif a.feed and et not in reactions:
+                report(
+                    [*where, "event_types", j],
+                    f"{et!r} is not a reaction type of feed.json ({', '.join(reactions)}): a "
+                    "feed kind's event types are reactions to a post",
+                    "feed-reaction-type",
+                )
+            elif not a.feed:
                 needs.add(etype.needs_target)
+        if a.feed:
+            _check_feed_kind(a, where, report)
+            continue
         if len(needs) > 1:
             report(
                 [*where, "event_types"],
@@ -581,3 +601,43 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
                     "accepts a decision without 'target' but its event types need one",
                     "action-target-consistency",
                 )
+
+
+def _check_feed_kind(a: Any, where: list[object], report: Callable[..., None]) -> None:
+    """A feed kind (a reaction to a post read): event types to choose from, and a schema
+    that accepts a decision naming a post, requires the post and is pinned to its kind."""
+    if not a.event_types:
+        report([*where, "event_types"], "a feed kind needs reaction types", "feed-reaction-type")
+        return
+    try:
+        Draft202012Validator.check_schema(a.action_schema)
+    except SchemaError as exc:
+        pointer = [*where, "action_schema", *exc.absolute_path]
+        report(pointer, f"not a valid JSON Schema: {exc.message}", "json-schema")
+        return
+    validator = Draft202012Validator(a.action_schema)
+    for et in a.event_types:
+        probe = _probe(a.id, et, False, post=True)
+        if not validator.is_valid(probe):
+            report(
+                [*where, "action_schema"],
+                f"rejects a well-formed decision {probe}",
+                "action-schema-accepts",
+            )
+            return
+    unposted = _probe(a.id, a.event_types[0], False)
+    if validator.is_valid(unposted):
+        report(
+            [*where, "action_schema"],
+            "accepts a decision without 'post': a feed kind's decision names the post it "
+            "reacts to (require 'post')",
+            "feed-action-post",
+        )
+    other = _probe(a.id + "_other", a.event_types[0], False, post=True)
+    if validator.is_valid(other):
+        report(
+            [*where, "action_schema"],
+            f"accepts a decision of another kind ({other['action']!r}): pin 'action' "
+            f"to {a.id!r} (const) and require it",
+            "action-schema-kind",
+        )

@@ -546,7 +546,14 @@ class ActionKind(CatalogModel):
     action_schema: dict[str, Any] = Field(
         description="JSON Schema (2020-12) of a decision of this kind: an object whose "
         "'action' is this kind's id (const) and that requires 'target' when its event types "
-        "need one."
+        "need one ('post' instead for a feed kind)."
+    )
+    feed: bool = Field(
+        False,
+        description="A reaction to a post the NPC read this tick (the feed loop): offered only "
+        "when feed.json is on and the NPC read something; its event types are feed.json's "
+        "reaction types, and a decision names the post ('post': its key) instead of a target "
+        "(the post's author is the target).",
     )
 
 

@@ -48,9 +48,16 @@ import orjson
 
 from sim.calendar import hour_of, minute_of_tick
 from sim.decide import Ctx, decide_shard
-from sim.deliberate import due_hour, pending_of, requests_for, resolve, shard_salient
+from sim.deliberate import (
+    deliberating,
+    due_hour,
+    pending_of,
+    requests_for,
+    resolve,
+    shard_salient,
+)
 from sim.director import fired_on_shard, relationship_tally
-from sim.feed import FeedRead, posts_of, read_feed, top_posts
+from sim.feed import FeedRead, add_counts, posts_of, read_feed, top_posts
 from sim.impact import Story, render_requests
 from sim.snapshot import shard_parts
 from sim.state import State, apply_effects, canonical_order, digest, seed_state
@@ -390,28 +397,38 @@ class ShardBarrier:
     ]:
         """The tick's events: the rules' for most NPCs, the decisions due now for the rest,
         and the requests of this tick's focal NPCs; what they read in the feed, and their
-        reactions to it (events too)."""
+        reactions to it (events too: the rules', and those of decisions due now).
+
+        A focal NPC asked alone reads as anyone does, but its reactions are its decision's
+        (:func:`sim.deliberate.deliberating`): its request lists what it read."""
         due = self.due(tick.tick, states) if self.budget or self.decisions else {}
         events = decide_shard(self.index, tick, states, skip=due)
         outcomes = []
+        decided = FeedRead()  # the reactions of the decisions due now
         if due:
             ctx = Ctx(self.index, tick)
             for npc_id in sorted(due):
                 rid = due[npc_id]
-                outcome, ev = resolve(ctx, npc_id, states[npc_id], self.decisions.get(rid), rid)
+                made = self.decisions.get(rid)
+                outcome, ev = resolve(ctx, npc_id, states[npc_id], made, rid, decided)
                 outcomes.append(outcome)
                 if ev is not None:
                     events.append(ev)
             events = sorted({e.event_id: e for e in events}.values(), key=lambda e: e.event_id)
+        groups = [g for g in tick.focal if any(n in states for n in g)]
         read = FeedRead()
         if self.index.catalog.feed.enabled:
             npcs = self.index.shard_npcs(self.shard, self.n_shards)
-            read = read_feed(self.index, tick, npcs, states)
+            defer = deliberating(self.index, tick, states, groups) if groups else set()
+            read = read_feed(self.index, tick, npcs, states, defer)
+            add_counts(read.counts, decided.counts)
+            read.events.extend(decided.events)
             if read.events:
                 both = [*events, *read.events]
                 events = sorted({e.event_id: e for e in both}.values(), key=lambda e: e.event_id)
-        groups = [g for g in tick.focal if any(n in states for n in g)]
-        requests, marks = requests_for(self.index, tick, states, groups) if groups else ([], {})
+        requests, marks = (
+            requests_for(self.index, tick, states, groups, read.deferred) if groups else ([], {})
+        )
         return events, requests, outcomes, marks, read
 
     def _play(self, tick: TickStarted) -> Step:

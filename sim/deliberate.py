@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import json
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from catalog.models import ActionKind, Decide, EventType
 from sim.calendar import hour_of
 from sim.decide import Ctx, build_event, can_target, decide_npc_by_rules
 from sim.director import CONFLICT_AFFINITY
+from sim.feed import FeedRead, Reaction, follow_change, reaction_event, reaction_kind
 from sim.goals import read_goals
 from sim.state import State, memory_weight, top_memories
 from sim.world import WorldIndex
@@ -49,6 +51,7 @@ from topics.models import (
     DecisionRequested,
     DecisionResolved,
     EventHappened,
+    FeedPost,
     TickStarted,
 )
 from worldfeed.ids import derive_id, stable_hash64
@@ -68,6 +71,10 @@ REASONS: tuple[str, ...] = (
     "schema",  # breaks the kind's action_schema (a missing target, an unknown field...)
     "asleep",  # the NPC is at no place at the due tick
     "place_unreachable",  # names a place the NPC is not at
+    # a feed kind (a reaction to a post read; then self_target, precondition, cooldown,
+    # relationship and goal_conflict as below, toward the post's author):
+    "unknown_post",  # names a post the NPC has not read (or no longer remembers reading)
+    "post_gone",  # the post it read is no longer in the feed at the due tick
     "place_closed",  # the place is closed at the hour
     "place_not_allowed",  # the event type cannot happen at this kind of place
     "place_full",  # more people there than its capacity
@@ -184,6 +191,8 @@ def allowed_actions(ctx: Ctx, npc_id: str, state: State) -> dict[str, dict[str, 
         return out
     here = [o for o in index.occupancy[hour].get(place, []) if o != npc_id]
     for kind in index.catalog.decide.actions:
+        if kind.feed:
+            continue  # offered with the posts the NPC read (feed_actions)
         types, targets = [], set()
         for et in kind.event_types:
             etype = index.catalog.event_types[et]
@@ -204,8 +213,70 @@ def allowed_actions(ctx: Ctx, npc_id: str, state: State) -> dict[str, dict[str, 
     return out
 
 
-def situation(ctx: Ctx, npc_id: str, state: State) -> dict[str, Any]:
-    """What the NPC knows at the start of the tick, as data (the request carries it)."""
+def feed_actions(
+    ctx: Ctx, npc_id: str, state: State, posts: Sequence[FeedPost]
+) -> dict[str, dict[str, Any]]:
+    """The feed kinds (reactions) the NPC may choose, with the reaction types allowed at the
+    due tick (hours, cooldown) and the posts it may react to: those it read this tick and
+    left to its decision (:func:`sim.feed.read_feed`). Empty without posts or with the
+    feed loop off."""
+    index = ctx.index
+    out: dict[str, dict[str, Any]] = {}
+    if not posts or not index.catalog.feed.enabled:
+        return out
+    for kind in index.catalog.decide.actions:
+        if not kind.feed:
+            continue
+        types = [
+            et
+            for et in kind.event_types
+            if _feed_type_problem(ctx, state, index.catalog.event_types[et]) is None
+        ]
+        if types:
+            out[kind.id] = {
+                "description": kind.description,
+                "event_types": types,
+                "targets": [],
+                "posts": [p.key for p in posts],
+            }
+    return out
+
+
+def _feed_type_problem(ctx: Ctx, state: State, etype: EventType) -> str | None:
+    """Why the NPC cannot react with ``etype`` now (the type's hours, its cooldown); the
+    feed is read anywhere, so the place's rules do not apply. None: it can."""
+    pre = etype.preconditions
+    if not pre.start_hour <= ctx.hour < pre.end_hour:
+        return "precondition"
+    last = state["cool"].get(etype.id)
+    if last is not None and ctx.tick.tick - last < etype.cooldown_ticks:
+        return "cooldown"
+    return None
+
+
+def post_view(index: WorldIndex, post: FeedPost) -> dict[str, Any]:
+    """A post read, as the request shows it: its key, author, what it is about and how it
+    is doing (what a :class:`FeedPost` holds: the post's text is written later, elsewhere)."""
+    etype = index.catalog.event_types.get(post.type)
+    return {
+        "post": post.key,
+        "author": post.author,
+        "author_name": index.npc(post.author).display_name,
+        "event_type": post.type,
+        "what": etype.name if etype is not None else post.type,
+        "about": index.npc(post.actor).display_name,
+        "with": index.npc(post.target).display_name if post.target else None,
+        "likes": post.likes,
+        "reposts": post.reposts,
+        "replies": post.replies,
+    }
+
+
+def situation(
+    ctx: Ctx, npc_id: str, state: State, posts: Sequence[FeedPost] = ()
+) -> dict[str, Any]:
+    """What the NPC knows at the start of the tick, as data (the request carries it);
+    ``posts``: what it read in the feed this tick and may react to (with a feed kind)."""
     index, t = ctx.index, ctx.tick
     npc = index.npc(npc_id)
     tmpl = index.catalog.decide.template
@@ -214,7 +285,7 @@ def situation(ctx: Ctx, npc_id: str, state: State) -> dict[str, Any]:
     goals = read_goals(index, npc_id, state).goals
     near = sorted(here, key=lambda o: (-(state["rel"].get(o, [0.0, 0.0, 0.0])[2]), o))
     near = near[: tmpl.max_nearby]
-    return {
+    out: dict[str, Any] = {
         "npc": npc_id,
         "name": npc.display_name,
         "occupation": npc.occupation,
@@ -245,6 +316,11 @@ def situation(ctx: Ctx, npc_id: str, state: State) -> dict[str, Any]:
         "nearby": [{"npc": o, "name": index.npc(o).display_name} for o in near],
         "allowed": allowed_actions(ctx, npc_id, state),
     }
+    reacts = feed_actions(ctx, npc_id, state, posts)
+    if reacts:
+        out["posts"] = [post_view(index, p) for p in posts]
+        out["allowed"].update(reacts)
+    return out
 
 
 def cohort_key(index: WorldIndex, npc_id: str, state: State, hour: int) -> str:
@@ -276,7 +352,14 @@ def _lines(sit: Mapping[str, Any]) -> dict[str, str]:
         + (f" [{', '.join(v['event_types'])}]" if v["event_types"] else "")
         for k, v in sit["allowed"].items()
     )
+    posts = "; ".join(
+        f"{p['post']}: by {p['author_name']} about {p['about']}"
+        + (f" and {p['with']}" if p["with"] else "")
+        + f" ({p['what']}), {p['likes']} likes"
+        for p in sit.get("posts", ())
+    )
     return {
+        "posts": posts or "none",
         "name": sit["name"],
         "occupation": sit["occupation"],
         "voice": sit["voice"],
@@ -335,8 +418,65 @@ def answer_schema(decide: Decide, sit: Mapping[str, Any], cohort: bool) -> dict[
             props["event_type"] = {"enum": allowed[kind.id]["event_types"]}
         if "target" in props and allowed[kind.id]["targets"]:
             props["target"] = {"enum": allowed[kind.id]["targets"]}
+        if kind.feed and "post" in props:
+            props["post"] = {"enum": allowed[kind.id]["posts"]}
         variants.append(schema)
     return {"oneOf": variants} if variants else {"type": "object"}
+
+
+def _placeholders(*texts: str) -> set[str]:
+    out: set[str] = set()
+    for text in texts:
+        try:
+            out |= {n for _, n, _, _ in string.Formatter().parse(text) if n is not None}
+        except ValueError:
+            continue
+    return out
+
+
+def _due_ctx(index: WorldIndex, tick: TickStarted) -> Ctx:
+    """The NPC is asked about the due tick: where it will be then (static schedules), who
+    will be there, what will be open; its state is the one it knows now."""
+    k = tick.decide_deadline
+    return Ctx(
+        index,
+        tick.model_copy(
+            update={"tick": tick.tick + k, "sim_minute": tick.sim_minute + k * tick.step_minutes}
+        ),
+    )
+
+
+def _asks(decide: Decide, groups: Iterable[Sequence[str]]) -> list[list[str]]:
+    """The requests of the focal groups: a cohort of at least ``cohort_min`` is one request,
+    anyone else is asked alone."""
+    asks: list[list[str]] = []
+    for group in groups:
+        if decide.cohort_min > 0 and len(group) >= decide.cohort_min:
+            asks.append(list(group))
+        else:
+            asks.extend([n] for n in group)
+    return asks
+
+
+def deliberating(
+    index: WorldIndex,
+    tick: TickStarted,
+    states: Mapping[str, State],
+    groups: Iterable[Sequence[str]],
+) -> set[str]:
+    """The shard's focal NPCs who choose their reactions to what they read this tick with
+    the LLM: those asked alone (a cohort's distribution cannot name one member's post) and
+    awake at the due tick (asked at all), when the feed loop is on and the catalog has a
+    feed kind. The rules draw no reaction for them (:func:`sim.feed.read_feed`)."""
+    cat = index.catalog
+    if not cat.feed.enabled or not any(a.feed for a in cat.decide.actions):
+        return set()
+    hour = _due_ctx(index, tick).hour
+    return {
+        m[0]
+        for m in _asks(cat.decide, groups)
+        if len(m) == 1 and m[0] in states and index.location[m[0]][hour] is not None
+    }
 
 
 def request_id(tick: int, members: Sequence[str]) -> str:
@@ -349,31 +489,23 @@ def requests_for(
     tick: TickStarted,
     states: Mapping[str, State],
     groups: Iterable[Sequence[str]],
+    reads: Mapping[str, Sequence[FeedPost]] | None = None,
 ) -> tuple[list[DecisionRequested], dict[str, str]]:
     """A shard's part of tick ``tick``'s focal groups (those with a member in ``states``):
     the requests it sends, and NPC -> request id for its members (their decision pending
     until ``tick + decide_deadline``).
 
+    ``reads``: what the NPCs asked alone read in the feed this tick (their reactions are
+    theirs to choose: :func:`deliberating`); their requests list the posts and offer the
+    catalog's feed kinds.
+
     A group of at least ``cohort_min`` NPCs (same place, occupation, top goal kind) is one
     cohort request, sent by the shard of its first member with that member's view; its
     answer is a distribution every member draws from. Otherwise each NPC is asked alone.
     """
-    # the NPC is asked about the due tick: where it will be then (static schedules), who
-    # will be there, what will be open; its state is the one it knows now
-    k = tick.decide_deadline
-    ctx = Ctx(
-        index,
-        tick.model_copy(
-            update={"tick": tick.tick + k, "sim_minute": tick.sim_minute + k * tick.step_minutes}
-        ),
-    )
+    ctx = _due_ctx(index, tick)
     decide = index.catalog.decide
-    asks: list[list[str]] = []
-    for group in groups:
-        if decide.cohort_min > 0 and len(group) >= decide.cohort_min:
-            asks.append(list(group))
-        else:
-            asks.extend([n] for n in group)
+    asks = _asks(decide, groups)
     out, marks = [], {}
     tmpl = decide.template
     for members in asks:
@@ -383,8 +515,9 @@ def requests_for(
             marks[n] = rid
         if not mine or members[0] not in mine:
             continue  # asked by the first member's shard
-        sit = situation(ctx, members[0], states[members[0]])
         cohort = len(members) > 1
+        posts = () if cohort or reads is None else reads.get(members[0], ())
+        sit = situation(ctx, members[0], states[members[0]], posts)
         if cohort:
             sit = {**sit, "cohort": members}
         schema = answer_schema(decide, sit, cohort)
@@ -396,6 +529,11 @@ def requests_for(
                 f"\nYou decide for {len(members)} people like this at once: answer "
                 '{"choices": [{"action": ..., "event_type": ..., "weight": ...}], "reason": ...}.'
             )
+        if "posts" in sit and "posts" not in _placeholders(tmpl.system, tmpl.prompt):
+            prompt += (
+                f"\nPosts you read: {values['posts']}\nTo react to one, answer "
+                '{"action": ..., "event_type": ..., "post": ..., "reason": ...}.'
+            )
         phash = f"{stable_hash64(system, prompt, json.dumps(schema, sort_keys=True)):016x}"
         out.append(
             DecisionRequested(
@@ -403,7 +541,7 @@ def requests_for(
                 run_id=tick.run_id,
                 world=tick.world,
                 tick=tick.tick,
-                due_tick=tick.tick + k,
+                due_tick=tick.tick + tick.decide_deadline,
                 shard=tick.shard,
                 n_shards=tick.n_shards,
                 npcs=members,
@@ -461,6 +599,8 @@ class Verdict:
     action: str | None = None
     etype: EventType | None = None
     target: str | None = None
+    post: FeedPost | None = None  # a feed kind's: the post reacted to
+    reaction: Reaction | None = None  # ... and what the reaction is
 
 
 def check(ctx: Ctx, npc_id: str, state: State, answer: Any) -> Verdict:
@@ -483,6 +623,8 @@ def check(ctx: Ctx, npc_id: str, state: State, answer: Any) -> Verdict:
     asked = answer.get("place")
     if asked is not None and asked != place:
         return Verdict("place_unreachable", kind.id, etype)
+    if kind.feed and etype is not None:
+        return _check_reaction(ctx, npc_id, state, kind, etype, answer.get("post"))
     if etype is None:
         return Verdict(None, kind.id)  # doing nothing is always allowed
     problem = _type_problem(ctx, npc_id, state, etype, place)
@@ -501,6 +643,36 @@ def check(ctx: Ctx, npc_id: str, state: State, answer: Any) -> Verdict:
     if _works_against_goals(index, npc_id, state, etype, target):
         return Verdict("goal_conflict", kind.id, etype, target)
     return Verdict(None, kind.id, etype, target)
+
+
+def _check_reaction(
+    ctx: Ctx, npc_id: str, state: State, kind: ActionKind, etype: EventType, key: Any
+) -> Verdict:
+    """A reaction to a post: one the NPC read (its ``seen``) and that is still in the due
+    tick's feed; a reply to a rival is a feud and a feud with anyone else a reply (as the
+    rules have it); then the type's hours and cooldown, and the relationship and goal
+    rules toward the post's author."""
+    index = ctx.index
+    if key not in {s[1] for s in state.get("seen", ())}:
+        return Verdict("unknown_post", kind.id, etype)
+    post = next((p for p in ctx.tick.feed if p.key == key), None)
+    if post is None:
+        return Verdict("post_gone", kind.id, etype)
+    author = post.author
+    if author == npc_id:
+        return Verdict("self_target", kind.id, etype, author, post)
+    reaction = reaction_kind(index, npc_id, state, post, etype.id)
+    if reaction is None:  # defensive: the catalog check keeps feed kinds to reaction types
+        return Verdict("unknown_event_type", kind.id, etype, author, post)
+    etype = index.catalog.event_types[getattr(index.catalog.feed.reactions, reaction)]
+    problem = _feed_type_problem(ctx, state, etype)
+    if problem is not None:
+        return Verdict(problem, kind.id, etype, author, post)
+    if not can_target(index, npc_id, state, etype, author):
+        return Verdict("relationship", kind.id, etype, author, post)
+    if _works_against_goals(index, npc_id, state, etype, author):
+        return Verdict("goal_conflict", kind.id, etype, author, post)
+    return Verdict(None, kind.id, etype, author, post, reaction)
 
 
 def _works_against_goals(
@@ -571,10 +743,18 @@ def _pick_cohort_target(ctx: Ctx, npc_id: str, state: State, etype: EventType) -
 
 
 def resolve(
-    ctx: Ctx, npc_id: str, state: State, made: DecisionMade | None, request_id: str
+    ctx: Ctx,
+    npc_id: str,
+    state: State,
+    made: DecisionMade | None,
+    request_id: str,
+    tally: FeedRead | None = None,
 ) -> tuple[DecisionResolved, EventHappened | None]:
     """What the NPC does at the due tick: the decision if the rules accept it, else the
-    rules' own choice (recorded as rejected or fallback), and the record of it."""
+    rules' own choice (recorded as rejected or fallback), and the record of it.
+
+    An accepted reaction (a feed kind) is the reaction event a rule reaction would be,
+    with ``source="llm"``; ``tally`` counts it in the post's counters and keeps the event."""
     t = ctx.tick
     base: dict[str, Any] = {
         "decision_id": derive_id("dc", request_id, npc_id),
@@ -633,6 +813,14 @@ def resolve(
     verdict = check(ctx, npc_id, state, answer)
     if verdict.reason is not None:  # rejected: the rules choose
         event = decide_npc_by_rules(ctx, npc_id, state)
+    elif verdict.post is not None and verdict.reaction is not None and verdict.etype is not None:
+        follow = follow_change(verdict.reaction, state, verdict.post.author)
+        event = reaction_event(
+            ctx.index, ctx.tick, verdict.etype, npc_id, state, verdict.post, follow, "llm"
+        )
+        if tally is not None:
+            tally.count(verdict.post.key, verdict.reaction)
+            tally.events.append(event)
     elif verdict.etype is not None:
         place = ctx.index.location[npc_id][ctx.hour]
         rng = _rng(ctx, npc_id, "decision")

@@ -30,11 +30,15 @@ about someone moves the reader's affinity toward that person (by the event's val
 the reader's trust in the author); liking or reposting an author not followed follows
 them, a feud unfollows. Every change is an effect applied at the tick barrier like any
 other (``seen``, ``follow``, ``affinity``), so it is in the state hash and in snapshots.
+
+A focal NPC asked alone (:func:`sim.deliberate.deliberating`) reads like anyone, but the
+rules draw no reaction for it: its decision request lists what it read, and an accepted
+reaction (:func:`sim.deliberate.check`) is the same reaction event, with ``source="llm"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -298,9 +302,11 @@ def reaction_event(
     state: State,
     post: FeedPost,
     follow: int,
+    source: Literal["feed", "llm"] = "feed",
 ) -> EventHappened:
     """The event a reaction is: the reader is its actor, the author its target, the post's
-    event its reference; ``follow`` (1, -1 or 0) follows or unfollows the author."""
+    event its reference; ``follow`` (1, -1 or 0) follows or unfollows the author;
+    ``source``: the rules (``feed``) or an LLM decision the rules accepted (``llm``)."""
     author = post.author
     event_id = derive_id("ev", tick.tick, etype.id, npc_id, author, post.key)
     names = {
@@ -327,7 +333,7 @@ def reaction_event(
         place=None,
         witnesses=[],
         summary=text,
-        source="feed",
+        source=source,
         refs=[post.event_id],
         actor_memories=[
             m[2] for m in top_memories(state, tick.tick, index.catalog.world.memory_top_k)
@@ -357,6 +363,33 @@ def opinion(index: WorldIndex, npc_id: str, state: State, post: FeedPost) -> Eff
     )
 
 
+def follow_change(kind: Reaction, state: State, author: str) -> int:
+    """Whether a reaction follows (1) or unfollows (-1) the post's author, or neither (0):
+    liking or reposting an author it does not follow and does not dislike follows them, a
+    feud with one it follows unfollows."""
+    follows = state.get("fol", ())
+    if kind in ("like", "repost") and author not in follows:
+        return 1 if _affinity(state, author) >= 0 else 0
+    if kind == "feud" and author in follows:
+        return -1
+    return 0
+
+
+def reaction_kind(
+    index: WorldIndex, npc_id: str, state: State, post: FeedPost, type_id: str
+) -> Reaction | None:
+    """The reaction an event type of the feed's ``reactions`` is, for this reader and post:
+    a reply to a rival is a feud and a feud with anyone else a reply, as for the rules
+    (the relationship decides which); None for a type that is no reaction."""
+    r = index.catalog.feed.reactions
+    kinds: dict[str, Reaction] = {r.like: "like", r.repost: "repost", r.reply: "reply"}
+    kinds[r.feud] = "feud"
+    kind = kinds.get(type_id)
+    if kind in ("reply", "feud"):
+        return "feud" if rivals(index, npc_id, post.author, state) else "reply"
+    return kind
+
+
 @dataclass
 class FeedRead:
     """What a shard's NPCs read on a tick and what came of it."""
@@ -365,13 +398,30 @@ class FeedRead:
     events: list[EventHappened] = field(default_factory=list)  # the reactions
     effects: list[Effect] = field(default_factory=list)  # seen, opinions (the readers' own)
     counts: dict[str, list[int]] = field(default_factory=dict)  # key -> [seen, l, rp, rpl]
+    # readers who decide their reactions with the LLM -> what they read (rank order)
+    deferred: dict[str, list[FeedPost]] = field(default_factory=dict)
+
+    def count(self, key: str, kind: Reaction | None) -> None:
+        """Count a reaction (None: an exposure) in the post's counters."""
+        counts = self.counts.setdefault(key, [0, 0, 0, 0])
+        counts[0 if kind is None else COUNTED[kind]] += 1
 
 
 def read_feed(
-    index: WorldIndex, tick: TickStarted, npcs: Iterable[str], states: Mapping[str, State]
+    index: WorldIndex,
+    tick: TickStarted,
+    npcs: Iterable[str],
+    states: Mapping[str, State],
+    defer: Collection[str] = (),
 ) -> FeedRead:
     """Every exposure and reaction of these NPCs (a shard's, sorted) on this tick, from
-    their states at the start of the tick and the feed the tick carries."""
+    their states at the start of the tick and the feed the tick carries.
+
+    ``defer``: readers whose reactions their LLM decision chooses (focal NPCs asked
+    alone, :func:`sim.deliberate.deliberating`): they read as anyone does, but the rules
+    draw no reaction to the posts that will still be in the feed when the decision
+    applies (``decide_deadline`` ticks on); those are in ``deferred``, for their request.
+    A post that leaves the feed before then gets the rules' reaction, as for anyone."""
     feed = index.catalog.feed
     out = FeedRead()
     if not tick.feed:
@@ -380,14 +430,20 @@ def read_feed(
     order = ranked(feed, tick.feed)
     about = by_person(order) if feed.recommender == "affinity" else None
     ids = hash_prefix("ex", tick.run_id, tick.tick)  # derive_id("ex", run, tick, npc, key)
+    due = tick.tick + tick.decide_deadline  # when a decision asked now applies
     for npc_id in npcs:
         if not reads(index, tick, npc_id):
             continue
         state = states[npc_id]
-        follows = set(state.get("fol", ()))
-        for rank, post in enumerate(choose(feed, tick, npc_id, state, tick.feed, order, about)):
-            counts = out.counts.setdefault(post.key, [0, 0, 0, 0])
-            counts[0] += 1
+        read = choose(feed, tick, npc_id, state, tick.feed, order, about)
+        left: set[str] = set()  # the posts whose reaction the NPC's decision chooses
+        if npc_id in defer:
+            mine = [p for p in read if p.tick + feed.window_ticks >= due]
+            left = {p.key for p in mine}
+            if mine:
+                out.deferred[npc_id] = mine
+        for rank, post in enumerate(read):
+            out.count(post.key, None)
             last = post.tick + feed.window_ticks  # the last tick it is in the feed
             out.effects.append(
                 Effect(
@@ -401,15 +457,11 @@ def read_feed(
             moved = opinion(index, npc_id, state, post)
             if moved is not None:
                 out.effects.append(moved)
-            kind = react(index, tick, npc_id, state, post)
+            kind = None if post.key in left else react(index, tick, npc_id, state, post)
             event = None
             if kind is not None:
-                counts[COUNTED[kind]] += 1
-                follow = 0
-                if kind in ("like", "repost") and post.author not in follows:
-                    follow = 1 if _affinity(state, post.author) >= 0 else 0
-                elif kind == "feud" and post.author in follows:
-                    follow = -1
+                out.count(post.key, kind)
+                follow = follow_change(kind, state, post.author)
                 etype = index.catalog.event_types[types[kind]]
                 event = reaction_event(index, tick, etype, npc_id, state, post, follow)
                 out.events.append(event)

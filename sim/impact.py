@@ -104,8 +104,8 @@ Relation = Literal["reply", "repost"]
 
 def relation_of(index: WorldIndex, event: Any) -> Relation | None:
     """``reply`` or ``repost`` for a feed reaction that is a post of its own (a reply, a
-    feud, a repost); None for any other event."""
-    if event.source != "feed" or not event.refs:
+    feud, a repost), the rules' or an LLM decision's; None for any other event."""
+    if event.source not in ("feed", "llm") or not event.refs:
         return None
     kinds = index.catalog.feed.reactions
     if event.type in (kinds.reply, kinds.feud):

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from bus.runlog import read_run
+from catalog.generate import write_world
 from sim.replay import replay
 from sim.world import load_world
 from tests.fixtures.processes import Procs, read_settled, read_until, start_run
 from tests.integration.test_render import OwnTriton
-from topics import DECISION_OUTCOMES, DECISIONS, POSTS, TICKS
+from tests.unit.sim.catalog_edit import with_feed
+from topics import DECISION_OUTCOMES, DECISION_REQUESTS, DECISIONS, POSTS, TICKS
 from topics.models import DecisionResolved
 from worldfeed.settings import Settings
 
@@ -116,3 +119,64 @@ async def test_a_morning_with_deliberation_and_an_outage(
     assert fell_back and {o.reason_code for o in fell_back} <= {"timeout", "error", "invalid"}
     again = replay(index, outage)
     assert again.identical, again.first_difference
+
+
+async def test_focal_npcs_react_to_the_feed_with_the_llm(
+    settings_factory: Callable[..., Settings], procs: Procs, triton: OwnTriton, tmp_path: Path
+) -> None:
+    """With the feed loop on, a focal reader's request lists the posts it read (that are
+    still in the feed when the decision applies) and offers ``react`` (the answer schema,
+    constrained decoding on the real model, names the post); its exposures of them carry
+    no rule reaction; whatever the model chose, the run replays from its log exactly
+    (decisions, exposures, reactions), on two world partitions."""
+    index = with_feed(load_world("town").catalog)
+    world = str(write_world(index.catalog, tmp_path / "feedtown"))
+    settings = settings_factory(
+        world_partitions=2,
+        triton_grpc_url=triton.url,
+        llm_retries=0,
+        llm_timeout_s=60,
+        decide_timeout_s=45,
+        llm_cache=False,
+    )
+    procs.worker("worker", settings, "clock,world,deliberate,impact")
+    days = TICKS_IN_RUN * settings.step_minutes / 1440
+    await start_run(
+        settings,
+        "react",
+        seed=4,
+        days=days,
+        start_minute=START,
+        decide_budget=BUDGET,
+        world=world,
+    )
+    await _finished(settings, "react", 900)
+    log = await read_run(settings, "react")
+    asked = [
+        r
+        for r in await read_settled(settings, DECISION_REQUESTS, settle_s=3)
+        if r.run_id == "react" and "posts" in r.situation
+    ]
+    assert asked, "no focal NPC read a post"
+    window = index.catalog.feed.window_ticks
+    for req in asked:
+        keys = [p["post"] for p in req.situation["posts"]]
+        assert req.situation["allowed"]["react"]["posts"] == keys
+        # what it read that is still in the feed at the due tick is left to the LLM
+        read = [
+            x
+            for x in log.exposures
+            if x.tick == req.tick
+            and x.npc_id == req.npcs[0]
+            and x.post_tick + window >= req.due_tick
+        ]
+        assert sorted(x.post_key for x in read) == sorted(keys)
+        assert all(x.reaction is None for x in read)
+    outcomes = [o for o in await _outcomes(settings, "react") if o.action == "react"]
+    print("react outcomes", Counter((o.outcome, o.reason_code) for o in outcomes))
+    reactions = set(index.catalog.feed.reactions.model_dump().values())
+    taken = {o.event_id for o in outcomes if o.outcome == "accepted"}
+    assert taken <= {e.event_id for e in log.events if e.source == "llm" and e.type in reactions}
+    report = replay(load_world(world), log)
+    assert report.identical, report.first_difference
+    procs.assert_alive()

@@ -133,3 +133,40 @@ def test_decide_schema_errors_name_the_pointer(world_factory: Any) -> None:
     assert "decide.json: /deadline_ticks: 0 is less than the minimum of 1 [minimum]" in (
         _refused(world_factory(decide=edit))
     )
+
+
+def test_a_feed_kind_of_event_types_that_are_no_reactions_is_refused(world_factory: Any) -> None:
+    def edit(d: dict[str, Any]) -> dict[str, Any]:
+        _kind(d, "react")["event_types"] = ["liked_post", "greeting"]
+        return d
+
+    text = _refused(world_factory(decide=edit))
+    assert "decide.json: /actions/6/event_types/1: 'greeting' is not a reaction type" in text
+    assert "[feed-reaction-type]" in text
+
+
+def test_a_feed_kind_that_does_not_require_its_post_is_refused(world_factory: Any) -> None:
+    def edit(d: dict[str, Any]) -> dict[str, Any]:
+        _kind(d, "react")["action_schema"]["required"] = ["action", "event_type"]
+        return d
+
+    text = _refused(world_factory(decide=edit))
+    assert "decide.json: /actions/6/action_schema: accepts a decision without 'post'" in text
+    assert "[feed-action-post]" in text
+
+
+def test_a_feed_kind_whose_schema_has_no_post_is_refused(world_factory: Any) -> None:
+    def edit(d: dict[str, Any]) -> dict[str, Any]:
+        del _kind(d, "react")["action_schema"]["properties"]["post"]
+        return d
+
+    text = _refused(world_factory(decide=edit))
+    assert "decide.json: /actions/6/action_schema: rejects a well-formed decision" in text
+    assert "[action-schema-accepts]" in text
+
+
+def test_the_starter_react_kind_is_a_feed_kind_of_the_reaction_types() -> None:
+    cat = load_catalog(STARTER_WORLD)
+    react = cat.decide.action("react")
+    assert react is not None and react.feed
+    assert set(react.event_types) == set(cat.feed.reactions.model_dump().values())

@@ -124,6 +124,7 @@ def test_rule_accepts_and_rejects(town: WorldIndex, rule: str) -> None:
 
 def test_rule_table_covers_every_boundary_rule() -> None:
     covered = {row[0] for row in TABLE} | {"place_closed", "place_full", "no_target"}
+    covered |= {"unknown_post", "post_gone"}  # tests/unit/sim/test_deliberate_feed.py
     assert covered == set(REASONS)
 
 
