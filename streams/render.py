@@ -10,6 +10,8 @@ is not committed and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -18,11 +20,12 @@ from llm.complete import CallCounts, Completer
 from llm.gate import LLMGate
 from llm.pool import connect
 from posts.quota import restore_quota
-from posts.service import PostRenderer, stats_summary
+from posts.service import Outcome, PostRenderer, stats_summary
 from streams.app import Streams
 from streams.changelog import ChangelogTable
+from streams.inflight import InFlight
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
-from topics.models import LLMCalled, QuotaRestored
+from topics.models import LLMCalled, QuotaRestored, RenderRequested
 from worldfeed import metrics
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,33 @@ def register(streams: Streams) -> None:
     service, tables = _service(streams)
     service.moderator.warm()
 
+    inflight: InFlight[None] = InFlight()
+    source = streams.settings.topic(RENDER_REQUESTS.name)
+
+    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
+    async def cancel_moved(app: Any, assigned: Any, **kwargs: Any) -> None:
+        # the new owner of a moved partition renders its requests (re-delivered there)
+        moved = inflight.keep_only({tp.partition for tp in assigned if tp.topic == source})
+        if moved:
+            log.info("render: %d request(s) in flight moved to another worker", moved)
+
+    async def answer(req: RenderRequested, event: Any) -> None:
+        out = await service.handle(req)
+        # publishing is not cancelled half-way (a moved partition cancels only the render)
+        await asyncio.shield(publish(out, event))
+
+    async def publish(out: Outcome, event: Any) -> None:
+        if out.dead_letter is not None:
+            await streams.dead_letter("render", event, out.dead_letter)
+        if out.post is None:
+            return
+        # the cache entry and quota of this post are in the changelogs before the post is
+        # out: a worker killed right after publishing must not forget what it cached
+        await streams.flush()
+        await streams.send(POSTS, out.post.post_id, out.post)
+        if service.stats.counts["posts"] % STATS_EVERY_POSTS == 0:
+            log.info("render stats: %s", stats_summary(service.stats))
+
     @streams.app.agent(
         streams.topic(RENDER_REQUESTS),
         name="render_posts",
@@ -106,22 +136,14 @@ def register(streams: Streams) -> None:
         handled = metrics.STAGE_MESSAGES.labels("render")
         async for event in streams.events(stream):  # acked once answered
             handled.inc()
+            partition = event.message.partition
             for table in tables:  # restored after a rebalance
-                await table.ready(event.message.partition)
+                await table.ready(partition)
             req = await streams.decode_or_dead_letter("render", RENDER_REQUESTS, event)
             if req is None:
                 continue
             if isinstance(req, QuotaRestored):  # a branch's inherited quota, before its requests
                 restore_quota(service.quota, req)
                 continue
-            out = await service.handle(req)
-            if out.dead_letter is not None:
-                await streams.dead_letter("render", event, out.dead_letter)
-            if out.post is None:
-                continue
-            # the cache entry and quota of this post are in the changelogs before the post is
-            # out: a worker killed right after publishing must not forget what it cached
-            await streams.flush()
-            await streams.send(POSTS, out.post.post_id, out.post)
-            if service.stats.counts["posts"] % STATS_EVERY_POSTS == 0:
-                log.info("render stats: %s", stats_summary(service.stats))
+            # a copy re-delivered after a rebalance joins the render already in flight
+            await inflight.run(req.request_id, partition, functools.partial(answer, req, event))
