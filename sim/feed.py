@@ -138,9 +138,10 @@ def advance_window(
     return out
 
 
-def reads(index: WorldIndex, tick: TickStarted, npc_id: str) -> bool:
+def reads(index: WorldIndex, tick: TickStarted, npc_id: str, prefix: str | None = None) -> bool:
     """Whether an NPC reads the feed on this tick: awake, with a posting habit (a channel to
-    write on), and its seeded draw under ``read_chance x posting_propensity`` (its habit)."""
+    write on), and its seeded draw under ``read_chance x posting_propensity`` (its habit).
+    ``prefix``: ``hash_prefix(tick.seed, tick.tick)``, computed here if not given."""
     if index.location[npc_id][hour_of(tick.sim_minute)] is None:
         return False
     npc = index.npc(npc_id)
@@ -149,7 +150,9 @@ def reads(index: WorldIndex, tick: TickStarted, npc_id: str) -> bool:
     chance = index.catalog.feed.read_chance * npc.posting_propensity
     if chance >= 1.0:
         return True
-    draw = hash_text(f"{hash_prefix(tick.seed, tick.tick)}{npc_id}{SEP}read{SEP}") / TWO64
+    if prefix is None:
+        prefix = hash_prefix(tick.seed, tick.tick)
+    draw = hash_text(f"{prefix}{npc_id}{SEP}read{SEP}") / TWO64
     return draw < chance
 
 
@@ -183,6 +186,7 @@ def choose(
     posts: Sequence[FeedPost],
     order: Sequence[FeedPost] | None = None,
     about: Mapping[str, Sequence[FeedPost]] | None = None,
+    rank: Mapping[str, int] | None = None,
 ) -> list[FeedPost]:
     """What an NPC reads now: up to ``reads_per_tick`` posts of the window that are not its
     own and that it has not read, in the recommender's order.
@@ -193,8 +197,8 @@ def choose(
     * popularity: by score plus likes, reposts and replies so far (:data:`POPULARITY`);
     * random: a sample drawn with the reader's RNG for the tick.
 
-    ``order``: :func:`ranked` of ``posts``, ``about``: :func:`by_person` of it (computed
-    here if not given; once per tick when given).
+    ``order``: :func:`ranked` of ``posts``, ``about``: :func:`by_person` of it, ``rank``:
+    post key -> place in ``order`` (computed here if not given; once per tick when given).
     """
     if order is None:
         order = ranked(feed, posts)
@@ -210,7 +214,8 @@ def choose(
     if rec == "affinity":
         if about is None:
             about = by_person(order)
-        rank = {p.key: i for i, p in enumerate(order)} if about else {}
+        if rank is None:
+            rank = {p.key: i for i, p in enumerate(order)} if about else {}
         mine_: dict[str, FeedPost] = {}
         for other in state["rel"]:  # the posts by or about people it knows: few
             for p in about.get(other, ()):
@@ -263,10 +268,16 @@ def rivals(index: WorldIndex, npc_id: str, other: str, state: State) -> bool:
 
 
 def react(
-    index: WorldIndex, tick: TickStarted, npc_id: str, state: State, post: FeedPost
+    index: WorldIndex,
+    tick: TickStarted,
+    npc_id: str,
+    state: State,
+    post: FeedPost,
+    prefix: str | None = None,
 ) -> Reaction | None:
     """What an NPC does about a post it read: like, reply, repost, feud (a reply between
-    rivals) or nothing (None), drawn with its RNG for (tick, post)."""
+    rivals) or nothing (None), drawn with its RNG for (tick, post). ``prefix``:
+    ``hash_prefix(tick.seed, tick.tick)``, computed here if not given."""
     feed = index.catalog.feed
     traits = index.traits[npc_id]
     aff = _affinity(state, post.author)
@@ -276,7 +287,9 @@ def react(
         reply *= 2
     repost = 0.0 if aff < 0 else feed.repost_rate * (0.5 + traits["openness"]) * (0.5 + post.score)
     like = 0.0 if hostile else feed.like_rate * (0.5 + traits["agreeableness"]) * (1 + aff / 100)
-    key = f"{hash_prefix(tick.seed, tick.tick)}{npc_id}{SEP}{post.key}{SEP}react{SEP}"
+    if prefix is None:
+        prefix = hash_prefix(tick.seed, tick.tick)
+    key = f"{prefix}{npc_id}{SEP}{post.key}{SEP}react{SEP}"
     u = hash_text(key) / TWO64
     if u < reply:
         return "feud" if hostile else "reply"
@@ -429,13 +442,15 @@ def read_feed(
     types = feed.reactions.model_dump()
     order = ranked(feed, tick.feed)
     about = by_person(order) if feed.recommender == "affinity" else None
+    place = {p.key: i for i, p in enumerate(order)} if about else None
     ids = hash_prefix("ex", tick.run_id, tick.tick)  # derive_id("ex", run, tick, npc, key)
+    prefix = hash_prefix(tick.seed, tick.tick)
     due = tick.tick + tick.decide_deadline  # when a decision asked now applies
     for npc_id in npcs:
-        if not reads(index, tick, npc_id):
+        if not reads(index, tick, npc_id, prefix):
             continue
         state = states[npc_id]
-        read = choose(feed, tick, npc_id, state, tick.feed, order, about)
+        read = choose(feed, tick, npc_id, state, tick.feed, order, about, place)
         left: set[str] = set()  # the posts whose reaction the NPC's decision chooses
         if npc_id in defer:
             mine = [p for p in read if p.tick + feed.window_ticks >= due]
@@ -457,7 +472,7 @@ def read_feed(
             moved = opinion(index, npc_id, state, post)
             if moved is not None:
                 out.effects.append(moved)
-            kind = None if post.key in left else react(index, tick, npc_id, state, post)
+            kind = None if post.key in left else react(index, tick, npc_id, state, post, prefix)
             event = None
             if kind is not None:
                 out.count(post.key, kind)

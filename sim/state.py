@@ -71,8 +71,16 @@ def _clamp(value: float, lo: float, hi: float) -> float:
 
 
 def apply_effects(state: State, effects: Iterable[Effect], tick: int) -> bool:
-    """Apply effects (already in canonical order) to one NPC's state; True if it changed."""
+    """Apply effects (already in canonical order) to one NPC's state; True if it changed.
+
+    The sorted fields (relationships, cooldowns, posts read, follows) are sorted once, after
+    the last effect: an NPC whose post a thousand readers react to gets a thousand new
+    relationships in one tick, and sorting after each made that tick quadratic.
+    """
     changed = False
+    new_rel = new_cool = False
+    seen: list[list[Any]] | None = None
+    fol: set[str] | None = None
     for eff in effects:
         changed = True
         f = eff.field
@@ -82,8 +90,7 @@ def apply_effects(state: State, effects: Iterable[Effect], tick: int) -> bool:
             rel = state["rel"].get(eff.other)
             if rel is None:
                 rel = state["rel"][eff.other] = [0.0, 20.0, 0.0]
-                state["rel"] = dict(sorted(state["rel"].items()))
-                rel = state["rel"][eff.other]
+                new_rel = True
             i = ("affinity", "trust", "familiarity").index(f)
             lo = -100.0 if i == 0 else 0.0
             rel[i] = _clamp(rel[i] + eff.delta, lo, 100.0)
@@ -100,19 +107,29 @@ def apply_effects(state: State, effects: Iterable[Effect], tick: int) -> bool:
                 state["mem"].sort(key=lambda m: (m[0], m[1]))
         elif f == "acted" and eff.other is not None:
             state["cool"][eff.other] = tick
-            state["cool"] = dict(sorted(state["cool"].items()))
+            new_cool = True
         elif f == "seen" and eff.other is not None:
-            # read posts that left the feed are forgotten as the next are read
-            seen = [s for s in state.get("seen", []) if s[0] >= tick]
+            if seen is None:
+                seen = []
             seen.append([int(eff.delta), eff.other])
-            state["seen"] = sorted(seen)
         elif f == "follow" and eff.other is not None:
-            fol = set(state.get("fol", []))
+            if fol is None:
+                fol = set(state.get("fol", []))
             if eff.delta > 0:
                 fol.add(eff.other)
             else:
                 fol.discard(eff.other)
-            state["fol"] = sorted(fol)
+    if new_rel:
+        state["rel"] = dict(sorted(state["rel"].items()))
+    if new_cool:
+        state["cool"] = dict(sorted(state["cool"].items()))
+    if seen:
+        # read posts that left the feed are forgotten as the next are read (the posts read
+        # now are kept, as they were when each was filtered as the next came)
+        old = state.get("seen", [])
+        state["seen"] = sorted([*(s for s in [*old, *seen[:-1]] if s[0] >= tick), seen[-1]])
+    if fol is not None:
+        state["fol"] = sorted(fol)
     return changed
 
 
