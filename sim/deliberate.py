@@ -840,19 +840,23 @@ def _judged(
 ) -> tuple[DecisionResolved, EventHappened | None]:
     """The record of a decision the rules judged: accepted (``event`` is the LLM's), or
     rejected with ``verdict.reason`` (``event`` is the rules' choice)."""
+    accepted = verdict.reason is None
     return (
         DecisionResolved(
             **base,
             cohort=cohort,
             prompt_hash=made.prompt_hash,
             status=made.status,
-            outcome="accepted" if verdict.reason is None else "rejected",
+            outcome="accepted" if accepted else "rejected",
             reason_code=verdict.reason,
             action=verdict.action,
             event_type=verdict.etype.id if verdict.etype else None,
             target=verdict.target,
             model_reason=reason,
             event_id=event.event_id if event else None,
+            # an accepted reaction: counted with the post's reach and the feed's stats
+            post_id=verdict.post.post_id if accepted and verdict.post else None,
+            reaction=verdict.reaction if accepted else None,
         ),
         event,
     )

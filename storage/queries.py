@@ -594,16 +594,29 @@ def stats(client: Client, database: str, *, run_id: str | None = None) -> dict[s
     }
 
 
+def _reactions(db: str, where: str) -> str:
+    """The feed loop's reads and reactions as rows (tick, post_id, seen, reaction): each
+    exposure (its reaction, if the rules drew one) and each reaction an LLM decision chose
+    (an accepted decision naming its post: the reader's exposure carries none)."""
+    return (
+        f"SELECT tick, post_id, 1 AS seen, reaction FROM {db}.exposures FINAL WHERE {where} "  # noqa: S608 - checked identifier, fixed conditions
+        f"UNION ALL SELECT tick, assumeNotNull(post_id) AS post_id, 0 AS seen, reaction "
+        f"FROM {db}.decisions FINAL WHERE {where} AND outcome = 'accepted' "
+        "AND reaction IS NOT NULL AND post_id IS NOT NULL"
+    )
+
+
 def reach(client: Client, database: str, post_id: str) -> list[dict[str, Any]]:
-    """Who read a post and what they did, per tick (the feed loop's exposures): readers,
-    likes, reposts, replies (feuds included) and feuds, oldest tick first."""
+    """Who read a post and what they did, per tick (the feed loop's exposures and the
+    reactions LLM decisions chose): readers, likes, reposts, replies (feuds included) and
+    feuds, oldest tick first."""
     db = check_identifier(database)
     return _rows(
         client,
-        f"SELECT tick, count() AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
+        f"SELECT tick, toUInt64(sum(seen)) AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
         f"countIf(reaction = 'repost') AS reposts, "
         f"countIf(reaction IN ('reply', 'feud')) AS replies, countIf(reaction = 'feud') AS feuds "
-        f"FROM {db}.exposures FINAL WHERE post_id = {{post_id:String}} GROUP BY tick ORDER BY tick",
+        f"FROM ({_reactions(db, 'post_id = {post_id:String}')}) GROUP BY tick ORDER BY tick",
         {"post_id": post_id},
     )
 
@@ -631,16 +644,17 @@ def posts_answering(
 def reactions_by_post(
     client: Client, database: str, post_ids: list[str]
 ) -> dict[str, dict[str, int]]:
-    """post id -> readers, likes, reposts and replies (feuds included) from the exposures."""
+    """post id -> readers, likes, reposts and replies (feuds included) from the exposures
+    and the reactions LLM decisions chose."""
     db = check_identifier(database)
     if not post_ids:
         return {}
     rows = _rows(
         client,
-        f"SELECT post_id, count() AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
+        f"SELECT post_id, toUInt64(sum(seen)) AS seen, countIf(reaction = 'like') AS likes, "  # noqa: S608 - checked identifiers, values bound
         f"countIf(reaction = 'repost') AS reposts, "
         f"countIf(reaction IN ('reply', 'feud')) AS replies "
-        f"FROM {db}.exposures FINAL WHERE post_id IN {{ids:Array(String)}} GROUP BY post_id",
+        f"FROM ({_reactions(db, 'post_id IN {ids:Array(String)}')}) GROUP BY post_id",
         {"ids": post_ids},
     )
     return {r.pop("post_id"): r for r in rows}
@@ -673,18 +687,19 @@ def town_size(client: Client, database: str, run_id: str) -> int | None:
 
 def feed_counts(client: Client, database: str, *, run_id: str | None = None) -> dict[str, Any]:
     """The feed loop: exposures (posts read), and reactions by kind (like, reply, repost,
-    feud)."""
+    feud), the rules' and those LLM decisions chose."""
     db = check_identifier(database)
     run_filter, params = _run_filter(run_id)
+    where = run_filter.removeprefix(" WHERE ") if run_filter else "1"
     rows = _rows(
         client,
-        f"SELECT ifNull(reaction, '') AS reaction, count() AS n "  # noqa: S608 - checked identifiers, values bound
-        f"FROM {db}.exposures FINAL{run_filter} GROUP BY reaction ORDER BY reaction",
+        f"SELECT ifNull(reaction, '') AS reaction, toUInt64(sum(seen)) AS seen, count() AS n "  # noqa: S608 - checked identifiers, values bound
+        f"FROM ({_reactions(db, where)}) GROUP BY reaction ORDER BY reaction",
         params,
     )
     reactions = {r["reaction"]: r["n"] for r in rows if r["reaction"]}
     return {
-        "exposures": sum(r["n"] for r in rows),
+        "exposures": sum(r["seen"] for r in rows),
         "reactions": sum(reactions.values()),
         "reactions_by_kind": reactions,
     }

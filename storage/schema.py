@@ -192,6 +192,8 @@ TABLES: dict[str, TableSpec] = {
             ("target", "Nullable(String)"),
             ("model_reason", "Nullable(String)"),
             ("event_id", "Nullable(String)"),
+            ("post_id", "Nullable(String)"),
+            ("reaction", "LowCardinality(Nullable(String))"),
         ),
         ("decision_id",),
         key=("run_id", "tick", "npc_id", "decision_id"),

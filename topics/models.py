@@ -704,6 +704,12 @@ class DecisionResolved(Message):
     target: str | None = None
     model_reason: str | None = Field(None, max_length=400)
     event_id: str | None = Field(None, description="The event the NPC caused, if any.")
+    post_id: str | None = Field(
+        None, description="An accepted reaction (a feed kind): the post the NPC reacted to."
+    )
+    reaction: Literal["like", "reply", "repost", "feud"] | None = Field(
+        None, description="An accepted reaction: what it is (a reply to a rival is a feud)."
+    )
 
 
 ShardInbox = Annotated[

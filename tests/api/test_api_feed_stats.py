@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from storage import ClickHouseWriter
-from topics.models import PostSeen
+from topics.models import DecisionResolved, PostSeen
 
 
 def seen(i: int, **kw: Any) -> PostSeen:
@@ -78,3 +78,57 @@ def test_a_posts_reach_by_tick(api: TestClient, writer: ClickHouseWriter) -> Non
     }
     nobody = api.get("/posts/post_z/reach").json()
     assert nobody["seen"] == 0 and nobody["by_tick"] == []
+
+
+def decided(i: int, **kw: Any) -> DecisionResolved:
+    fields: dict[str, Any] = {
+        "decision_id": f"dc_{i:016x}",
+        "request_id": f"dr_{i:016x}",
+        "run_id": "run1",
+        "tick": 24,
+        "asked_tick": 22,
+        "sim_minute": 24 * 15,
+        "npc_id": f"npc_f{i}",
+        "prompt_hash": "ph",
+        "status": "ok",
+        "outcome": "accepted",
+        "action": "react",
+        "event_type": "post_liked",
+        "target": "npc_z",
+        "event_id": f"ev_llm{i}",
+        "post_id": "post_a",
+        "reaction": "like",
+    }
+    fields.update(kw)
+    return DecisionResolved(**fields)
+
+
+def test_reactions_llm_decisions_chose_are_counted_with_the_rules(
+    api: TestClient, writer: ClickHouseWriter
+) -> None:
+    """A focal reader's exposure carries no reaction: its LLM decision, accepted, names
+    the post and the reaction; a rejected one (the rules chose) and other decisions do not
+    count, and a decision redelivered counts once."""
+    writer.write_messages(
+        [
+            seen(0, post_id="post_a", tick=22),
+            seen(1, post_id="post_a", tick=22),
+            seen(2, post_id="post_a", tick=22, reaction="like", reaction_event_id="ev_1"),
+            decided(0),
+            decided(1, reaction="feud", event_type="feud_online"),
+            decided(2, outcome="rejected", reason_code="post_gone", post_id=None, reaction=None),
+            decided(3, action="chat", event_type="chat", post_id=None, reaction=None),
+            decided(4, run_id="run2", post_id="post_b"),
+        ]
+    )
+    writer.write_messages([decided(0)])  # redelivered: counted once
+    body = api.get("/posts/post_a/reach").json()
+    assert (body["seen"], body["likes"], body["replies"], body["feuds"]) == (3, 2, 1, 1)
+    assert [(t["tick"], t["seen"], t["likes"]) for t in body["by_tick"]] == [
+        (22, 3, 1),
+        (24, 0, 1),
+    ]
+    feed = api.get("/stats", params={"run_id": "run1"}).json()["feed"]
+    assert feed == {"exposures": 3, "reactions": 3, "reactions_by_kind": {"feud": 1, "like": 2}}
+    everything = api.get("/stats").json()["feed"]
+    assert everything["reactions_by_kind"] == {"feud": 1, "like": 3}

@@ -244,6 +244,8 @@ def test_a_liked_author_is_followed_and_a_rival_reply_is_a_feud_that_unfollows(
         ("follow", "bea_summers", 1)
     ]
     assert tally.counts == {bea.key: [0, 1, 0, 0]} and tally.events == [ev]
+    # the record names the post and the reaction: storage counts it in the post's reach
+    assert (got.post_id, got.reaction) == (bea.post_id, "like")
     # the same as the rules' reaction event, apart from who chose it
     rules = reaction_event(
         feed_town,
@@ -263,6 +265,7 @@ def test_a_liked_author_is_followed_and_a_rival_reply_is_a_feud_that_unfollows(
     assert ev.type == got.event_type == "argued_online"
     assert [(e.other, e.delta) for e in ev.effects if e.field == "follow"] == [("victor_crane", -1)]
     assert tally.counts == {victor.key: [0, 0, 0, 1]}
+    assert (got.post_id, got.reaction) == (victor.post_id, "feud")
     assert relation_of(feed_town, ev) == "reply"  # written up in its thread, like the rules'
 
 
@@ -281,6 +284,7 @@ def test_a_reaction_to_a_post_not_read_or_gone_is_refused_and_the_rules_choose(
         tick, "eleanor_hart", state, decision(react_to(other), "eleanor_hart"), "q", tally
     )
     assert (got.outcome, got.reason_code) == ("rejected", reason)
+    assert (got.post_id, got.reaction) == (None, None)  # the rules chose: not a reaction
     assert ev is None or ev.source != "llm"
     assert tally.counts == {} and tally.events == []
 
