@@ -13,6 +13,8 @@ cost ledger.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections import Counter
 from typing import Any
@@ -24,8 +26,10 @@ from posts.moderation import Moderator, moderate_decision
 from sim.world import shard_of
 from streams.app import Streams
 from streams.changelog import ChangelogTable
+from streams.inflight import InFlight
 from streams.render import triton_completer
 from topics import DECISION_REQUESTS, DECISIONS, SHARD_INBOX
+from topics.models import DecisionMade, DecisionRequested
 from worldfeed import metrics
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,27 @@ def register(streams: Streams) -> None:
     moderator = Moderator()
     moderator.warm()
     counts: Counter[str] = Counter()
+    inflight: InFlight[None] = InFlight()
+    source = settings.topic(DECISION_REQUESTS.name)
+
+    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
+    async def cancel_moved(app: Any, assigned: Any, **kwargs: Any) -> None:
+        # the new owner of a moved partition answers its requests (re-delivered there)
+        inflight.keep_only({tp.partition for tp in assigned if tp.topic == source})
+
+    async def decide(req: DecisionRequested) -> None:
+        made = await answer_request(completer, req, settings.decide_timeout_s, chat=chat)
+        # sending is not cancelled half-way (a moved partition cancels only the LLM call)
+        await asyncio.shield(publish(req, moderate_decision(moderator, made)))
+
+    async def publish(req: DecisionRequested, made: DecisionMade) -> None:
+        counts[made.status] += 1
+        await streams.send(DECISIONS, made.request_id, made)
+        for shard in sorted({shard_of(n, req.n_shards) for n in req.npcs}):
+            copy = made.model_copy(update={"shard": shard})
+            await streams.send(SHARD_INBOX, str(shard), copy, shard)
+        if sum(counts.values()) % 50 == 0:
+            log.info("deliberate: decisions by status %s", dict(counts))
 
     @streams.app.agent(
         streams.topic(DECISION_REQUESTS),
@@ -68,12 +93,6 @@ def register(streams: Streams) -> None:
             req = await streams.decode_or_dead_letter("deliberate", DECISION_REQUESTS, event)
             if req is None:
                 continue
-            made = await answer_request(completer, req, settings.decide_timeout_s, chat=chat)
-            made = moderate_decision(moderator, made)
-            counts[made.status] += 1
-            await streams.send(DECISIONS, made.request_id, made)
-            for shard in sorted({shard_of(n, req.n_shards) for n in req.npcs}):
-                copy = made.model_copy(update={"shard": shard})
-                await streams.send(SHARD_INBOX, str(shard), copy, shard)
-            if sum(counts.values()) % 50 == 0:
-                log.info("deliberate: decisions by status %s", dict(counts))
+            # a copy re-delivered after a rebalance joins the answer already in flight
+            partition = event.message.partition
+            await inflight.run(req.request_id, partition, functools.partial(decide, req))
