@@ -566,13 +566,9 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
                 "event types of one action kind must all need a target or all not",
                 "action-target-consistency",
             )
-        try:
-            Draft202012Validator.check_schema(a.action_schema)
-        except SchemaError as exc:
-            pointer = [*where, "action_schema", *exc.absolute_path]
-            report(pointer, f"not a valid JSON Schema: {exc.message}", "json-schema")
+        validator = _action_validator(a, where, report)
+        if validator is None:
             continue
-        validator = Draft202012Validator(a.action_schema)
         target = needs == {True}
         for et in a.event_types or [None]:  # type: ignore[list-item]
             probe = _probe(a.id, et, target)
@@ -603,19 +599,28 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
                 )
 
 
+def _action_validator(
+    a: Any, where: list[object], report: Callable[..., None]
+) -> Draft202012Validator | None:
+    """A validator of the kind's action schema; None (reported) when it is no JSON Schema."""
+    try:
+        Draft202012Validator.check_schema(a.action_schema)
+    except SchemaError as exc:
+        pointer = [*where, "action_schema", *exc.absolute_path]
+        report(pointer, f"not a valid JSON Schema: {exc.message}", "json-schema")
+        return None
+    return Draft202012Validator(a.action_schema)
+
+
 def _check_feed_kind(a: Any, where: list[object], report: Callable[..., None]) -> None:
     """A feed kind (a reaction to a post read): event types to choose from, and a schema
     that accepts a decision naming a post, requires the post and is pinned to its kind."""
     if not a.event_types:
         report([*where, "event_types"], "a feed kind needs reaction types", "feed-reaction-type")
         return
-    try:
-        Draft202012Validator.check_schema(a.action_schema)
-    except SchemaError as exc:
-        pointer = [*where, "action_schema", *exc.absolute_path]
-        report(pointer, f"not a valid JSON Schema: {exc.message}", "json-schema")
+    validator = _action_validator(a, where, report)
+    if validator is None:
         return
-    validator = Draft202012Validator(a.action_schema)
     for et in a.event_types:
         probe = _probe(a.id, et, False, post=True)
         if not validator.is_valid(probe):

@@ -9,7 +9,7 @@ that change (it sorted after every effect): the property compares the two.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,17 +18,7 @@ from sim.state import MAX_MEMORIES, _clamp, apply_effects, digest, top_memories
 from topics.models import Effect
 
 TICK = 40
-FIELDS = (
-    "affinity",
-    "trust",
-    "familiarity",
-    "reputation",
-    "goal_progress",
-    "memory",
-    "acted",
-    "seen",
-    "follow",
-)
+FIELDS = get_args(Effect.model_fields["field"].annotation)  # every kind of effect
 OTHERS = [f"npc_{i:02d}" for i in range(12)] + ["work", "social", "post_a", "post_b"]
 
 
