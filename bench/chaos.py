@@ -122,6 +122,12 @@ class Round:
 
 async def read_all(settings: Settings, spec: TopicSpec) -> list[Any]:
     """Every message of a topic, from the beginning to its current end (all partitions)."""
+    return [value for _, _, value in await read_located(settings, spec)]
+
+
+async def read_located(settings: Settings, spec: TopicSpec) -> list[tuple[int, int, Any]]:
+    """(partition, offset, decoded value or None) of every message of a topic, from the
+    beginning to its current end."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -138,16 +144,17 @@ async def read_all(settings: Settings, spec: TopicSpec) -> list[Any]:
         starts = await consumer.beginning_offsets(parts)
         for tp in parts:
             consumer.seek(tp, starts[tp])
-        out: list[Any] = []
+        out: list[tuple[int, int, Any]] = []
         left = {tp for tp in parts if ends[tp] > starts[tp]}
         while left:
             for tp, messages in (await consumer.getmany(*left, timeout_ms=500)).items():
                 for m in messages:
                     if m.offset < ends[tp]:
                         try:
-                            out.append(decode(spec, m.value))
+                            value = decode(spec, m.value)
                         except DecodeError:
-                            out.append(None)  # garbage on a topic: the stage's DLQ names it
+                            value = None  # garbage on a topic: the stage's DLQ names it
+                        out.append((tp.partition, m.offset, value))
             left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
         return out
     finally:
@@ -371,6 +378,34 @@ async def answered(settings: Settings, run_id: str) -> tuple[set[str], set[str],
     return requests, posted, limited
 
 
+async def where_unanswered(settings: Settings, missing: set[str]) -> str:
+    """Where each unanswered render request is (partition@offset) and the offsets the
+    workers' consumer groups committed on those partitions: a request below its group's
+    committed offset was skipped, one above it is still in flight (or stuck)."""
+    located = {
+        v.request_id: (p, o)
+        for p, o, v in await read_located(settings, RENDER_REQUESTS)
+        if v is not None and getattr(v, "request_id", None) in missing
+    }
+    parts = sorted({p for p, _ in located.values()})
+    topic = settings.topic(RENDER_REQUESTS.name)
+    committed: list[str] = []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        for group, *_ in await admin.list_consumer_groups():
+            if not str(group).startswith(settings.app_id):
+                continue
+            offsets = await admin.list_consumer_group_offsets(group)
+            for tp, meta in sorted(offsets.items()):
+                if tp.topic == topic and tp.partition in parts:
+                    committed.append(f"{group} committed [{tp.partition}]@{meta.offset}")
+    finally:
+        await admin.close()
+    where = [f"{rid} at [{p}]@{o}" for rid, (p, o) in sorted(located.items())]
+    return "; ".join(where + committed) or "not found on the topic"
+
+
 REQUESTS_WAIT_S = 120.0  # for the impact stage to catch up once every event is logged
 
 
@@ -503,9 +538,19 @@ async def play_round(rig: Rig, number: int, fault: str) -> Round:
         requests, posted, limited = await answered(settings, run_id)
         return requests <= posted | limited
 
-    await wait_for(
-        f"every render request of {run_id} answered", all_answered, cfg.round_timeout_s, rig, 1.0
-    )
+    try:
+        await wait_for(
+            f"every render request of {run_id} answered",
+            all_answered,
+            cfg.round_timeout_s,
+            rig,
+            1.0,
+        )
+    except AssertionError as exc:  # say where the unanswered requests are, for the logs
+        requests, posted, limited = await answered(settings, run_id)
+        raise AssertionError(
+            f"{exc}: {await where_unanswered(settings, requests - posted - limited)}"
+        ) from None
     requests, posted, limited = await answered(settings, run_id)
     if posted & limited:
         rnd.problems.append(f"{len(posted & limited)} requests both posted and rate limited")

@@ -31,6 +31,7 @@ from worldfeed import metrics
 log = logging.getLogger(__name__)
 
 STATS_EVERY_POSTS = 50
+SLOW_RENDER_S = 180.0
 
 
 def _raw_table(streams: Streams, name: str) -> ChangelogTable:
@@ -110,7 +111,15 @@ def register(streams: Streams) -> None:
             log.info("render: %d request(s) in flight moved to another worker", moved)
 
     async def answer(req: RenderRequested, event: Any) -> None:
-        out = await service.handle(req)
+        m = event.message  # a render still going after SLOW_RENDER_S says so (where it is)
+        slow = asyncio.get_running_loop().call_later(
+            SLOW_RENDER_S, log.warning, "render: %s (%s[%d]@%d) in flight for %.0fs",
+            req.request_id, m.topic, m.partition, m.offset, SLOW_RENDER_S,
+        )  # fmt: skip
+        try:
+            out = await service.handle(req)
+        finally:
+            slow.cancel()
         # publishing is not cancelled half-way (a moved partition cancels only the render)
         await asyncio.shield(publish(out, event))
 
