@@ -570,23 +570,10 @@ def _check_decide(catalog: Catalog, decide: Decide, report: Callable[..., None])
         if validator is None:
             continue
         target = needs == {True}
-        for et in a.event_types or [None]:  # type: ignore[list-item]
-            probe = _probe(a.id, et, target)
-            if not validator.is_valid(probe):
-                report(
-                    [*where, "action_schema"],
-                    f"rejects a well-formed decision {probe}",
-                    "action-schema-accepts",
-                )
-                break
-        other = _probe(a.id + "_other", a.event_types[0] if a.event_types else None, target)
-        if validator.is_valid(other):
-            report(
-                [*where, "action_schema"],
-                f"accepts a decision of another kind ({other['action']!r}): pin 'action' "
-                f"to {a.id!r} (const) and require it",
-                "action-schema-kind",
-            )
+        probes = [_probe(a.id, et, target) for et in a.event_types or [None]]  # type: ignore[list-item]
+        _accepts_all(validator, probes, where, report)
+        first = a.event_types[0] if a.event_types else None
+        _pins_kind(a, validator, _probe(a.id + "_other", first, target), where, report)
         if target:
             untargeted = {
                 k: v for k, v in _probe(a.id, a.event_types[0], True).items() if k != "target"
@@ -612,6 +599,42 @@ def _action_validator(
     return Draft202012Validator(a.action_schema)
 
 
+def _accepts_all(
+    validator: Draft202012Validator,
+    probes: list[dict[str, Any]],
+    where: list[object],
+    report: Callable[..., None],
+) -> bool:
+    """Whether the schema accepts every well-formed decision; the first it rejects is
+    reported."""
+    for probe in probes:
+        if not validator.is_valid(probe):
+            report(
+                [*where, "action_schema"],
+                f"rejects a well-formed decision {probe}",
+                "action-schema-accepts",
+            )
+            return False
+    return True
+
+
+def _pins_kind(
+    a: Any,
+    validator: Draft202012Validator,
+    other: dict[str, Any],
+    where: list[object],
+    report: Callable[..., None],
+) -> None:
+    """Report a schema that accepts ``other``, a decision of another kind."""
+    if validator.is_valid(other):
+        report(
+            [*where, "action_schema"],
+            f"accepts a decision of another kind ({other['action']!r}): pin 'action' "
+            f"to {a.id!r} (const) and require it",
+            "action-schema-kind",
+        )
+
+
 def _check_feed_kind(a: Any, where: list[object], report: Callable[..., None]) -> None:
     """A feed kind (a reaction to a post read): event types to choose from, and a schema
     that accepts a decision naming a post, requires the post and is pinned to its kind."""
@@ -621,15 +644,10 @@ def _check_feed_kind(a: Any, where: list[object], report: Callable[..., None]) -
     validator = _action_validator(a, where, report)
     if validator is None:
         return
-    for et in a.event_types:
-        probe = _probe(a.id, et, False, post=True)
-        if not validator.is_valid(probe):
-            report(
-                [*where, "action_schema"],
-                f"rejects a well-formed decision {probe}",
-                "action-schema-accepts",
-            )
-            return
+    if not _accepts_all(
+        validator, [_probe(a.id, et, False, post=True) for et in a.event_types], where, report
+    ):
+        return
     unposted = _probe(a.id, a.event_types[0], False)
     if validator.is_valid(unposted):
         report(
@@ -638,11 +656,6 @@ def _check_feed_kind(a: Any, where: list[object], report: Callable[..., None]) -
             "reacts to (require 'post')",
             "feed-action-post",
         )
-    other = _probe(a.id + "_other", a.event_types[0], False, post=True)
-    if validator.is_valid(other):
-        report(
-            [*where, "action_schema"],
-            f"accepts a decision of another kind ({other['action']!r}): pin 'action' "
-            f"to {a.id!r} (const) and require it",
-            "action-schema-kind",
-        )
+    _pins_kind(
+        a, validator, _probe(a.id + "_other", a.event_types[0], False, post=True), where, report
+    )

@@ -58,10 +58,10 @@ async def _outcomes(settings: Settings, run_id: str) -> list[DecisionResolved]:
     return [o for o in got if o.run_id == run_id]
 
 
-async def test_a_morning_with_deliberation_and_an_outage(
-    settings_factory: Callable[..., Settings], procs: Procs, triton: OwnTriton
-) -> None:
-    settings = settings_factory(
+def deciding(settings_factory: Callable[..., Settings], triton: OwnTriton) -> Settings:
+    """Two world partitions on the test's own Triton: no retries, no cache, a 45 s
+    decision deadline (every decision is a fresh LLM call or a timeout)."""
+    return settings_factory(
         world_partitions=2,
         triton_grpc_url=triton.url,
         llm_retries=0,
@@ -69,6 +69,12 @@ async def test_a_morning_with_deliberation_and_an_outage(
         decide_timeout_s=45,
         llm_cache=False,
     )
+
+
+async def test_a_morning_with_deliberation_and_an_outage(
+    settings_factory: Callable[..., Settings], procs: Procs, triton: OwnTriton
+) -> None:
+    settings = deciding(settings_factory, triton)
     procs.worker("worker", settings, "clock,world,deliberate,impact,render")
     index = load_world("town")
     days = TICKS_IN_RUN * settings.step_minutes / 1440
@@ -131,14 +137,7 @@ async def test_focal_npcs_react_to_the_feed_with_the_llm(
     (decisions, exposures, reactions), on two world partitions."""
     index = with_feed(load_world("town").catalog)
     world = str(write_world(index.catalog, tmp_path / "feedtown"))
-    settings = settings_factory(
-        world_partitions=2,
-        triton_grpc_url=triton.url,
-        llm_retries=0,
-        llm_timeout_s=60,
-        decide_timeout_s=45,
-        llm_cache=False,
-    )
+    settings = deciding(settings_factory, triton)
     procs.worker("worker", settings, "clock,world,deliberate,impact")
     days = TICKS_IN_RUN * settings.step_minutes / 1440
     await start_run(

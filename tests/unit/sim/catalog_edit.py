@@ -1,11 +1,30 @@
-"""Edit a loaded catalog in memory and index the result (for tests of catalog fields)."""
+"""Edit a loaded catalog in memory and index the result (for tests of catalog fields),
+and the tick a shard of the town plays (for tests of one tick's rules)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from catalog.models import Catalog
 from sim.world import WorldIndex
+from topics.models import FeedPost, TickStarted
+
+
+def tick_at(tick: int, posts: Sequence[FeedPost] = ()) -> TickStarted:
+    """Tick ``tick`` of run ``r`` (seed 1) of the town on its only shard, with ``posts``
+    in the feed."""
+    return TickStarted(
+        run_id="r",
+        seed=1,
+        world="town",
+        tick=tick,
+        sim_minute=tick * 15,
+        step_minutes=15,
+        shard=0,
+        n_shards=1,
+        feed=list(posts),
+    )
 
 
 def rebuild(cat: Catalog, **parts: Any) -> WorldIndex:

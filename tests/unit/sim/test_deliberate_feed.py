@@ -21,8 +21,8 @@ from sim.replay import RunLog, plan_branch, replay
 from sim.snapshot import assemble
 from sim.state import State, seed_state
 from sim.world import WorldIndex
-from tests.unit.sim.catalog_edit import rebuild, with_feed
-from topics.models import DecisionMade, DecisionRequested, FeedPost, TickStarted
+from tests.unit.sim.catalog_edit import rebuild, tick_at, with_feed
+from topics.models import DecisionMade, DecisionRequested, FeedPost
 
 TICKS = 72  # day 1 until 18:00: the feed is full from the morning on
 TYPES = ("liked_post", "replied_post", "reposted_post")
@@ -168,20 +168,6 @@ def test_an_accepted_reaction_is_the_readers_event_and_is_counted(reacting: Loca
         rules = sum(1 for x in reacting.exposures if x.tick == tick and x.reaction)
         mine = sum(1 for o in taken if o.tick == tick)
         assert done[tick].reactions == rules + mine
-
-
-def tick_at(tick: int, posts: list[FeedPost]) -> TickStarted:
-    return TickStarted(
-        run_id="r",
-        seed=1,
-        world="town",
-        tick=tick,
-        sim_minute=tick * 15,
-        step_minutes=15,
-        shard=0,
-        n_shards=1,
-        feed=posts,
-    )
 
 
 def post_by(author: str, key: str = "fp_00000000000000a1", tick: int = 46) -> FeedPost:

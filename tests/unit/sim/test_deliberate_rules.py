@@ -17,24 +17,11 @@ from sim.decide import Ctx
 from sim.deliberate import REASONS, check
 from sim.state import State, seed_state
 from sim.world import WorldIndex
-from tests.unit.sim.catalog_edit import with_place
-from topics.models import TickStarted
+from tests.unit.sim.catalog_edit import tick_at, with_place
 
 
 def ctx_at(index: WorldIndex, tick: int = 48) -> Ctx:
-    return Ctx(
-        index,
-        TickStarted(
-            run_id="r",
-            seed=1,
-            world="town",
-            tick=tick,
-            sim_minute=tick * 15,
-            step_minutes=15,
-            shard=0,
-            n_shards=1,
-        ),
-    )
+    return Ctx(index, tick_at(tick))
 
 
 def state_of(index: WorldIndex, npc: str, **edit: Any) -> State:
