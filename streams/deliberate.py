@@ -26,7 +26,7 @@ from posts.moderation import Moderator, moderate_decision
 from sim.world import shard_of
 from streams.app import Streams
 from streams.changelog import ChangelogTable
-from streams.inflight import InFlight
+from streams.inflight import in_flight_on
 from streams.render import triton_completer
 from topics import DECISION_REQUESTS, DECISIONS, SHARD_INBOX
 from topics.models import DecisionMade, DecisionRequested
@@ -56,13 +56,7 @@ def register(streams: Streams) -> None:
     moderator = Moderator()
     moderator.warm()
     counts: Counter[str] = Counter()
-    inflight: InFlight[None] = InFlight()
-    source = settings.topic(DECISION_REQUESTS.name)
-
-    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
-    async def cancel_moved(app: Any, assigned: Any, **kwargs: Any) -> None:
-        # the new owner of a moved partition answers its requests (re-delivered there)
-        inflight.keep_only({tp.partition for tp in assigned if tp.topic == source})
+    inflight = in_flight_on(streams, DECISION_REQUESTS, "deliberate")
 
     async def decide(req: DecisionRequested) -> None:
         made = await answer_request(completer, req, settings.decide_timeout_s, chat=chat)

@@ -14,10 +14,15 @@ cancelled: their new owner does them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from streams.app import Streams
+from topics import TopicSpec
+
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -79,3 +84,19 @@ class InFlight(Generic[T]):
 
         run.task.add_done_callback(forget)
         return run
+
+
+def in_flight_on(streams: Streams, spec: TopicSpec, stage: str) -> InFlight[None]:
+    """The runs in flight of a stage that consumes ``spec``: on every assignment, those of
+    its partitions this worker no longer holds are cancelled (their new owner gets them
+    again, re-delivered from the committed offset)."""
+    inflight: InFlight[None] = InFlight()
+    source = streams.settings.topic(spec.name)
+
+    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
+    async def cancel_moved(app: Any, assigned: Any, **kwargs: Any) -> None:
+        moved = inflight.keep_only({tp.partition for tp in assigned if tp.topic == source})
+        if moved:
+            log.info("%s: %d request(s) in flight moved to another worker", stage, moved)
+
+    return inflight

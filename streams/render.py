@@ -23,7 +23,7 @@ from posts.quota import restore_quota
 from posts.service import Outcome, PostRenderer, stats_summary
 from streams.app import Streams
 from streams.changelog import ChangelogTable
-from streams.inflight import InFlight
+from streams.inflight import in_flight_on
 from topics import LLM_CALLS, POSTS, RENDER_REQUESTS
 from topics.models import LLMCalled, QuotaRestored, RenderRequested
 from worldfeed import metrics
@@ -100,15 +100,7 @@ def register(streams: Streams) -> None:
     service, tables = _service(streams)
     service.moderator.warm()
 
-    inflight: InFlight[None] = InFlight()
-    source = streams.settings.topic(RENDER_REQUESTS.name)
-
-    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
-    async def cancel_moved(app: Any, assigned: Any, **kwargs: Any) -> None:
-        # the new owner of a moved partition renders its requests (re-delivered there)
-        moved = inflight.keep_only({tp.partition for tp in assigned if tp.topic == source})
-        if moved:
-            log.info("render: %d request(s) in flight moved to another worker", moved)
+    inflight = in_flight_on(streams, RENDER_REQUESTS, "render")
 
     async def answer(req: RenderRequested, event: Any) -> None:
         m = event.message  # a render still going after SLOW_RENDER_S says so (where it is)
