@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import faust
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from pydantic import BaseModel
 
@@ -77,6 +78,55 @@ def _idempotent_producer() -> None:
 
     producer._settings_extra = settings_extra  # type: ignore[method-assign]  # noqa: SLF001
     producer._worldfeed_idempotent = True  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
+
+
+def _never_commit_past_in_flight() -> None:
+    """Make faust's consumers never commit an offset past a message still being processed.
+
+    faust commits the first run of consecutive acked offsets. Its guard against a message
+    missing at the head of that run lets a gap of exactly one through (meant for an offset
+    that was never delivered, such as a compacted record): with the committed offset at
+    27, request 27 still rendering and 28 answered by another actor, it commits 29
+    (faust-streaming issue #606, open upstream; 0.15.3 has it). Request 27 is then lost if
+    the partition moves or the worker dies before it is answered: its new owner starts
+    from 29. Measured in ``make chaos``: an ``add_worker`` round whose news request never
+    reached the LLM. Here a partition whose lowest acked offset is above a message handed
+    to a stream and not acked yet commits nothing until that message is acked.
+    """
+    consumer = faust_consumer.Consumer
+    if getattr(consumer, "_worldfeed_in_flight_guard", False):
+        return
+    committable = consumer._filter_committable_offsets  # noqa: SLF001
+
+    def filter_committable_offsets(self: Any, tps: Any) -> Any:
+        held = _lowest_in_flight(self)
+        acked = self._acked
+        safe = [tp for tp in tps if tp not in held or not acked[tp] or min(acked[tp]) < held[tp]]
+        return committable(self, safe)
+
+    consumer._filter_committable_offsets = filter_committable_offsets  # type: ignore[method-assign]  # noqa: SLF001
+    consumer._worldfeed_in_flight_guard = True  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
+
+
+def _lowest_in_flight(consumer: Any) -> dict[Any, int]:
+    """Per partition, the lowest offset handed to a stream and neither acked nor committed.
+
+    A message re-delivered after a rebalance is in flight once per copy; an offset acked
+    through any copy (or below the committed offset) is not in flight.
+    """
+    committed = consumer._committed_offset  # noqa: SLF001
+    acked = consumer._acked_index  # noqa: SLF001
+    low: dict[Any, int] = {}
+    for message in list(consumer._unacked_messages):  # noqa: SLF001 - a WeakSet
+        tp, offset = message.tp, message.offset
+        if message.acked or offset in acked.get(tp, ()):
+            continue
+        done = committed.get(tp)
+        if done is not None and offset < done:
+            continue
+        if offset < low.get(tp, offset + 1):
+            low[tp] = offset
+    return low
 
 
 def broker_urls(bootstrap: str) -> str:
@@ -233,6 +283,7 @@ def build_streams(settings: Settings, app_id: str) -> Streams:
     :func:`streams.worker.create_streams`, which registers the roles' agents)."""
     _shorten_fetch_wait()
     _idempotent_producer()
+    _never_commit_past_in_flight()
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(
         app_id,
