@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.batches import gather
+from tests.fixtures.kafka import create_topic
 
 pytestmark = [pytest.mark.integration]
 
@@ -19,12 +19,7 @@ WINDOW_S = 60.0  # far longer than the test may take: a batch must not wait it o
 
 async def _check(bootstrap: str) -> None:
     topic = f"batches-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic, 2)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.fixtures.kafka import create_topic
 from tests.fixtures.processes import Procs
 from worldfeed.settings import Settings
 
@@ -63,15 +63,7 @@ def test_a_worker_killed_mid_message_leaves_it_to_the_next(settings_factory, pro
     topic = settings.topic("slow-head")
     bootstrap = settings.kafka_bootstrap
 
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, 2, 1)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+    asyncio.run(create_topic(bootstrap, topic, 2))
     asyncio.run(_produce(bootstrap, topic, [b"slow", b"fast", b"fast", b"fast"], 0))
     procs.start_command("first", settings, sys.executable, WORKER, topic)
     _wait_log(procs, "first", ["slow 0@0", "fast 0@1", "fast 0@2", "fast 0@3"], 120)

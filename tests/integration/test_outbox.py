@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.outbox import Outbox
+from tests.fixtures.kafka import create_topic
 
 pytestmark = [pytest.mark.integration]
 
@@ -17,14 +17,7 @@ PARTITIONS = 3
 
 
 async def _topic(bootstrap: str) -> str:
-    name = f"outbox-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-    return name
+    return await create_topic(bootstrap, f"outbox-{uuid.uuid4().hex[:8]}", PARTITIONS)
 
 
 async def _read_all(bootstrap: str, topic: str, n: int) -> list[tuple[int, bytes, bytes]]:
