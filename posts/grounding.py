@@ -118,7 +118,9 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
 _OPENER = re.compile(
     r"^\s*(?:(?:hi|hey|hello|dear)\s+)?([A-Z][\w.'’-]*(?:\s+[A-Z][\w'’-]*)?),", re.IGNORECASE
 )
-_SCAFFOLD = re.compile(r"\b(headline|the facts|paragraphs?|bugle's article)\b")
+_SCAFFOLD = re.compile(
+    r"\b(headline|the facts|paragraphs?|bugle's article|what happened)\b|^name\b"
+)
 _POSSESSIVE = re.compile(r"['’]s$")
 
 
@@ -488,7 +490,45 @@ def headline_problems(
     roles = _role_claims(title, names)
     if roles:
         out.append(f"role: {roles[0]}")
+    unsupported = unsupported_words(title, subject, names)
+    if len(unsupported) > 1:  # one word of its own is a headline's licence ("Homes")
+        out.append(f"headline: says what the event does not ({', '.join(unsupported[:4])})")
     out.extend(_headline_form(title, subject))
+    return out
+
+
+# Verbs a headline tells an event with in its own words ("argued" -> "Clash", "saved" ->
+# "Rescues"): no fact of their own, unlike "Wins" or "Bridge".
+HEADLINE_VERBS = frozenset(
+    """clash spar row slam blast hit vow back quit probe hail urge face rescue save help
+    meet warn call ask seek lead stage rally speak tell revive collapse argue""".split()
+)
+_FUNCTION_WORDS = frozenset(
+    """a an the of to by with and or but that who which whose was were is are has have had
+    at in on for from as his her their its our my your be been being will would after over
+    before into out up down off about amid than not no new""".split()
+)
+
+
+def _same_word(a: str, b: str) -> bool:
+    """The same word, or forms of one: the first four letters ("leaks" and "leaked")."""
+    return a == b or (len(a) >= 4 and len(b) >= 4 and a[:4] == b[:4])
+
+
+def unsupported_words(title: str, subject: Subject, names: WorldNames) -> list[str]:
+    """Words of a headline that say what the event does not: content words that are no
+    world name or title, no headline verb and no form of a word of the event's summary
+    ("Ines Alvarez Flames Win Election" for a speech: Flames, Win)."""
+    said = [w.lower() for w in map(_clean, _words(subject.summary)) if w]
+    out = []
+    for word in map(_clean, _words(title)):
+        low = word.lower()
+        if not word or word in names.tokens or low in _FUNCTION_WORDS or low in TITLES:
+            continue
+        if any(stem in HEADLINE_VERBS for stem in _stems(low)):
+            continue
+        if not any(_same_word(low, s) for s in said) and word not in out:
+            out.append(word)
     return out
 
 

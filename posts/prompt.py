@@ -47,7 +47,6 @@ NEWS_GRAMMAR = (
     "title ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,11}\n"
     'para ::= [^\\n]{30,240} [.!?"]\n'
 )
-HEADLINE_GRAMMAR = "root ::=" + NEWS_GRAMMAR.split("\n")[1].split("::=", 1)[1] + "\n"
 HEADLINE_MAX_TOKENS = 32
 
 
@@ -274,23 +273,49 @@ def lead_for(index: WorldIndex, req: RenderRequested) -> str:
     return text[:1].upper() + text[1:]
 
 
+# A headline is asked for alone with the event's summary and these worked examples, in
+# the words of a sub-editor: given the article's prompt (who is who, memories, the
+# bakery example), SmolLM2-135M wrote "Walter Pike is a retired fisherman who ..." and
+# glued words at the grammar's cap, and 0 of Day 1's 25 news requests got a headline;
+# with these, 18 of 25 passed the headline rules (seeds 1 and 7, the same calls).
+# Their names are of no world: a headline that copies one is caught as an echo.
+HEADLINE_SYSTEM = (
+    "You write newspaper headlines: who did what, in five to eight words."
+    " Never 'is a', never a full sentence."
+)
+HEADLINE_SHOTS = (
+    (
+        "What happened: Tom Reed rescued a swimmer at Pine Lake",
+        "Tom Reed Pulls Swimmer From Pine Lake",
+    ),
+    (
+        "What happened: Ana Cruz argued with her landlord at the market",
+        "Ana Cruz Clashes With Landlord At Market",
+    ),
+    (
+        "What happened: Ben Holt collapsed at the bus stop and an ambulance was called",
+        "Ben Holt Collapses At Bus Stop",
+    ),
+)
+# 3-9 whole words (the article's own headline may have 12)
+HEADLINE_GRAMMAR = "root ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,8}\n"
+
+
 def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Prompt:
-    """The prompt for a news headline alone (the article's body fell back to the
-    template): the article's facts, then "write only the headline", decoded under a
-    grammar of 3-12 words; the worked examples give only their headlines."""
+    """The prompt for a news headline alone (the article's own failed the headline rules
+    or its body fell back to the template): the event's summary and whom to name, with
+    :data:`HEADLINE_SHOTS` as the earlier turns, decoded under a grammar of 3-9 words.
+    The article prompt's chat template and sampling temperature are kept."""
     names = must_name(index, req)
     who = names[0] if names else index.npc(req.event.actor).display_name
-    user = (
-        f"{prompt.user}\n\nWrite only the headline now: one line of 3 to 12 words in your"
-        f" own words, not the sentence above. Name {who}."
-    )
     return replace(
         prompt,
-        user=user[:MAX_PROMPT_CHARS],
+        system=HEADLINE_SYSTEM,
+        user=f"What happened: {req.event.summary}\nWrite the headline. Name {who}.",
         prefill="",
         grammar=HEADLINE_GRAMMAR,
         max_tokens=HEADLINE_MAX_TOKENS,
-        shots=tuple((q, a.split("\n", 1)[0]) for q, a in prompt.shots),
+        shots=HEADLINE_SHOTS,
     )
 
 

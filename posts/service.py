@@ -26,6 +26,7 @@ from posts.grounding import problems as grounding_problems
 from posts.moderation import Moderator, Verdict
 from posts.output import headline_from, parse_output, quality_problems
 from posts.prompt import (
+    HEADLINE_SHOTS,
     Prompt,
     build_prompt,
     headline_prompt,
@@ -203,7 +204,7 @@ def expected_headline(index: WorldIndex, req: RenderRequested, prompt: Prompt) -
     subject = subject_of(index, req)
     names = names_of(index)
     vocabulary = vocabulary_of(prompt)
-    examples = examples_of(index, req)
+    examples = examples_of(index, req) + [text for shot in HEADLINE_SHOTS for text in shot]
 
     def parse(text: str) -> Parsed:
         line = next((ln for ln in text.splitlines() if ln.strip()), "")

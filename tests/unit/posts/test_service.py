@@ -19,8 +19,9 @@ MakeRequest = Callable[..., RenderRequested]
 # names the place (Brookfield School), which the feed needs; news names both
 GOOD = "What a morning at Brookfield School, I tell you, honestly!"
 NEWS = (
-    "Words Fly At The School\n\nAgnes Pike argued with the baker at Brookfield School this "
-    "morning.\n\nNobody was hurt, the school said."
+    "Pike Clashes Over Baker In School Row\n\n"
+    "Agnes Pike argued with the baker at Brookfield School this morning.\n\n"
+    "Nobody was hurt, the school said."
 )
 
 
@@ -93,7 +94,7 @@ async def test_news_has_headline_and_paragraphs(
     index: WorldIndex, make_request: MakeRequest
 ) -> None:
     out, _calls, _r = await _render(index, FakeLLM([NEWS]), make_request("news"))
-    assert out.fields["title"] == "Words Fly At The School"
+    assert out.fields["title"] == "Pike Clashes Over Baker In School Row"
     assert out.fields["body"] == (
         "Agnes Pike argued with the baker at Brookfield School this morning.\n\n"
         "Nobody was hurt, the school said."
