@@ -83,10 +83,16 @@ def _is_echo(line: str, prompt_lines: list[set[str]]) -> bool:
     return any(sum(w in pl for w in words) / len(words) >= 0.7 for pl in prompt_lines)
 
 
-def _clean_lines(text: str, prompt: str | None, keep: str = "") -> tuple[list[str], bool]:
+def _clean_lines(
+    text: str, prompt: str | None, keep: str = "", headline: bool = False
+) -> tuple[list[str], bool]:
     """Drop echoed scaffolding, salutations and sign-offs; True when something was dropped.
 
-    A line that starts with ``keep`` (the answer's given beginning) is never an echo."""
+    A line that starts with ``keep`` (the answer's given beginning) is never an echo, nor
+    is the first line when it is a ``headline``: a headline tells the event, so it shares
+    most words with the prompt's line of it ("Walter Pike Collapses At Market Square"),
+    and the headline rules judge it (the summary copied is one of them). Dropped as an
+    echo, it took the lead paragraph up as the title and left the article one paragraph."""
     prompt_lines = [set(_words(ln)) for ln in (prompt or "").splitlines() if ln.strip()]
     kept, dropped = [], False
     for line in text.splitlines():
@@ -96,11 +102,12 @@ def _clean_lines(text: str, prompt: str | None, keep: str = "") -> tuple[list[st
         if keep and line.strip().startswith(keep.strip()[:40]):
             kept.append(line.strip())
             continue
+        first = headline and not any(kept)
         if (
             _ECHO_LINE.match(line)
             or _SALUTATION.match(line)
             or _SIGN_OFF.match(line)
-            or _is_echo(line, prompt_lines)
+            or (not first and _is_echo(line, prompt_lines))
         ):
             dropped = True
             continue
@@ -178,7 +185,7 @@ def parse_output(
                     fallback_title or _cut(fields["body"], title_max)
                 )
             return Parsed(fields, repaired=True)
-    lines, repaired = _clean_lines(_strip(raw), prompt, keep)
+    lines, repaired = _clean_lines(_strip(raw), prompt, keep, headline="title" in props)
     if "title" in props:
         while lines and not lines[0]:
             lines = lines[1:]

@@ -48,6 +48,28 @@ def test_news_gets_headline_and_body() -> None:
     assert schema_errors(parsed.fields, NEWS) == []
 
 
+def test_a_headline_telling_the_event_is_no_prompt_echo() -> None:
+    """The headline shares most words with the prompt's line of the event: it stays the
+    title (the headline rules judge it), and the lead stays the body's first paragraph."""
+    prompt = "Today at 12:00, Market Square: Walter Pike collapsed at Market Square\nWrite it."
+    lead = "The fisherman fell in the midday heat by the cheese stall."
+    rest = "Dr. Nwosu helped him until the ambulance came."
+    raw = f"Walter Pike Collapses At Market Square\n\n{lead}\n\n{rest}"
+    parsed = parse_output("news", raw, NEWS, prompt=prompt)
+    assert parsed.fields == {
+        "title": "Walter Pike Collapses At Market Square",
+        "body": f"{lead}\n\n{rest}",
+    }
+    # below the headline, a line that repeats the prompt is still cut
+    echoed = parse_output(
+        "news",
+        raw.replace(lead, lead + "\nWalter Pike collapsed at Market Square"),
+        NEWS,
+        prompt=prompt,
+    )
+    assert echoed.fields["body"] == f"{lead}\n\n{rest}" and echoed.repaired
+
+
 def test_empty_output_fails_schema_with_pointer() -> None:
     parsed = parse_output("feed", "   ", FEED)
     errors = schema_errors(parsed.fields, FEED)
