@@ -503,11 +503,6 @@ HEADLINE_VERBS = frozenset(
     """clash spar row slam blast hit vow back quit probe hail urge face rescue save help
     meet warn call ask seek lead stage rally speak tell revive collapse argue""".split()
 )
-_FUNCTION_WORDS = frozenset(
-    """a an the of to by with and or but that who which whose was were is are has have had
-    at in on for from as his her their its our my your be been being will would after over
-    before into out up down off about amid than not no new""".split()
-)
 
 
 def _same_word(a: str, b: str) -> bool:
@@ -564,6 +559,10 @@ _SENTENCE_LIKE = re.compile(r"\b(is|are|was|were|has been|had been) (a|an|the)\b
 _DANGLING = frozenset(
     """a an the of to by with and or but that who which whose was were is are has have
     had at in on for from as his her their its our my your be been being will would""".split()
+)
+# words that carry no fact of their own in a headline: those plus a few prepositions
+_FUNCTION_WORDS = _DANGLING | frozenset(
+    "after over before into out up down off about amid than not no new".split()
 )
 
 

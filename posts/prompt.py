@@ -39,12 +39,19 @@ LENGTHS = {"terse": "one short sentence", "short": "one or two sentences"}
 LENGTHS["chatty"] = "two or three sentences"
 # Sentences a post may have, by the author's style (chat is one message: at most two).
 MAX_SENTENCES = {"terse": 1, "short": 2, "chatty": 3}
+
+
+def _title_words(most: int) -> str:
+    """GBNF for a headline of 3 to ``most`` whole words (letters, digits, ' and -)."""
+    return f"[A-Z] [A-Za-z0-9'-]{{1,15}} (\" \" [A-Za-z0-9'-]{{1,16}}){{2,{most - 1}}}"
+
+
 # headline, blank line, two paragraphs that end a sentence (GBNF: llama.cpp and vLLM's xgrammar)
 # (the headline: 3-12 whole words of letters, digits, apostrophes and hyphens: it never
 # ends mid-word, and has no room for an appositive's commas or stray symbols)
 NEWS_GRAMMAR = (
     'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
-    "title ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,11}\n"
+    f"title ::= {_title_words(12)}\n"
     'para ::= [^\\n]{30,240} [.!?"]\n'
 )
 HEADLINE_MAX_TOKENS = 32
@@ -277,7 +284,7 @@ def lead_for(index: WorldIndex, req: RenderRequested) -> str:
 # the words of a sub-editor: given the article's prompt (who is who, memories, the
 # bakery example), SmolLM2-135M wrote "Walter Pike is a retired fisherman who ..." and
 # glued words at the grammar's cap, and 0 of Day 1's 25 news requests got a headline;
-# with these, 18 of 25 passed the headline rules (seeds 1 and 7, the same calls).
+# with these, 16 of 25 passed the headline rules (seeds 1 and 7, the same requests).
 # Their names are of no world: a headline that copies one is caught as an echo.
 HEADLINE_SYSTEM = (
     "You write newspaper headlines: who did what, in five to eight words."
@@ -298,7 +305,7 @@ HEADLINE_SHOTS = (
     ),
 )
 # 3-9 whole words (the article's own headline may have 12)
-HEADLINE_GRAMMAR = "root ::= [A-Z] [A-Za-z0-9'-]{1,15} (\" \" [A-Za-z0-9'-]{1,16}){2,8}\n"
+HEADLINE_GRAMMAR = f"root ::= {_title_words(9)}\n"
 
 
 def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Prompt:
