@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +128,12 @@ def name_the_decide(decide: Decide, world: World) -> Decide:
     return decide.model_copy(update={"template": named})
 
 
-def load_catalog(path: str | Path) -> Catalog:
-    """Load and validate the world directory at ``path``; raises CatalogError on any problem."""
-    root = Path(path)
+def read_files(root: Path, names: Iterable[str]) -> dict[str, Any]:
+    """The named catalog files of a world directory, each parsed and validated (an optional
+    file that is absent is left out); every file's problems together in one CatalogError."""
     parsed: dict[str, Any] = {}
     issues: list[CatalogIssue] = []
-    for name in CATALOG_FILES:
+    for name in names:
         shown = str(root / name)
         if name in OPTIONAL_FILES and not (root / name).exists():
             continue
@@ -142,7 +143,12 @@ def load_catalog(path: str | Path) -> Catalog:
             issues.extend(exc.issues)
     if issues:
         raise CatalogError(issues)
-    catalog = Catalog(
+    return parsed
+
+
+def assemble(parsed: dict[str, Any]) -> Catalog:
+    """A Catalog of parsed files (:func:`read_files`), the world's title filled in."""
+    return Catalog(
         world=parsed["world.json"],
         places=parsed["places.json"],
         npcs=parsed["npcs.json"],
@@ -156,6 +162,13 @@ def load_catalog(path: str | Path) -> Catalog:
         decide=name_the_decide(parsed["decide.json"], parsed["world.json"]),
         feed=parsed.get("feed.json"),
     )
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Load and validate the world directory at ``path``; raises CatalogError on any problem."""
+    root = Path(path)
+    parsed = read_files(root, CATALOG_FILES)
+    catalog = assemble(parsed)
     issues = check_catalog(catalog, lambda name: str(root / name), parsed)
     if issues:
         raise CatalogError(issues)

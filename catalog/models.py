@@ -6,6 +6,7 @@ Schemas in ``catalog/schemas/`` are generated from these models.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -709,8 +710,10 @@ class Catalog:
     ) -> None:
         self.world = world
         self.places: dict[str, Place] = {p.id: p for p in sorted(places, key=_by_id)}
-        self.npcs: dict[str, Npc] = {n.id: n for n in sorted(npcs, key=_by_id)}
-        self.relationships = list(relationships)
+        # a Mapping and a Sequence: a world index restored from its cache (sim.worldcache)
+        # builds profiles on first use and reads relationships.json only when asked
+        self.npcs: Mapping[str, Npc] = {n.id: n for n in sorted(npcs, key=_by_id)}
+        self.relationships: Sequence[Relationship] = list(relationships)
         self.goals = list(goals)
         self.event_types: dict[str, EventType] = {e.id: e for e in sorted(event_types, key=_by_id)}
         self.channels: dict[str, Channel] = {c.id: c for c in sorted(channels, key=_by_id)}
@@ -732,6 +735,11 @@ class Catalog:
         if self._digest is None:
             self._digest = content_digest(self.normalized())
         return self._digest
+
+    def known_digest(self, digest: str) -> None:
+        """Take the digest this content is known to have (a cache computed it from the same
+        files) instead of computing it again."""
+        self._digest = digest
 
     def normalized(self) -> dict[str, Any]:
         """The catalog with every order-free collection in a canonical order (for the digest)."""

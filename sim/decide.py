@@ -231,8 +231,8 @@ def build_event(
     event_id = derive_id("ev", t.tick, etype.id, actor, target or "", place or "")
     witnesses = _witnesses(ctx, rng, place, {actor, target or actor})
     names = {
-        "actor": index.npc(actor).display_name,
-        "target": index.npc(target).display_name if target else "someone",
+        "actor": index.card(actor).display_name,
+        "target": index.card(target).display_name if target else "someone",
         "place": index.place_name(place),
     }
     text = summary or _fmt(etype.summary, **names)
@@ -352,7 +352,7 @@ def base_impact(
       actor's live reputation (:func:`standing`), the target's catalog fame;
     * cascade: the type's, 0.6 of it when the event refers back to an earlier one, else 0.3.
     """
-    who = max(standing(state["rep"]), index.npc(target).fame if target else 0.0) / 100
+    who = max(standing(state["rep"]), index.card(target).fame if target else 0.0) / 100
     last = state["cool"].get(etype.id)
     repeated = last is not None and tick - last < NOVELTY_WINDOW_TICKS
     novelty = etype.impact.novelty * (0.5 if repeated else 1.0)
@@ -456,7 +456,7 @@ def _injected(ctx: Ctx, states: Mapping[str, State]) -> list[EventHappened]:
         if not _valid_injection(index, inj, ctx.hour) or shard_of(inj.actor, t.n_shards) != t.shard:
             continue
         etype = index.catalog.event_types[inj.type]
-        place = inj.place or index.location[inj.actor][ctx.hour] or index.npc(inj.actor).home
+        place = inj.place or index.location[inj.actor][ctx.hour] or index.card(inj.actor).home
         rng = rng_for(t.seed, t.tick, inj.actor, f"injected:{i}")
         out.append(
             build_event(

@@ -121,7 +121,7 @@ def salience(index: WorldIndex, npc_id: str, state: State, tick: int) -> float:
     best = max(fresh, default=0.0)
     if best >= HIGH_IMPACT:
         score += best
-    score += FAME_WEIGHT * index.npc(npc_id).fame / 100
+    score += FAME_WEIGHT * index.card(npc_id).fame / 100
     return score
 
 
@@ -261,11 +261,11 @@ def post_view(index: WorldIndex, post: FeedPost) -> dict[str, Any]:
     return {
         "post": post.key,
         "author": post.author,
-        "author_name": index.npc(post.author).display_name,
+        "author_name": index.card(post.author).display_name,
         "event_type": post.type,
         "what": etype.name if etype is not None else post.type,
-        "about": index.npc(post.actor).display_name,
-        "with": index.npc(post.target).display_name if post.target else None,
+        "about": index.card(post.actor).display_name,
+        "with": index.card(post.target).display_name if post.target else None,
         "likes": post.likes,
         "reposts": post.reposts,
         "replies": post.replies,
@@ -313,7 +313,7 @@ def situation(
             for o in near
             if o in state["rel"]
         ],
-        "nearby": [{"npc": o, "name": index.npc(o).display_name} for o in near],
+        "nearby": [{"npc": o, "name": index.card(o).display_name} for o in near],
         "allowed": allowed_actions(ctx, npc_id, state),
     }
     reacts = feed_actions(ctx, npc_id, state, posts)
@@ -327,7 +327,7 @@ def cohort_key(index: WorldIndex, npc_id: str, state: State, hour: int) -> str:
     """Place, occupation and top unfinished goal kind: NPCs sharing it may share one call."""
     goals = read_goals(index, npc_id, state).goals
     top = goals[0].kind if goals else "-"
-    return f"{index.location[npc_id][hour]}|{index.npc(npc_id).occupation}|{top}"
+    return f"{index.location[npc_id][hour]}|{index.card(npc_id).occupation}|{top}"
 
 
 def _fmt(template: str, values: Mapping[str, str]) -> str:
@@ -576,7 +576,7 @@ def _type_problem(ctx: Ctx, npc_id: str, state: State, etype: EventType, place: 
     """Why the NPC cannot do ``etype`` at its place now, regardless of target; None: it can."""
     index, hour = ctx.index, ctx.hour
     spot = index.catalog.places[place]
-    if not is_open(spot, hour) and index.npc(npc_id).home != place:
+    if not is_open(spot, hour) and index.card(npc_id).home != place:
         return "place_closed"
     pre = etype.preconditions
     if pre.place_kinds and spot.kind not in pre.place_kinds:

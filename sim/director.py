@@ -115,7 +115,7 @@ def _pick_npc(
     if not pool:
         return None
     if sel.pick == "most_famous":
-        return max(pool, key=lambda n: (index.npc(n).fame, n))
+        return max(pool, key=lambda n: (index.card(n).fame, n))
     return rng_for(tick.seed, tick.tick, salt, "director-pick").choice(pool)
 
 
@@ -136,7 +136,7 @@ def _pick_place(
             return None
         return rng_for(tick.seed, tick.tick, salt, "director-place").choice(pool)
     # where the actor is: admission already sent them home from a closed place
-    return index.location[actor][hour] or index.npc(actor).home
+    return index.location[actor][hour] or index.card(actor).home
 
 
 def due_director_events(

@@ -144,7 +144,7 @@ def reads(index: WorldIndex, tick: TickStarted, npc_id: str, prefix: str | None 
     ``prefix``: ``hash_prefix(tick.seed, tick.tick)``, computed here if not given."""
     if index.location[npc_id][hour_of(tick.sim_minute)] is None:
         return False
-    npc = index.npc(npc_id)
+    npc = index.card(npc_id)
     if npc.posting_propensity <= 0 or not npc.channels:
         return False
     chance = index.catalog.feed.read_chance * npc.posting_propensity
@@ -323,8 +323,8 @@ def reaction_event(
     author = post.author
     event_id = derive_id("ev", tick.tick, etype.id, npc_id, author, post.key)
     names = {
-        "actor": index.npc(npc_id).display_name,
-        "target": index.npc(author).display_name,
+        "actor": index.card(npc_id).display_name,
+        "target": index.card(author).display_name,
         "place": "the feed",
     }
     text = _fmt(etype.summary, **names)

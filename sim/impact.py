@@ -81,7 +81,7 @@ def willing(index: WorldIndex, event: EventHappened, channel: str, author: str) 
     """
     if channel not in PROPENSITY_CHANNELS:
         return True
-    npc = index.catalog.npcs.get(author)
+    npc = index.cards.get(author)
     if npc is None:
         return True
     if npc.posting_propensity >= 1.0:

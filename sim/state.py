@@ -34,11 +34,11 @@ FOLLOWED_TAGS = frozenset({"family", "friend", "romantic"})  # followed from the
 
 def seed_state(index: WorldIndex, npc_id: str) -> State:
     """The initial state of an NPC from the catalog."""
-    npc = index.npc(npc_id)
+    card = index.card(npc_id)
     rel = index.relationships.get(npc_id, {})
     goals = index.goals.get(npc_id, {})
     state: State = {
-        "rep": round(float(50 + npc.fame / 4), 4),
+        "rep": round(float(50 + card.fame / 4), 4),
         "rel": {k: list(rel[k]) for k in sorted(rel)},
         "mem": [],
         "goal": dict(sorted(goals.items())),

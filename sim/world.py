@@ -24,8 +24,8 @@ import gc
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from catalog import load_catalog
 from catalog.event_refs import is_open
 from catalog.models import Catalog, EventType, Goal, Npc, Place
 from worldfeed.gcpause import gc_paused
@@ -48,6 +48,18 @@ def resolve_world(world: str) -> Path:
     return ROOT / "catalog" / "worlds" / world
 
 
+class Card(NamedTuple):
+    """An NPC's entry in the directory every shard holds: what decisions about other NPCs
+    read (names in summaries, fame, where the turned-away go, who posts where)."""
+
+    display_name: str
+    fame: float
+    home: str
+    occupation: str
+    posting_propensity: float
+    channels: tuple[str, ...]
+
+
 @dataclass
 class WorldIndex:
     """Static lookups derived from a catalog."""
@@ -66,6 +78,7 @@ class WorldIndex:
     goals_of: dict[str, tuple[Goal, ...]] = field(default_factory=dict)  # npc -> goals, by priority
     goal_place_npcs: frozenset[str] = frozenset()  # NPCs with a goal about a place
     advances: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> actor goal kinds
+    cards: dict[str, Card] = field(default_factory=dict)  # npc -> the directory's fields
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _occupations: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 
@@ -75,21 +88,18 @@ class WorldIndex:
         idx = cls(catalog=catalog)
         idx.npc_ids = sorted(catalog.npcs)
         for npc_id in idx.npc_ids:
-            idx.traits[npc_id] = catalog.npcs[npc_id].traits.model_dump()
-            idx.location[npc_id] = _hourly_places(catalog.npcs[npc_id])
+            npc = catalog.npcs[npc_id]
+            idx.traits[npc_id] = npc.traits.model_dump()
+            idx.location[npc_id] = _hourly_places(npc)
+            idx.cards[npc_id] = Card(
+                npc.display_name,
+                npc.fame,
+                npc.home,
+                npc.occupation,
+                npc.posting_propensity,
+                tuple(npc.channels),
+            )
         idx.occupancy, idx.turned_away = admit(catalog, idx.npc_ids, idx.location)
-        kinds = {p.kind for p in catalog.places.values()}
-        # a reaction to a post (sim.feed) happens only as one, never as a choice of the rules
-        reactions = set(catalog.feed.reactions.model_dump().values())
-        for h in range(HOURS):
-            for kind in kinds:
-                idx.types_by_kind[(h, kind)] = [
-                    t
-                    for t in catalog.event_types.values()
-                    if t.id not in reactions
-                    and t.preconditions.start_hour <= h < t.preconditions.end_hour
-                    and (not t.preconditions.place_kinds or kind in t.preconditions.place_kinds)
-                ]
         for rel in catalog.relationships:
             idx.tags[(rel.source, rel.target)] = frozenset(rel.tags)
             idx.relationships.setdefault(rel.source, {})[rel.target] = [
@@ -97,18 +107,36 @@ class WorldIndex:
                 float(rel.trust),
                 float(rel.familiarity),
             ]
+        idx.index_rules()
+        return idx
+
+    def index_rules(self) -> None:
+        """The lookups that come from the small files (event types, goals), not the NPCs."""
+        catalog = self.catalog
+        kinds = {p.kind for p in catalog.places.values()}
+        # a reaction to a post (sim.feed) happens only as one, never as a choice of the rules
+        reactions = set(catalog.feed.reactions.model_dump().values())
+        for h in range(HOURS):
+            for kind in kinds:
+                self.types_by_kind[(h, kind)] = [
+                    t
+                    for t in catalog.event_types.values()
+                    if t.id not in reactions
+                    and t.preconditions.start_hour <= h < t.preconditions.end_hour
+                    and (not t.preconditions.place_kinds or kind in t.preconditions.place_kinds)
+                ]
         goals_of: dict[str, list[Goal]] = {}
         for goal in catalog.goals:
-            idx.goals.setdefault(goal.npc, {})[goal.kind] = float(goal.progress)
+            self.goals.setdefault(goal.npc, {})[goal.kind] = float(goal.progress)
             goals_of.setdefault(goal.npc, []).append(goal)
-        idx.goals_of = {
+        self.goals_of = {
             npc: tuple(sorted(gs, key=lambda g: (-g.priority, g.kind, g.target or "")))
             for npc, gs in sorted(goals_of.items())
         }
-        idx.goal_place_npcs = frozenset(
-            npc for npc, gs in idx.goals_of.items() if any(g.target in catalog.places for g in gs)
+        self.goal_place_npcs = frozenset(
+            npc for npc, gs in self.goals_of.items() if any(g.target in catalog.places for g in gs)
         )
-        idx.advances = {
+        self.advances = {
             t.id: frozenset(
                 e.goal_kind
                 for e in t.effects
@@ -116,8 +144,7 @@ class WorldIndex:
             )
             for t in catalog.event_types.values()
         }
-        idx.journalists = [n for n in idx.npc_ids if "news" in catalog.npcs[n].channels]
-        return idx
+        self.journalists = [n for n in self.npc_ids if "news" in self.cards[n].channels]
 
     def shard_npcs(self, shard: int, n_shards: int) -> list[str]:
         """NPC ids owned by one shard, sorted."""
@@ -131,13 +158,18 @@ class WorldIndex:
         if occupation not in self._occupations:
             occ = (occupation or "").lower()
             self._occupations[occupation] = tuple(
-                n for n in self.npc_ids if occ in self.catalog.npcs[n].occupation.lower()
+                n for n in self.npc_ids if occ in self.cards[n].occupation.lower()
             )
         return self._occupations[occupation]
 
     def npc(self, npc_id: str) -> Npc:
-        """Catalog profile of an NPC."""
+        """Catalog profile of an NPC (built on first use where the index came from its cache:
+        the tick's hot paths read :meth:`card` instead)."""
         return self.catalog.npcs[npc_id]
+
+    def card(self, npc_id: str) -> Card:
+        """The few profile fields every shard reads about any NPC (KeyError if unknown)."""
+        return self.cards[npc_id]
 
     def place_name(self, place_id: str | None) -> str:
         """Human name of a place (or 'somewhere')."""
@@ -233,14 +265,16 @@ def _hourly_places(npc: Npc) -> list[str | None]:
 
 @functools.lru_cache(maxsize=8)
 def load_world(world: str) -> WorldIndex:
-    """Load, validate and index a world (cached per process).
+    """Load, validate and index a world (cached per process, and on disk: sim.worldcache).
 
     The index is millions of long-lived objects at 100k NPCs; they are moved out of
     the cyclic garbage collector's view (``gc.freeze``), or every full collection walks
     them all again (a 0.2 s pause in the middle of a tick at 10k NPCs).
     """
+    from sim.worldcache import load_index  # it builds on this module
+
     with gc_paused():  # millions of acyclic objects: 7 s instead of 18 s at 100k NPCs
-        index = WorldIndex.build(load_catalog(resolve_world(world)))
+        index = load_index(resolve_world(world))
         # Frozen before the collector runs again (it would walk all of them once more).
         # No gc.collect() first: it takes 2.3 s at 100k NPCs and finds ~30 objects.
         gc.freeze()

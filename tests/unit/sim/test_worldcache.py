@@ -1,0 +1,121 @@
+"""The world index cached on disk (sim.worldcache) answers exactly as a validated world does."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from catalog import load_catalog
+from catalog.generate import generate_world, write_world
+from sim.local import LocalRun
+from sim.world import WorldIndex
+from sim.worldcache import Deferred, Profiles, files_key, load_index
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A generated world of 600 NPCs (with the feed loop's reads) and its index, built."""
+    root = write_world(generate_world(600, seed=3), tmp_path_factory.mktemp("w") / "gen")
+    return root, WorldIndex.build(load_catalog(root))
+
+
+def cached(root, tmp_path):
+    """The index restored from its cache: the first load writes it, the second reads it."""
+    first = load_index(root, tmp_path, min_bytes=0)
+    assert not isinstance(first.catalog.npcs, Profiles)  # built, and written
+    assert len(list(tmp_path.glob("*.idx"))) == 1
+    second = load_index(root, tmp_path, min_bytes=0)
+    assert isinstance(second.catalog.npcs, Profiles)  # restored, not validated again
+    return second
+
+
+FIELDS = (
+    "npc_ids",
+    "location",
+    "occupancy",
+    "turned_away",
+    "traits",
+    "relationships",
+    "tags",
+    "cards",
+    "goals",
+    "goals_of",
+    "goal_place_npcs",
+    "advances",
+    "journalists",
+    "types_by_kind",
+)
+
+
+def test_restored_index_equals_the_built_one(world, tmp_path) -> None:
+    root, built = world
+    restored = cached(root, tmp_path)
+    for name in FIELDS:
+        assert getattr(restored, name) == getattr(built, name), name
+    assert restored.catalog.digest == built.catalog.digest
+    # profiles: built on demand, each equal to the validated one
+    assert list(restored.catalog.npcs) == list(built.catalog.npcs)
+    assert all(restored.npc(n) == built.npc(n) for n in built.npc_ids)
+    assert "nobody" not in restored.catalog.npcs
+    assert restored.catalog.npcs.get("nobody") is None
+    # relationships: read again only when asked, the same list
+    assert isinstance(restored.catalog.relationships, Deferred)
+    assert len(restored.catalog.relationships) == len(built.catalog.relationships)
+    assert list(restored.catalog.relationships) == list(built.catalog.relationships)
+    assert restored.catalog.places == built.catalog.places
+    assert restored.catalog.templates == built.catalog.templates
+
+
+def test_a_run_on_the_restored_index_is_bit_exact(world, tmp_path) -> None:
+    root, built = world
+    restored = cached(root, tmp_path)
+    runs = []
+    for index in (built, restored):
+        run = LocalRun(index, "r", 11, n_shards=3, start_minute=8 * 60)
+        for _ in range(24):
+            run.step()
+        runs.append(run)
+    assert runs[0].hashes == runs[1].hashes
+    assert [e.event_id for e in runs[0].events] == [e.event_id for e in runs[1].events]
+    assert sum(runs[0].recent) > 50  # the world did something to compare
+
+
+def test_a_damaged_cache_is_rebuilt_not_trusted(world, tmp_path, caplog) -> None:
+    root, built = world
+    load_index(root, tmp_path, min_bytes=0)
+    (path,) = tmp_path.glob("*.idx")
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped bit in the body
+    path.write_bytes(bytes(blob))
+    with caplog.at_level(logging.WARNING, logger="sim.worldcache"):
+        index = load_index(root, tmp_path, min_bytes=0)
+    assert "checksum mismatch" in caplog.text
+    assert not isinstance(index.catalog.npcs, Profiles)  # validated again
+    assert index.occupancy == built.occupancy
+    # and written whole again
+    assert isinstance(load_index(root, tmp_path, min_bytes=0).catalog.npcs, Profiles)
+    path.write_bytes(path.read_bytes()[:1000])  # cut short
+    with caplog.at_level(logging.WARNING, logger="sim.worldcache"):
+        assert load_index(root, tmp_path, min_bytes=0).npc_ids == built.npc_ids
+
+
+def test_an_edited_world_is_not_answered_from_the_old_cache(world, tmp_path) -> None:
+    root, _ = world
+    copy = write_world(load_catalog(root), tmp_path / "copy")
+    cached(copy, tmp_path / "cache")
+    before = files_key(copy)
+    npcs = json.loads((copy / "npcs.json").read_text())
+    npcs[0]["fame"] = 99.5
+    (copy / "npcs.json").write_text(json.dumps(npcs))
+    assert files_key(copy) != before
+    index = load_index(copy, tmp_path / "cache", min_bytes=0)
+    assert index.card(npcs[0]["id"]).fame == 99.5
+    assert index.npc(npcs[0]["id"]).fame == 99.5
+
+
+def test_small_worlds_and_off_are_not_cached(world, tmp_path) -> None:
+    root, built = world
+    assert load_index(root, tmp_path, min_bytes=10**9).npc_ids == built.npc_ids
+    assert not list(tmp_path.glob("*.idx"))
