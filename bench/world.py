@@ -34,14 +34,17 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from bus.admin import ensure_topics
 from bus.commands import send_command
+from catalog import load_catalog
 from catalog.generate import generate_world, write_world
 from sim.calendar import MINUTES_PER_HOUR, ticks_to_days
 from sim.local import LocalRun
 from sim.world import WorldIndex, load_world
+from sim.worldcache import load_index
 from streams.outbox import Outbox
 from topics import EVENTS, TICKS
 from topics.codec import decode, encode
 from topics.models import RunCommanded, TickCompleted
+from worldfeed.gcpause import gc_paused
 from worldfeed.settings import ROOT, Settings
 
 START_MINUTE = 10 * MINUTES_PER_HOUR  # 10:00, when most NPCs are awake and about
@@ -112,8 +115,14 @@ async def send_start(settings: Settings, run_id: str, ticks: int) -> None:
 
 
 async def read_ticks(
-    settings: Settings, n: int, timeout_s: float, procs: list | None = None
+    settings: Settings,
+    n: int,
+    timeout_s: float,
+    procs: list | None = None,
+    arrived: dict[int, float] | None = None,
 ) -> list[TickCompleted]:
+    """The first ``n`` completed ticks; ``arrived``: filled with each tick's Kafka timestamp
+    (epoch seconds: when the clock wrote it)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -135,6 +144,8 @@ async def read_ticks(
                 for m in msgs:
                     t = decode(TICKS, m.value)
                     ticks[(t.run_id, t.tick)] = t
+                    if arrived is not None:
+                        arrived[t.tick] = m.timestamp / 1000
         return [ticks[k] for k in sorted(ticks)]
     finally:
         await consumer.stop()
@@ -189,15 +200,17 @@ async def world_throughput(
 ) -> dict[str, float]:
     """NPC-updates/s and seconds per tick for one world size (clock + shards only)."""
     world = world_dir(n)
+    cold_s, cached_s = index_load_times(world)  # and the workers find the index cached
     settings = settings_for(bootstrap, world, partitions)
     await ensure_topics(settings)
     logdir = ROOT / ".local" / "bench"
     logdir.mkdir(parents=True, exist_ok=True)
     procs = start_workers(settings, workers, "clock,world", logdir)
     try:
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         await send_start(settings, "bench", ticks + 1)
-        done = await read_ticks(settings, ticks + 1, 600, procs)
+        arrived: dict[int, float] = {}
+        done = await read_ticks(settings, ticks + 1, 600, procs, arrived)
         total = time.perf_counter() - t0
         steady = done[1:]  # tick 0 also loads and seeds the world
         per_tick = mean(t.wall_ms for t in steady) / 1000
@@ -219,11 +232,31 @@ async def world_throughput(
         "s_per_tick": per_tick,
         "updates_per_s": n / per_tick,
         "first_tick_s": done[0].wall_ms / 1000,
+        # from the start command (the workers just launched) to tick 0 written: start-up,
+        # the world's index, seeding every state and the tick itself
+        "start_to_first_s": arrived[0] - started,
+        "index_cold_s": cold_s,
+        "index_cached_s": cached_s,
         "events_per_tick": mean(t.events for t in steady),
         "peak_rss_mib": peak,
         "local_s_per_tick": local,
         "wall_s": total,
     }
+
+
+def index_load_times(world: Path) -> tuple[float, float]:
+    """Seconds to load the world's index in this process: validating and indexing every
+    file (a worker's start before sim.worldcache, or with a changed world) and from the
+    cache (every start after the first). Leaves the cache written for the workers."""
+    load_index(world)  # written if it was not
+    with gc_paused():
+        t = time.perf_counter()
+        load_index(world)
+        cached = time.perf_counter() - t
+        t = time.perf_counter()
+        WorldIndex.build(load_catalog(world))
+        cold = time.perf_counter() - t
+    return cold, cached
 
 
 PIPELINE_BATCH = 512 * 1024  # the app's producer_max_batch_size (streams/app.py)
@@ -539,7 +572,8 @@ async def main() -> None:
         )
         out(
             f"{'NPCs':>8} {'s/tick':>8} {'NPC-upd/s':>11} {'events/tick':>12} "
-            f"{'first tick s':>12} {'peak MiB':>9} {'in-process s/tick':>18} {'Kafka/in-proc':>13}"
+            f"{'first tick s':>12} {'peak MiB':>9} {'in-process s/tick':>18} {'Kafka/in-proc':>13} "
+            f"{'start->tick 0 s':>15} {'index validated s':>17} {'index cached s':>14}"
         )
         rows = []
         for n in [int(x) for x in args.sizes.split(",") if x]:
@@ -549,7 +583,9 @@ async def main() -> None:
                 f"{n:>8,} {r['s_per_tick']:>8.3f} {r['updates_per_s']:>11,.0f} "
                 f"{r['events_per_tick']:>12,.0f} {r['first_tick_s']:>12.2f} "
                 f"{r['peak_rss_mib']:>9.0f} {r['local_s_per_tick']:>18.3f} "
-                f"{r['s_per_tick'] / r['local_s_per_tick']:>13.2f}"
+                f"{r['s_per_tick'] / r['local_s_per_tick']:>13.2f} "
+                f"{r['start_to_first_s']:>15.2f} {r['index_cold_s']:>17.2f} "
+                f"{r['index_cached_s']:>14.2f}"
             )
         if len(rows) > 1:
             a, b = rows[0], rows[-1]
