@@ -47,7 +47,7 @@ stop: ## stop a local Kafka / Triton left running
 	-deploy/local/triton.sh stop
 
 clean: stop ## remove local state (topics data, chDB, logs)
-	rm -rf .local/kafka-data-* .local/chdb .local/logs
+	rm -rf .local/kafka-data-* .local/chdb .local/logs .local/index-cache
 
 eval-posts: ## post quality over Day 1 of three seeds: grounded, invented names, contradictions, tone, headlines, attribution, LLM vs fallback (starts Triton unless URL=host:grpc_port)
 	$(PY) -m bench.eval_posts $(if $(URL),--url $(URL),)

@@ -20,8 +20,9 @@ process that loads a world writes what the index derived from it to
   every load as before: they are a few ms.
 
 ``WORLDFEED_INDEX_CACHE``: the cache directory (default ``.local/index-cache``), or
-``off``. Worlds whose ``npcs.json`` is under ``WORLDFEED_INDEX_CACHE_MIN_BYTES`` (1 MiB,
-about 800 NPCs) are loaded directly: they take milliseconds.
+``off``; the newest :data:`KEEP` files are kept. Worlds whose ``npcs.json`` is under
+``WORLDFEED_INDEX_CACHE_MIN_BYTES`` (1 MiB, about 800 NPCs) are loaded directly: they take
+milliseconds.
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ log = logging.getLogger(__name__)
 FORMAT = b"worldfeed-index-1\n"
 MIN_BYTES = 2**20
 _LARGE = ("npcs.json", "relationships.json")  # what the cache stands in for
-_CODE = ("catalog/models.py", "catalog/checks.py", "catalog/loader.py", "sim/world.py")
+_CODE = (  # what validates and indexes a world: a change to any is a new key
+    "catalog/models.py",
+    "catalog/checks.py",
+    "catalog/loader.py",
+    "catalog/event_refs.py",
+    "sim/world.py",
+    "sim/worldcache.py",
+    "worldfeed/ids.py",
+)
+KEEP = 8  # cached indexes kept (the newest); older ones are removed when one is written
 
 T = TypeVar("T")
 
@@ -249,5 +259,16 @@ def _write(path: Path, blob: bytes) -> None:
             raise
     except OSError as exc:
         log.warning("world index not cached at %s: %s", path, exc)
-    else:
-        log.info("world index cached at %s (%.1f MB)", path, len(blob) / 1e6)
+        return
+    log.info("world index cached at %s (%.1f MB)", path, len(blob) / 1e6)
+    _prune(path.parent, KEEP)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Remove all but the ``keep`` newest cached indexes (one per world and code version)."""
+    try:
+        found = sorted(((f.stat().st_mtime_ns, f) for f in directory.glob("*.idx")), reverse=True)
+    except OSError:  # a file removed while listing: another process prunes too
+        return
+    for _, old in found[keep:]:
+        old.unlink(missing_ok=True)

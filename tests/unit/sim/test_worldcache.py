@@ -119,3 +119,17 @@ def test_small_worlds_and_off_are_not_cached(world, tmp_path) -> None:
     root, built = world
     assert load_index(root, tmp_path, min_bytes=10**9).npc_ids == built.npc_ids
     assert not list(tmp_path.glob("*.idx"))
+
+
+def test_the_cache_keeps_only_the_newest_indexes(world, tmp_path, monkeypatch) -> None:
+    root, _ = world
+    monkeypatch.setattr("sim.worldcache.KEEP", 2)
+    for i in range(4):  # four versions of the world, one after the other
+        copy = write_world(load_catalog(root), tmp_path / f"v{i}")
+        (copy / "world.json").write_text(
+            (copy / "world.json").read_text().replace('"title": "', f'"title": "v{i} ')
+        )
+        load_index(copy, tmp_path / "cache", min_bytes=0)
+    kept = list((tmp_path / "cache").glob("*.idx"))
+    assert len(kept) == 2
+    assert files_key(tmp_path / "v3") in {f.stem for f in kept}
