@@ -150,7 +150,7 @@ class WorldNames:
         self.people: dict[str, _Person] = {}
         tokens: set[str] = set(COMMON_CAPITALISED)
         roles: set[str] = set()
-        for npc in catalog.npcs.values():
+        for npc_id, npc in index.cards.items():  # the directory: no profile is built
             full = npc.display_name
             parts = [_clean(p) for p in full.split()]
             names = [p for p in parts if p not in {"Dr", "Dr.", "Mr", "Mrs", "Ms"}]
@@ -164,7 +164,7 @@ class WorldNames:
                     forms.update({f"Dr. {names[-1]}", f"Dr {names[-1]}", f"Doctor {names[-1]}"})
             tokens.update(names)
             ordered = tuple(sorted(forms, key=len))
-            self.people[npc.id] = _Person(npc.id, full, ordered, npc.occupation)
+            self.people[npc_id] = _Person(npc_id, full, ordered, npc.occupation)
             roles.update(w.lower() for w in npc.occupation.split())
         self.places: dict[str, tuple[str, ...]] = {}
         for place in catalog.places.values():
@@ -189,7 +189,7 @@ class WorldNames:
             for form in person.forms:
                 self.by_form.setdefault(form, []).append(person.npc_id)
         self.family: set[tuple[str, str]] = {
-            (r.source, r.target) for r in catalog.relationships if "family" in r.tags
+            pair for pair, tags in index.tags.items() if "family" in tags
         }
 
     def mentions(self, text: str, npc_id: str) -> bool:
