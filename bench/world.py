@@ -38,8 +38,7 @@ from catalog import load_catalog
 from catalog.generate import generate_world, write_world
 from sim.calendar import MINUTES_PER_HOUR, ticks_to_days
 from sim.local import LocalRun
-from sim.world import WorldIndex, load_world
-from sim.worldcache import load_index
+from sim.world import WorldIndex, load_index, load_world
 from streams.outbox import Outbox
 from topics import EVENTS, TICKS
 from topics.codec import decode, encode

@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from catalog import load_catalog
 from catalog.event_refs import is_open
 from catalog.models import Catalog, EventType, Goal, Npc, Place
+from sim import worldcache
 from worldfeed.gcpause import gc_paused
 from worldfeed.ids import stable_hash64
 from worldfeed.settings import ROOT
 
 HOURS = 24
+
+log = logging.getLogger(__name__)
 
 
 def shard_of(npc_id: str, n_shards: int) -> int:
@@ -145,6 +150,41 @@ class WorldIndex:
             for t in catalog.event_types.values()
         }
         self.journalists = [n for n in self.npc_ids if "news" in self.cards[n].channels]
+
+    def cached(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to stand in for validating the world again."""
+        catalog = self.catalog
+        return {
+            "digest": catalog.digest,
+            "npc_ids": self.npc_ids,
+            "location": self.location,
+            "occupancy": self.occupancy,
+            "turned_away": self.turned_away,
+            "traits": self.traits,
+            "relationships": self.relationships,
+            "n_relationships": len(catalog.relationships),
+            "tags": self.tags,
+            "cards": {n: tuple(c) for n, c in self.cards.items()},
+            "profiles": {n: catalog.npcs[n].model_dump_json().encode() for n in self.npc_ids},
+        }
+
+    @classmethod
+    def restore(cls, root: Path, data: dict[str, Any]) -> WorldIndex:
+        """The index :meth:`cached` described, over the world's files at ``root``."""
+        catalog = worldcache.lazy_catalog(
+            root, data["profiles"], data["n_relationships"], data["digest"]
+        )
+        idx = cls(catalog=catalog)
+        idx.npc_ids = data["npc_ids"]
+        idx.location = data["location"]
+        idx.occupancy = data["occupancy"]
+        idx.turned_away = data["turned_away"]
+        idx.traits = data["traits"]
+        idx.relationships = data["relationships"]
+        idx.tags = data["tags"]
+        idx.cards = {n: Card._make(c) for n, c in data["cards"].items()}
+        idx.index_rules()
+        return idx
 
     def shard_npcs(self, shard: int, n_shards: int) -> list[str]:
         """NPC ids owned by one shard, sorted."""
@@ -271,11 +311,39 @@ def load_world(world: str) -> WorldIndex:
     the cyclic garbage collector's view (``gc.freeze``), or every full collection walks
     them all again (a 0.2 s pause in the middle of a tick at 10k NPCs).
     """
-    from sim.worldcache import load_index  # it builds on this module
-
     with gc_paused():  # millions of acyclic objects: 7 s instead of 18 s at 100k NPCs
         index = load_index(resolve_world(world))
         # Frozen before the collector runs again (it would walk all of them once more).
         # No gc.collect() first: it takes 2.3 s at 100k NPCs and finds ~30 objects.
         gc.freeze()
+    return index
+
+
+def load_index(
+    root: Path, directory: Path | None = None, min_bytes: int | None = None
+) -> WorldIndex:
+    """The world's index: from the cache (:mod:`sim.worldcache`) when it holds these files,
+    else validated and built, then cached.
+
+    ``directory``: the cache (default :func:`~sim.worldcache.cache_dir`); ``min_bytes``:
+    the smallest ``npcs.json`` worth caching (default :func:`~sim.worldcache.min_bytes`)."""
+    directory = directory if directory is not None else worldcache.cache_dir()
+    smallest = min_bytes if min_bytes is not None else worldcache.min_bytes()
+    npcs = root / "npcs.json"
+    if directory is None or not npcs.exists() or npcs.stat().st_size < smallest:
+        return WorldIndex.build(load_catalog(root))
+    path = directory / f"{worldcache.files_key(root)}.idx"
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("world index cache %s unreadable (%s): validating the world", path, exc)
+    else:
+        try:
+            return WorldIndex.restore(root, worldcache.unpack(blob))
+        except (ValueError, EOFError, TypeError, KeyError) as exc:
+            log.warning("world index cache %s rejected (%s): validating the world", path, exc)
+    index = WorldIndex.build(load_catalog(root))
+    worldcache.write(path, worldcache.pack(index.cached()))
     return index

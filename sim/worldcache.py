@@ -19,6 +19,9 @@ process that loads a world writes what the index derived from it to
 * the small files (world, places, event types, goals, templates, ...) are validated on
   every load as before: they are a few ms.
 
+What goes in is the index's to say (:meth:`sim.world.WorldIndex.cached` and ``restore``,
+:func:`sim.world.load_index`); this module is the file, its key and the lazy containers.
+
 ``WORLDFEED_INDEX_CACHE``: the cache directory (default ``.local/index-cache``), or
 ``off``; the newest :data:`KEEP` files are kept. Worlds whose ``npcs.json`` is under
 ``WORLDFEED_INDEX_CACHE_MIN_BYTES`` (1 MiB, about 800 NPCs) are loaded directly: they take
@@ -36,10 +39,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from catalog import load_catalog
 from catalog.loader import assemble, read_files
-from catalog.models import CATALOG_FILES, Npc
-from sim.world import Card, WorldIndex
+from catalog.models import CATALOG_FILES, Catalog, Npc
 from worldfeed.settings import ROOT
 
 log = logging.getLogger(__name__)
@@ -134,27 +135,9 @@ def files_key(root: Path) -> str:
     return h.hexdigest()
 
 
-def dump(index: WorldIndex) -> bytes:
-    """What :func:`restore` needs, with a header naming the format and the body's sha256."""
-    catalog = index.catalog
-    body = marshal.dumps(
-        _shared(
-            {
-                "digest": catalog.digest,
-                "npc_ids": index.npc_ids,
-                "location": index.location,
-                "occupancy": index.occupancy,
-                "turned_away": index.turned_away,
-                "traits": index.traits,
-                "relationships": index.relationships,
-                "n_relationships": len(catalog.relationships),
-                "tags": index.tags,
-                "cards": {n: tuple(c) for n, c in index.cards.items()},
-                "profiles": {n: catalog.npcs[n].model_dump_json().encode() for n in index.npc_ids},
-            },
-            {},
-        )
-    )
+def pack(data: dict[str, Any]) -> bytes:
+    """The cache file of ``data``: a header naming the format and the body's sha256."""
+    body = marshal.dumps(_shared(data, {}))
     return FORMAT + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
@@ -177,10 +160,8 @@ def _shared(obj: Any, seen: dict[Any, Any]) -> Any:
     return obj
 
 
-def restore(root: Path, blob: bytes) -> WorldIndex:
-    """The index :func:`dump` wrote, with the world's small files read (and validated) again.
-
-    Raises ValueError when the blob is not a whole cache of this format."""
+def unpack(blob: bytes) -> dict[str, Any]:
+    """What :func:`pack` wrote; ValueError when it is not a whole file of this format."""
     if not blob.startswith(FORMAT):
         raise ValueError("not an index cache of this format")
     head = len(FORMAT)
@@ -190,62 +171,37 @@ def restore(root: Path, blob: bytes) -> WorldIndex:
         or hashlib.sha256(body).digest().hex() != checksum.decode()
     ):
         raise ValueError("checksum mismatch (a damaged or partly written file)")
-    # our own file in the user's state directory, written by dump(), whole and undamaged
-    data: dict[str, Any] = marshal.loads(body)  # noqa: S302
+    # our own file in the user's state directory, written by pack(), whole and undamaged
+    data = marshal.loads(body)  # noqa: S302
+    if not isinstance(data, dict):
+        raise ValueError("not an index cache of this format")
+    return data
+
+
+def lazy_catalog(
+    root: Path, profiles: dict[str, bytes], n_relationships: int, digest: str
+) -> Catalog:
+    """The world's catalog with its small files read and validated again (a few ms), its
+    profiles built on first use and relationships.json read when first iterated."""
     parsed = read_files(root, [n for n in CATALOG_FILES if n not in _LARGE])
     parsed["npcs.json"] = []
     parsed["relationships.json"] = []
     catalog = assemble(parsed)
-    catalog.npcs = Profiles(data["profiles"])
+    catalog.npcs = Profiles(profiles)
     catalog.relationships = Deferred(
         lambda: list(read_files(root, ["relationships.json"])["relationships.json"]),
-        data["n_relationships"],
+        n_relationships,
     )
-    catalog.known_digest(data["digest"])
-    index = WorldIndex(catalog=catalog)
-    index.npc_ids = data["npc_ids"]
-    index.location = data["location"]
-    index.occupancy = data["occupancy"]
-    index.turned_away = data["turned_away"]
-    index.traits = data["traits"]
-    index.relationships = data["relationships"]
-    index.tags = data["tags"]
-    index.cards = {n: Card._make(c) for n, c in data["cards"].items()}
-    index.index_rules()
-    return index
+    catalog.known_digest(digest)
+    return catalog
 
 
-def load_index(
-    root: Path, directory: Path | None = None, min_bytes: int | None = None
-) -> WorldIndex:
-    """The world's index: from the cache when it holds these files, else built (and cached).
-
-    ``directory``: the cache (default :func:`cache_dir`); ``min_bytes``: the smallest
-    ``npcs.json`` worth caching (default ``WORLDFEED_INDEX_CACHE_MIN_BYTES`` or 1 MiB)."""
-    directory = directory if directory is not None else cache_dir()
-    if min_bytes is None:
-        min_bytes = int(os.environ.get("WORLDFEED_INDEX_CACHE_MIN_BYTES", MIN_BYTES))
-    npcs = root / "npcs.json"
-    if directory is None or not npcs.exists() or npcs.stat().st_size < min_bytes:
-        return WorldIndex.build(load_catalog(root))
-    path = directory / f"{files_key(root)}.idx"
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("world index cache %s unreadable (%s): validating the world", path, exc)
-    else:
-        try:
-            return restore(root, blob)
-        except (ValueError, EOFError, TypeError, KeyError) as exc:
-            log.warning("world index cache %s rejected (%s): validating the world", path, exc)
-    index = WorldIndex.build(load_catalog(root))
-    _write(path, dump(index))
-    return index
+def min_bytes() -> int:
+    """The smallest ``npcs.json`` worth caching (``WORLDFEED_INDEX_CACHE_MIN_BYTES``)."""
+    return int(os.environ.get("WORLDFEED_INDEX_CACHE_MIN_BYTES", MIN_BYTES))
 
 
-def _write(path: Path, blob: bytes) -> None:
+def write(path: Path, blob: bytes) -> None:
     """Write atomically (a reader sees the whole file or none); a failure only logs."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

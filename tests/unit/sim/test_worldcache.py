@@ -10,8 +10,8 @@ import pytest
 from catalog import load_catalog
 from catalog.generate import generate_world, write_world
 from sim.local import LocalRun
-from sim.world import WorldIndex
-from sim.worldcache import Deferred, Profiles, files_key, load_index
+from sim.world import WorldIndex, load_index
+from sim.worldcache import Deferred, Profiles, files_key
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(world, tmp_path, caplog) -> None
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # one flipped bit in the body
     path.write_bytes(bytes(blob))
-    with caplog.at_level(logging.WARNING, logger="sim.worldcache"):
+    with caplog.at_level(logging.WARNING, logger="sim.world"):
         index = load_index(root, tmp_path, min_bytes=0)
     assert "checksum mismatch" in caplog.text
     assert not isinstance(index.catalog.npcs, Profiles)  # validated again
@@ -97,7 +97,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(world, tmp_path, caplog) -> None
     # and written whole again
     assert isinstance(load_index(root, tmp_path, min_bytes=0).catalog.npcs, Profiles)
     path.write_bytes(path.read_bytes()[:1000])  # cut short
-    with caplog.at_level(logging.WARNING, logger="sim.worldcache"):
+    with caplog.at_level(logging.WARNING, logger="sim.world"):
         assert load_index(root, tmp_path, min_bytes=0).npc_ids == built.npc_ids
 
 
