@@ -152,36 +152,44 @@ class WorldIndex:
         self.journalists = [n for n in self.npc_ids if "news" in self.cards[n].channels]
 
     def cached(self) -> dict[str, Any]:
-        """What :meth:`restore` needs to stand in for validating the world again."""
+        """What :meth:`restore` needs to stand in for validating the world again: the
+        directory whole, what each NPC owns in sections (:class:`~sim.worldcache.Sections`)."""
         catalog = self.catalog
+        bucket_of = {n: stable_hash64("shard", n) % worldcache.BUCKETS for n in self.npc_ids}
+        owned: dict[str, dict[Any, Any]] = {
+            "traits": self.traits,
+            "relationships": self.relationships,
+            "tags": self.tags,
+            "profiles": {n: catalog.npcs[n].model_dump_json().encode() for n in self.npc_ids},
+        }
         return {
             "digest": catalog.digest,
             "npc_ids": self.npc_ids,
             "location": self.location,
             "occupancy": self.occupancy,
             "turned_away": self.turned_away,
-            "traits": self.traits,
-            "relationships": self.relationships,
             "n_relationships": len(catalog.relationships),
-            "tags": self.tags,
             "cards": {n: tuple(c) for n, c in self.cards.items()},
-            "profiles": {n: catalog.npcs[n].model_dump_json().encode() for n in self.npc_ids},
+            "bucket_of": bucket_of,
+            "sections": worldcache.Sections.split(owned, bucket_of, {"tags": _source}),
         }
 
     @classmethod
     def restore(cls, root: Path, data: dict[str, Any]) -> WorldIndex:
         """The index :meth:`cached` described, over the world's files at ``root``."""
-        catalog = worldcache.lazy_catalog(
-            root, data["profiles"], data["n_relationships"], data["digest"]
+        sections = worldcache.Sections(data["sections"], data["bucket_of"])
+        profiles = worldcache.Profiles(
+            worldcache.Owned(sections, "profiles", None), data["npc_ids"]
         )
+        catalog = worldcache.lazy_catalog(root, profiles, data["n_relationships"], data["digest"])
         idx = cls(catalog=catalog)
         idx.npc_ids = data["npc_ids"]
         idx.location = data["location"]
         idx.occupancy = data["occupancy"]
         idx.turned_away = data["turned_away"]
-        idx.traits = data["traits"]
-        idx.relationships = data["relationships"]
-        idx.tags = data["tags"]
+        idx.traits = worldcache.Owned(sections, "traits", None)
+        idx.relationships = worldcache.Owned(sections, "relationships", None)
+        idx.tags = worldcache.Owned(sections, "tags", _source)
         idx.cards = {n: Card._make(c) for n, c in data["cards"].items()}
         idx.index_rules()
         return idx
@@ -216,6 +224,11 @@ class WorldIndex:
         if place_id is None or place_id not in self.catalog.places:
             return "somewhere"
         return self.catalog.places[place_id].name
+
+
+def _source(pair: tuple[str, str]) -> str:
+    """The NPC that owns a relationship's tags: its source."""
+    return pair[0]
 
 
 def admission_rank(place: Place, npc: Npc) -> tuple[int, int]:

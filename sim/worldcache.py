@@ -45,7 +45,7 @@ from worldfeed.settings import ROOT
 
 log = logging.getLogger(__name__)
 
-FORMAT = b"worldfeed-index-1\n"
+FORMAT = b"worldfeed-index-2\n"
 MIN_BYTES = 2**20
 _LARGE = ("npcs.json", "relationships.json")  # what the cache stands in for
 _CODE = (  # what validates and indexes a world: a change to any is a new key
@@ -62,11 +62,148 @@ KEEP = 8  # cached indexes kept (the newest); older ones are removed when one is
 T = TypeVar("T")
 
 
+BUCKETS = 840  # lcm(1..8): any shard count dividing it owns whole buckets (sim.world)
+
+
+class Sections:
+    """What each NPC owns (traits, relationships, tags, profile), in :data:`BUCKETS`
+    marshal sections, decoded a section at a time into the :class:`Owned` dicts that ask.
+
+    A worker's shards read their own NPCs, so it decodes about its share of the sections;
+    a read of any other NPC decodes that NPC's section too, so what is read never depends
+    on which shards a worker holds (only the memory does)."""
+
+    def __init__(self, sections: list[bytes | None], bucket_of: dict[str, int]) -> None:
+        self._sections = sections
+        self._bucket_of = bucket_of
+        self._fields: dict[str, dict[Any, Any]] = {}
+        self.decoded = 0
+        self._left = sum(raw is not None for raw in sections)
+
+    def field(self, name: str, into: dict[Any, Any]) -> None:
+        """Have section field ``name`` land in ``into`` as sections are decoded."""
+        self._fields[name] = into
+
+    def fill(self, npc_id: object) -> bool:
+        """Decode the section of ``npc_id`` unless it is decoded; whether it was decoded now."""
+        bucket = self._bucket_of.get(npc_id) if isinstance(npc_id, str) else None
+        return bucket is not None and self._decode(bucket)
+
+    def fill_all(self) -> None:
+        """Decode every section (an iteration over all NPCs' owned data)."""
+        for bucket in range(len(self._sections)):
+            self._decode(bucket)
+
+    def _decode(self, bucket: int) -> bool:
+        raw = self._sections[bucket]
+        if raw is None:
+            return False
+        self._sections[bucket] = None
+        data = marshal.loads(raw)  # noqa: S302  # checked with the whole file (unpack)
+        for name, into in self._fields.items():
+            dict.update(into, data[name])
+        self.decoded += 1
+        self._left -= 1
+        if not self._left:  # all decoded: plain dicts from now on (no Python-level get)
+            for into in self._fields.values():
+                into.__class__ = Filled
+        return True
+
+    @staticmethod
+    def split(
+        owned: dict[str, dict[Any, Any]], bucket_of: dict[str, int], owner: dict[str, Any]
+    ) -> list[bytes]:
+        """The sections of ``owned`` (field -> key -> value); ``owner``: field -> the NPC id
+        of a key (None: the key is the NPC id)."""
+        parts: list[dict[str, dict[Any, Any]]] = [
+            {name: {} for name in owned} for _ in range(BUCKETS)
+        ]
+        for name, values in owned.items():
+            key_of = owner.get(name)
+            for key, value in values.items():
+                npc = key if key_of is None else key_of(key)
+                parts[bucket_of[npc]][name][key] = value
+        return [marshal.dumps(_shared(part, {})) for part in parts]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Owned(dict[K, V]):
+    """A dict of per-NPC data filled a section at a time on first use (:class:`Sections`).
+
+    Lookups that hit are plain dict lookups; a miss decodes the key's section first.
+    Iterating, sizing or comparing it decodes every section."""
+
+    def __init__(self, sections: Sections, name: str, npc_of: Callable[[Any], str] | None) -> None:
+        super().__init__()
+        self._sections = sections
+        self._npc_of = npc_of
+        sections.field(name, self)
+
+    def _npc(self, key: object) -> object:
+        return key if self._npc_of is None else self._npc_of(key)
+
+    def __missing__(self, key: K) -> V:
+        if self._sections.fill(self._npc(key)):
+            return self[key]
+        raise KeyError(key)
+
+    def get(self, key: K, default: Any = None) -> Any:
+        value = dict.get(self, key, _ABSENT)
+        if value is _ABSENT:
+            if self._sections.fill(self._npc(key)):
+                return dict.get(self, key, default)
+            return default
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        return self._sections.fill(self._npc(key)) and dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[K]:
+        self._sections.fill_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._sections.fill_all()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        self._sections.fill_all()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._sections.fill_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._sections.fill_all()
+        return dict.items(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._sections.fill_all()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+
+class Filled(dict[Any, Any]):
+    """What an :class:`Owned` dict becomes once every section is decoded: a plain dict."""
+
+
+_ABSENT = object()
+
+
 class Profiles(Mapping[str, Npc]):
     """NPC profiles by id, each validated from its JSON on first use and kept."""
 
-    def __init__(self, raw: dict[str, bytes]) -> None:
-        self._raw = raw
+    def __init__(self, raw: Mapping[str, bytes], ids: Sequence[str]) -> None:
+        self._raw = raw  # an Owned dict: a profile's section is decoded when it is asked for
+        self._ids = ids
+        self._known = frozenset(ids)
         self._built: dict[str, Npc] = {}
 
     def __getitem__(self, npc_id: str) -> Npc:
@@ -76,13 +213,13 @@ class Profiles(Mapping[str, Npc]):
         return npc
 
     def __contains__(self, npc_id: object) -> bool:
-        return npc_id in self._raw
+        return npc_id in self._known
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        return iter(self._ids)
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(self._ids)
 
 
 class Deferred(Sequence[T]):
@@ -178,16 +315,14 @@ def unpack(blob: bytes) -> dict[str, Any]:
     return data
 
 
-def lazy_catalog(
-    root: Path, profiles: dict[str, bytes], n_relationships: int, digest: str
-) -> Catalog:
+def lazy_catalog(root: Path, profiles: Profiles, n_relationships: int, digest: str) -> Catalog:
     """The world's catalog with its small files read and validated again (a few ms), its
     profiles built on first use and relationships.json read when first iterated."""
     parsed = read_files(root, [n for n in CATALOG_FILES if n not in _LARGE])
     parsed["npcs.json"] = []
     parsed["relationships.json"] = []
     catalog = assemble(parsed)
-    catalog.npcs = Profiles(profiles)
+    catalog.npcs = profiles
     catalog.relationships = Deferred(
         lambda: list(read_files(root, ["relationships.json"])["relationships.json"]),
         n_relationships,

@@ -10,8 +10,9 @@ import pytest
 from catalog import load_catalog
 from catalog.generate import generate_world, write_world
 from sim.local import LocalRun
-from sim.world import WorldIndex, load_index
-from sim.worldcache import Deferred, Profiles, files_key
+from sim.barrier import ShardBarrier
+from sim.world import WorldIndex, load_index, shard_of
+from sim.worldcache import BUCKETS, Deferred, Profiles, files_key
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ FIELDS = (
 def test_restored_index_equals_the_built_one(world, tmp_path) -> None:
     root, built = world
     restored = cached(root, tmp_path)
-    for name in FIELDS:
+    for name in FIELDS:  # the restored one on the left: its lazy parts decode to compare
         assert getattr(restored, name) == getattr(built, name), name
     assert restored.catalog.digest == built.catalog.digest
     # profiles: built on demand, each equal to the validated one
@@ -133,3 +134,30 @@ def test_the_cache_keeps_only_the_newest_indexes(world, tmp_path, monkeypatch) -
     kept = list((tmp_path / "cache").glob("*.idx"))
     assert len(kept) == 2
     assert files_key(tmp_path / "v3") in {f.stem for f in kept}
+
+
+@pytest.mark.parametrize("n_shards", [2, 4])
+def test_a_shard_decodes_only_the_sections_of_its_own_npcs(world, tmp_path, n_shards) -> None:
+    """Shard-local: a shard seeded and ticked decodes its own NPCs' traits, relationships,
+    tags and profiles, not the others' (sections are buckets of the same hash as shards)."""
+    root, built = world
+    index = cached(root, tmp_path)
+    assert all(
+        stable % n_shards == shard_of(n, n_shards)
+        for n, stable in index.traits._sections._bucket_of.items()
+    )
+    reference = LocalRun(built, "r", 11, n_shards=n_shards, start_minute=8 * 60)
+    for _ in range(3):
+        reference.step()
+    shard = 1
+    machine = ShardBarrier.recover(index, reference.tick_message(0, shard), {}.get)
+    for t in range(3):
+        machine.on_tick(reference.tick_message(t, shard))
+    sections = index.traits._sections
+    decoded = {b for b, raw in enumerate(sections._sections) if raw is None}
+    assert decoded
+    assert {b % n_shards for b in decoded} == {shard}
+    assert BUCKETS % n_shards == 0
+    # and what it read is what the validated world says
+    own = index.shard_npcs(shard, n_shards)
+    assert [dict.__getitem__(index.traits, n) for n in own] == [built.traits[n] for n in own]
