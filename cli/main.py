@@ -252,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     # refuse a bad catalog before starting anything that reads it (a sink-only worker does not)
     needs_catalog = args.cmd == "up" or bool(set(roles) - {"sink"})
     if needs_catalog:
-        from catalog import CatalogError, load_catalog
+        from catalog import CatalogError
+        from sim.world import check_world
 
         try:
-            load_catalog(settings.catalog_dir)
+            check_world(settings.catalog_dir)  # free when the world's index is cached
         except CatalogError as exc:
             print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)
             return 2

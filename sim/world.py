@@ -360,3 +360,14 @@ def load_index(
     index = WorldIndex.build(load_catalog(root))
     worldcache.write(path, worldcache.pack(index.cached()))
     return index
+
+
+def check_world(root: Path) -> None:
+    """Raise CatalogError if the world at ``root`` is invalid: nearly free when its index
+    is cached (only a valid world is cached, and the key is its files' bytes); otherwise
+    it is validated and indexed, and cached for the processes that load it next."""
+    directory = worldcache.cache_dir()
+    if directory is not None and (directory / f"{worldcache.files_key(root)}.idx").exists():
+        return
+    with gc_paused():
+        load_index(root)

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from catalog import load_catalog
+from catalog import CatalogError, load_catalog
 from catalog.generate import generate_world, write_world
-from sim.local import LocalRun
 from sim.barrier import ShardBarrier
-from sim.world import WorldIndex, load_index, shard_of
+from sim.local import LocalRun
+from sim.world import WorldIndex, check_world, load_index, shard_of
 from sim.worldcache import BUCKETS, Deferred, Profiles, files_key
 
 
@@ -161,3 +161,18 @@ def test_a_shard_decodes_only_the_sections_of_its_own_npcs(world, tmp_path, n_sh
     # and what it read is what the validated world says
     own = index.shard_npcs(shard, n_shards)
     assert [dict.__getitem__(index.traits, n) for n in own] == [built.traits[n] for n in own]
+
+
+def test_check_world_trusts_only_a_cache_of_the_same_files(world, tmp_path, monkeypatch) -> None:
+    root, _ = world
+    monkeypatch.setenv("WORLDFEED_INDEX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORLDFEED_INDEX_CACHE_MIN_BYTES", "0")
+    copy = write_world(load_catalog(root), tmp_path / "copy")
+    check_world(copy)  # validated, and cached
+    assert len(list((tmp_path / "cache").glob("*.idx"))) == 1
+    check_world(copy)  # the cache answers
+    npcs = json.loads((copy / "npcs.json").read_text())
+    npcs[3]["traits"]["openness"] = 1.4
+    (copy / "npcs.json").write_text(json.dumps(npcs))
+    with pytest.raises(CatalogError, match="openness"):
+        check_world(copy)
