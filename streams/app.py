@@ -108,6 +108,32 @@ def _never_commit_past_in_flight() -> None:
     consumer._worldfeed_in_flight_guard = True  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
 
 
+def _no_empty_commit() -> None:
+    """Make a commit whose every partition was revoked while it waited do nothing.
+
+    faust checks a commit's partitions against the assignment, then awaits the producer's
+    flush, then keeps the partitions still assigned (its fix of faust-streaming issue
+    #94) and hands aiokafka the rest. When a rebalance took all of them during the flush
+    that rest is empty, aiokafka refuses it (``ValueError({})``) and faust crashes the
+    worker. Seen in ``make bench``: a second worker joining at the start of a run killed
+    the first. A commit of nothing is skipped here, as faust skips one that was empty
+    before the flush; the offsets are committed by their partitions' new owners.
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread, "_worldfeed_no_empty_commit", False):
+        return
+    commit = thread._commit  # noqa: SLF001
+
+    async def commit_assigned(self: Any, offsets: Any) -> bool:
+        assigned = self.assignment()  # the same check faust makes next, with no await between
+        if not any(tp in assigned for tp in offsets):
+            return False
+        return bool(await commit(self, offsets))
+
+    thread._commit = commit_assigned  # type: ignore[method-assign]  # noqa: SLF001
+    thread._worldfeed_no_empty_commit = True  # type: ignore[attr-defined]  # noqa: SLF001 - our marker on the class
+
+
 def _lowest_in_flight(consumer: Any) -> dict[Any, int]:
     """Per partition, the lowest offset handed to a stream and neither acked nor committed.
 
@@ -284,6 +310,7 @@ def build_streams(settings: Settings, app_id: str) -> Streams:
     _shorten_fetch_wait()
     _idempotent_producer()
     _never_commit_past_in_flight()
+    _no_empty_commit()
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(
         app_id,
