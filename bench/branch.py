@@ -44,7 +44,7 @@ from bus.runlog import make_branch, read_run, send_branch
 from sim.local import LocalRun
 from sim.replay import replay
 from sim.snapshot import shard_parts
-from sim.world import WorldIndex, load_world
+from sim.world import WorldIndex, forget_worlds, load_world
 from topics import TICKS
 from topics.codec import encode
 from worldfeed.settings import ROOT
@@ -92,7 +92,7 @@ async def branch_latency(bootstrap: str, n: int, parent_ticks: int) -> dict[str,
     try:
         await send_start(settings, "parent", parent_ticks)
         await read_ticks(settings, parent_ticks, 900, procs)
-        load_world.cache_clear()  # as a fresh `worldfeed branch` process: the world loads too
+        forget_worlds()  # as a fresh `worldfeed branch` process: the world loads too
         t0 = time.perf_counter()
         parent = await read_run(settings, "parent")
         t_read = time.perf_counter() - t0

@@ -253,10 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     needs_catalog = args.cmd == "up" or bool(set(roles) - {"sink"})
     if needs_catalog:
         from catalog import CatalogError
-        from sim.world import check_world
+        from sim.world import check_world as refuse_invalid
+        from sim.world import load_world
 
         try:
-            check_world(settings.catalog_dir)  # free when the world's index is cached
+            if args.cmd == "up":  # the workers load it; free when its index is cached
+                refuse_invalid(settings.catalog_dir)
+            else:  # loaded now, before any run: a run's first tick does not wait for it
+                load_world(str(settings.catalog_dir))
         except CatalogError as exc:
             print(f"worldfeed: the catalog is invalid, not starting:\n{exc}", file=sys.stderr)
             return 2

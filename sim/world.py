@@ -316,16 +316,28 @@ def _hourly_places(npc: Npc) -> list[str | None]:
     return hours
 
 
-@functools.lru_cache(maxsize=8)
 def load_world(world: str) -> WorldIndex:
     """Load, validate and index a world (cached per process, and on disk: sim.worldcache).
 
-    The index is millions of long-lived objects at 100k NPCs; they are moved out of
-    the cyclic garbage collector's view (``gc.freeze``), or every full collection walks
-    them all again (a 0.2 s pause in the middle of a tick at 10k NPCs).
+    ``world``: a name under catalog/worlds/ or a directory; a name and its directory are
+    one world (a worker that loads its configured directory at start serves a run that
+    names the world).
     """
+    return _load_world_at(resolve_world(world))
+
+
+def forget_worlds() -> None:
+    """Drop the worlds this process loaded (the next load reads them again)."""
+    _load_world_at.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_world_at(root: Path) -> WorldIndex:
+    """The index is millions of long-lived objects at 100k NPCs; they are moved out of
+    the cyclic garbage collector's view (``gc.freeze``), or every full collection walks
+    them all again (a 0.2 s pause in the middle of a tick at 10k NPCs)."""
     with gc_paused():  # millions of acyclic objects: 7 s instead of 18 s at 100k NPCs
-        index = load_index(resolve_world(world))
+        index = load_index(root)
         # Frozen before the collector runs again (it would walk all of them once more).
         # No gc.collect() first: it takes 2.3 s at 100k NPCs and finds ~30 objects.
         gc.freeze()
