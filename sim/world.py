@@ -155,7 +155,8 @@ class WorldIndex:
         """What :meth:`restore` needs to stand in for validating the world again: the
         directory whole, what each NPC owns in sections (:class:`~sim.worldcache.Sections`)."""
         catalog = self.catalog
-        bucket_of = {n: stable_hash64("shard", n) % worldcache.BUCKETS for n in self.npc_ids}
+        # the shard hash: shard_of(n, k) == bucket % k for every k dividing BUCKETS
+        bucket_of = {n: shard_of(n, worldcache.BUCKETS) for n in self.npc_ids}
         owned: dict[str, dict[Any, Any]] = {
             "traits": self.traits,
             "relationships": self.relationships,

@@ -58,11 +58,9 @@ _CODE = (  # what validates and indexes a world: a change to any is a new key
     "worldfeed/ids.py",
 )
 KEEP = 8  # cached indexes kept (the newest); older ones are removed when one is written
+BUCKETS = 840  # lcm(1..8): any shard count dividing it owns whole buckets (sim.world)
 
 T = TypeVar("T")
-
-
-BUCKETS = 840  # lcm(1..8): any shard count dividing it owns whole buckets (sim.world)
 
 
 class Sections:
@@ -77,7 +75,6 @@ class Sections:
         self._sections = sections
         self._bucket_of = bucket_of
         self._fields: dict[str, dict[Any, Any]] = {}
-        self.decoded = 0
         self._left = sum(raw is not None for raw in sections)
 
     def field(self, name: str, into: dict[Any, Any]) -> None:
@@ -102,7 +99,6 @@ class Sections:
         data = marshal.loads(raw)  # noqa: S302  # checked with the whole file (unpack)
         for name, into in self._fields.items():
             dict.update(into, data[name])
-        self.decoded += 1
         self._left -= 1
         if not self._left:  # all decoded: plain dicts from now on (no Python-level get)
             for into in self._fields.values():
@@ -263,10 +259,9 @@ def files_key(root: Path) -> str:
     for name in CATALOG_FILES:
         file = root / name
         h.update(name.encode() + b"\0")
-        if file.exists():
-            data = file.read_bytes()
-            h.update(len(data).to_bytes(8, "big"))
-            h.update(data)
+        if file.exists():  # streamed: npcs.json is 126 MB at 100k NPCs
+            with file.open("rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
         else:
             h.update(b"absent")
     return h.hexdigest()
