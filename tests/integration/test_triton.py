@@ -137,6 +137,41 @@ async def test_a_grammar_constrains_the_answer(triton_url: str) -> None:
     assert free.text != ruled.text
 
 
+async def test_the_headline_grammar_keeps_to_the_events_words(triton_url: str) -> None:
+    """A news headline written alone is decoded under a grammar of the event's own words
+    (posts.prompt.headline_grammar): the actor leads, then a verb of the summary, then its
+    words, a name or the place, joined by "At", "With"..."""
+    import re
+
+    from bench.eval_posts import day1
+    from posts.prompt import build_prompt, headline_prompt
+    from sim.world import load_world
+
+    index = load_world("town")
+    req = next(r for r in day1(1) if r.channel == "news" and r.event.target)
+    prompt = headline_prompt(
+        index, req, build_prompt(index, req, index.catalog.templates[req.template])
+    )
+    assert prompt.grammar is not None
+    rules = dict(line.split(" ::= ", 1) for line in prompt.grammar.strip().splitlines())
+    verbs, words = (re.findall(r'"([^"]+)"', rules[k]) for k in ("verb", "word"))
+    joins = re.findall(r'"([^"]+)"', rules["join"])
+    actor = index.npc(req.event.actor).display_name
+    sampling = {"max_tokens": 32, "temperature": 0.7, "seed": 11, "stop": list(DEFAULT.stop)}
+    async with TritonLLM(triton_url) as llm:
+        got = await llm.generate(
+            prompt.text, {**sampling, "guided_decoding": {"grammar": prompt.grammar}}
+        )
+    text = got.text.strip()
+    assert text.startswith(f"{actor} "), text
+    rest = text[len(actor) + 1 :]
+    verb = next((v for v in verbs if rest.startswith(v + " ")), None)
+    assert verb, text
+    rest = rest[len(verb) :]
+    pieces = "|".join(re.escape(p) for p in sorted(words + joins, key=len, reverse=True))
+    assert re.fullmatch(rf"(?: (?:{pieces}))+", rest), text
+
+
 async def test_a_bad_grammar_is_a_model_error_and_server_keeps_serving(triton_url: str) -> None:
     async with TritonLLM(triton_url, retries=1) as llm:
         with pytest.raises(LLMError, match="grammar"):
