@@ -53,7 +53,7 @@ RULES = (
 
 # Capitalised words a post may use that are not names of anything in the world.
 COMMON_CAPITALISED = frozenset(
-    """I I'm I've I'd I'll OK Okay Mr Mrs Ms Mx Dr Doctor Mayor Councillor Council Officer
+    """I I'm I've I'd I'll You We He She They It OK Okay Mr Mrs Ms Mx Dr Doctor Mayor Councillor Council Officer
     Coach Principal Nurse Editor Reporter Miss Sir Madam Aunt Uncle Grandma Grandpa Mom Mum
     Dad God Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March
     April May June July August September October November December Spring Summer Autumn
@@ -121,7 +121,7 @@ _OPENER = re.compile(
 _SCAFFOLD = re.compile(
     r"\b(headline|the facts|paragraphs?|bugle's article|what happened)\b|^name\b"
 )
-_POSSESSIVE = re.compile(r"['’]s$")
+_POSSESSIVE = re.compile(r"['’][sS]$")  # "Otto's", and SmolLM2's "Otto'S"
 
 
 def _words(text: str) -> list[str]:

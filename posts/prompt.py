@@ -47,14 +47,12 @@ def _title_words(most: int) -> str:
     return f"[A-Z] [A-Za-z0-9'-]{{1,15}} (\" \" [A-Za-z0-9'-]{{1,16}}){{2,{most - 1}}}"
 
 
-# headline, blank line, two paragraphs that end a sentence (GBNF: llama.cpp and vLLM's xgrammar)
-# (the headline: 3-12 whole words of letters, digits, apostrophes and hyphens: it never
-# ends mid-word, and has no room for an appositive's commas or stray symbols)
-NEWS_GRAMMAR = (
-    'root ::= title "\\n\\n" lead para "\\n\\n" para\n'
-    f"title ::= {_title_words(12)}\n"
-    'para ::= [^\\n]{30,240} [.!?"]\n'
-)
+# a news article's paragraphs end a sentence (GBNF: llama.cpp and vLLM's xgrammar); its
+# headline is :func:`title_rules`, and :func:`news_grammar` puts them together
+NEWS_BODY = 'para ::= [^\\n]{30,240} [.!?"]\n'
+# a feed post or chat message is one line: SmolLM2 otherwise starts a second one with
+# the prompt's facts or labels ("\nWalter Pike is a retired fisherman.\nHow it feels:")
+ONE_LINE_GRAMMAR = "root ::= [^\\n]+\n"
 HEADLINE_MAX_TOKENS = 32
 
 
@@ -256,9 +254,7 @@ def build_prompt(
             break
         memories = memories[:-1]
     author = index.npc(req.author)
-    grammar = None
-    if req.channel == "news":
-        grammar = NEWS_GRAMMAR.replace("lead para", "para")
+    grammar = news_grammar(index, req) if req.channel == "news" else ONE_LINE_GRAMMAR
     return Prompt(
         system=system,
         user=user[: MAX_PROMPT_CHARS - len(system)],
@@ -305,8 +301,6 @@ HEADLINE_SHOTS = (
         "Ben Holt Collapses At Bus Stop",
     ),
 )
-# 3-9 whole words (the article's own headline may have 12)
-HEADLINE_GRAMMAR = f"root ::= {_title_words(9)}\n"
 
 
 def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> Prompt:
@@ -340,7 +334,20 @@ _NOT_HEADLINE_WORDS = frozenset(
 
 
 def headline_grammar(index: WorldIndex, req: RenderRequested) -> str:
-    """GBNF for a headline told from the event's own words: the actor's name, a verb the
+    """GBNF for a news headline written alone (:func:`title_rules`)."""
+    return "root ::= title\n" + title_rules(index, req)
+
+
+def news_grammar(index: WorldIndex, req: RenderRequested, lead: str = "") -> str:
+    """GBNF for a news article: its headline (:func:`title_rules`), a blank line and two
+    paragraphs that end a sentence, the first opening with ``lead`` when given."""
+    start = f"{_gbnf_literal(lead + ' ')} " if lead else ""
+    root = f'root ::= title "\\n\\n" {start}para "\\n\\n" para\n'
+    return root + title_rules(index, req) + NEWS_BODY
+
+
+def title_rules(index: WorldIndex, req: RenderRequested) -> str:
+    """GBNF rule ``title``: a headline told from the event's own words: the actor's name, a verb the
     summary tells the actor's deed with (in the present, or a headline verb for it:
     "Clashes" for "argued"), then one to four phrases of the summary's other words, the
     place's name or the target's, each optionally after a joining word ("At", "With").
@@ -361,7 +368,7 @@ def headline_grammar(index: WorldIndex, req: RenderRequested) -> str:
             if low.startswith(key):
                 verbs.update((v.capitalize(), None) for v in synonyms)
     if not verbs:  # a summary without a past tense this knows: 3-9 free words
-        return HEADLINE_GRAMMAR
+        return f"title ::= {_title_words(9)}\n"
     phrases = [name for name in (target, place) if name]
     world = index.catalog.world.title.lower()
     for run in _phrases(ev.summary.split(";")[0]):
@@ -374,7 +381,7 @@ def headline_grammar(index: WorldIndex, req: RenderRequested) -> str:
         phrases.append(run[:1].upper() + run[1:])
     alt = " | ".join
     return (
-        f'root ::= {_gbnf_literal(actor)} " " verb (" " part){{1,4}}\n'
+        f'title ::= {_gbnf_literal(actor)} " " verb (" " part){{1,4}}\n'
         f"verb ::= {alt(map(_gbnf_literal, verbs))}\n"
         'part ::= (join " ")? word\n'
         f"join ::= {alt(map(_gbnf_literal, HEADLINE_JOINERS))}\n"
@@ -429,6 +436,5 @@ def revise(index: WorldIndex, req: RenderRequested, prompt: Prompt, problems: li
     revised = replace(prompt, user=user[:MAX_PROMPT_CHARS])
     lead = lead_for(index, req)
     if req.channel == "news":
-        grammar = NEWS_GRAMMAR.replace("lead para", f"{_gbnf_literal(lead + ' ')} para")
-        return replace(revised, grammar=grammar)
+        return replace(revised, grammar=news_grammar(index, req, lead))
     return replace(revised, prefill=lead + " ")

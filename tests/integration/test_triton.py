@@ -124,9 +124,12 @@ async def test_a_grammar_constrains_the_answer(triton_url: str) -> None:
     """vLLM's guided_decoding {"grammar": GBNF}: the news form, headline + two paragraphs."""
     import re
 
-    from posts.prompt import NEWS_GRAMMAR
+    from bench.eval_posts import day1
+    from posts.prompt import news_grammar
+    from sim.world import load_world
 
-    grammar = NEWS_GRAMMAR.replace("lead para", "para")
+    req = next(r for r in day1(1) if r.channel == "news")
+    grammar = news_grammar(load_world("town"), req)
     prompt = DEFAULT.render("You are a town reporter.", "Report on the market fire today.")
     sampling = {"max_tokens": 200, "temperature": 0.3, "seed": 5}
     async with TritonLLM(triton_url) as llm:

@@ -436,3 +436,10 @@ def test_present_tense_of_a_summary_verb(past: str, present: str) -> None:
 
 def test_present_tense_knows_no_other_word() -> None:
     assert [present_tense(w) for w in ("speech", "red", "the", "walked")][:3] == [None] * 3
+
+
+def test_a_pronoun_or_an_odd_possessive_is_no_invented_name(names: WorldNames) -> None:
+    """Seen in make eval-posts: "(I am not a mayor) You can say..." and "Otto'S Cafe"."""
+    text = "I am not the mayor (just a neighbour) You can say it to me. Otto'S stall is shut."
+    assert invented_names(text, names) == []
+    assert invented_names("Otto'S stall and Ottoline's stall.", names) == ["Ottoline"]
