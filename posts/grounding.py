@@ -53,13 +53,14 @@ RULES = (
 
 # Capitalised words a post may use that are not names of anything in the world.
 COMMON_CAPITALISED = frozenset(
-    """I I'm I've I'd I'll You We He She They It OK Okay Mr Mrs Ms Mx Dr Doctor Mayor Councillor Council Officer
-    Coach Principal Nurse Editor Reporter Miss Sir Madam Aunt Uncle Grandma Grandpa Mom Mum
-    Dad God Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March
-    April May June July August September October November December Spring Summer Autumn
-    Fall Winter Christmas Easter Halloween Town Hall Square Street Road Park River Festival
-    Market Green School Clinic Bakery Cafe Café Bar Books Flats Cottages Row Houses Main
-    Breaking Update News Local Today Tonight Tomorrow Yesterday PS Ps Btw BTW Lol LOL""".split()
+    """I I'm I've I'd I'll You We He She They It OK Okay Mr Mrs Ms Mx Dr Doctor Mayor
+    Councillor Council Officer Coach Principal Nurse Editor Reporter Miss Sir Madam Aunt
+    Uncle Grandma Grandpa Mom Mum Dad God Monday Tuesday Wednesday Thursday Friday Saturday
+    Sunday January February March April May June July August September October November
+    December Spring Summer Autumn Fall Winter Christmas Easter Halloween Town Hall Square
+    Street Road Park River Festival Market Green School Clinic Bakery Cafe Café Bar Books
+    Flats Cottages Row Houses Main Breaking Update News Local Today Tonight Tomorrow
+    Yesterday PS Ps Btw BTW Lol LOL""".split()
 )
 # Words that start sentences (capitalised there only): never names.
 SENTENCE_STARTERS = frozenset(

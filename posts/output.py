@@ -35,7 +35,8 @@ _SALUTATION = re.compile(r"^\s*(dear|hi|hello|hey)\b[^.!?\n]{0,40},\s*$", re.IGN
 _SIGN_OFF = re.compile(
     r"^\s*(best|regards|sincerely|cheers|love|warmly)\b[^.!?\n]{0,40},?\s*$", re.IGNORECASE
 )
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*(?=\s|$)")
+# a sentence's end (not the period of "Dr." or "Mr.": "Dr. Nwosu revived ..." is one)
+_SENTENCE_END = re.compile(r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bMrs)[.!?…][\"')\]]*(?=\s|$)")
 _WORD = re.compile(r"[a-z0-9']+")
 # Letter-writing filler a small chat model opens with; never part of a social post.
 _FILLER = re.compile(

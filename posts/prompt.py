@@ -52,7 +52,7 @@ def _title_words(most: int) -> str:
 NEWS_BODY = 'para ::= [^\\n]{30,240} [.!?"]\n'
 # a feed post or chat message is one line: SmolLM2 otherwise starts a second one with
 # the prompt's facts or labels ("\nWalter Pike is a retired fisherman.\nHow it feels:")
-ONE_LINE_GRAMMAR = "root ::= [^\\n]+\n"
+ONE_LINE_GRAMMAR = 'root ::= "\\n"? [^\\n]+\n'
 HEADLINE_MAX_TOKENS = 32
 
 
@@ -338,11 +338,13 @@ def headline_grammar(index: WorldIndex, req: RenderRequested) -> str:
     return "root ::= title\n" + title_rules(index, req)
 
 
-def news_grammar(index: WorldIndex, req: RenderRequested, lead: str = "") -> str:
+def news_grammar(index: WorldIndex, req: RenderRequested, lead: str = "", then: str = "") -> str:
     """GBNF for a news article: its headline (:func:`title_rules`), a blank line and two
-    paragraphs that end a sentence, the first opening with ``lead`` when given."""
+    paragraphs that end a sentence, the first opening with ``lead`` and the second with
+    ``then`` when given."""
     start = f"{_gbnf_literal(lead + ' ')} " if lead else ""
-    root = f'root ::= title "\\n\\n" {start}para "\\n\\n" para\n'
+    second = f"{_gbnf_literal(then + ' ')} " if then else ""
+    root = f'root ::= title "\\n\\n" {start}para "\\n\\n" {second}para\n'
     return root + title_rules(index, req) + NEWS_BODY
 
 
@@ -435,6 +437,6 @@ def revise(index: WorldIndex, req: RenderRequested, prompt: Prompt, problems: li
     user = f"{prompt.user}\nYour last draft was rejected ({reasons}). Write a new one."
     revised = replace(prompt, user=user[:MAX_PROMPT_CHARS])
     lead = lead_for(index, req)
-    if req.channel == "news":
-        return replace(revised, grammar=news_grammar(index, req, lead))
+    if req.channel == "news":  # the second paragraph opens with who is who
+        return replace(revised, grammar=news_grammar(index, req, lead, who_is_who(index, req)[0]))
     return replace(revised, prefill=lead + " ")

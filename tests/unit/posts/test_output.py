@@ -94,3 +94,12 @@ def test_echo_and_salutations_are_cut() -> None:
     assert quality_problems({"body": "ok"}) and not quality_problems(
         {"body": "A fine post, really."}
     )
+
+
+def test_a_title_before_a_name_does_not_end_a_sentence() -> None:
+    """A chat message keeps two sentences: "Dr. Nwosu revived ..." is one (its "Dr." cut
+    it in two, and the model's own sentence after the given lead was lost)."""
+    lead = "Dr. Nwosu revived Walter Pike at Market Square until the ambulance came."
+    raw = f"{lead} \nI'm so relieved he is breathing again. Long day."
+    got = parse_output("chat", raw, FEED, keep=lead).fields["body"]
+    assert got == f"{lead} I'm so relieved he is breathing again."
