@@ -144,7 +144,7 @@ def judge(rendered: list[dict]) -> dict[str, Any]:
             post, req = r["post"], r["req"]
             fields = {"body": post.body, **({"title": post.title} if post.title else {})}
             rules = {rule_of(p) for p in problems(fields, subject_of(index, req), names)}
-            c["grounded"] += not rules & {"actor", "target", "place"}
+            c["grounded"] += not rules & {"actor", "target", "place", "about"}
             c["invented"] += "invented" in rules
             c["contradiction"] += bool(rules & set(CONTRADICTIONS))
             c["tone_mismatch"] += "tone" in rules

@@ -39,6 +39,7 @@ RULES = (
     "actor",
     "target",
     "place",
+    "about",
     "invented",
     "role",
     "kin",
@@ -293,6 +294,18 @@ def invented_names(text: str, names: WorldNames, vocabulary: Iterable[str] = ())
     return out
 
 
+def _tells(text: str, summary: str, names: WorldNames) -> bool:
+    """Whether ``text`` has a word of the event's summary (any form: "protest",
+    "protesting"), other than a name or a function word."""
+    said = [
+        w.lower()
+        for w in map(_clean, _words(summary))
+        if len(w) > 3 and w not in names.tokens and w.lower() not in FUNCTION_WORDS
+    ]
+    told = {w.lower() for w in map(_clean, _words(text))}
+    return any(_same_word(s, t) for s in said for t in told)
+
+
 def _role_claims(text: str, names: WorldNames) -> list[str]:
     """Roles the post gives people that nobody of that name holds ("Mayor Crane",
     "Victor Crane, the mayor", "Victor Crane, who used to be the mayor")."""
@@ -400,6 +413,13 @@ def problems(
             out.append(f"target: does not name {people[subject.target].full}")
     if subject.place and subject.requires_place and not names.names_place(text, subject.place):
         out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
+    if (
+        not names.mentions(text, subject.actor)
+        and not (subject.target and names.mentions(text, subject.target))
+        and not (subject.place and names.names_place(text, subject.place))
+        and not _tells(text, subject.summary, names)
+    ):  # the actor's own post in the first person, about something else
+        out.append(f"about: does not say what happened ({subject.summary})")
     # a headline is in title case: its words are checked by headline_problems
     invented = invented_names(body, names, vocabulary)
     if invented:
@@ -648,7 +668,8 @@ _NGRAM = 5  # words in a row shared with an example post: the example echoed
 # the prompt's own instructions and labels, repeated in a post
 _SCAFFOLD_ECHO = re.compile(
     r"\b(how it feels|your last draft|bear in mind|no other names|blank lines?|the article ends"
-    r"|on your mind lately|what just happened|in the first person|paragraphs?|word count)\b"
+    r"|on your mind lately|what just happened|in the first person|paragraphs?|word count"
+    r"|headlines?|this sentence)\b"
     r"|\bthe article\s*:",
     re.IGNORECASE,
 )

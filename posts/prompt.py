@@ -322,8 +322,8 @@ def headline_prompt(index: WorldIndex, req: RenderRequested, prompt: Prompt) -> 
 
 
 # Function words a headline may join its words with (never its last word).
-HEADLINE_JOINERS = ("At", "With", "In", "On", "For", "After", "Over", "To", "By", "Of")
-HEADLINE_JOINERS += ("And", "From", "About", "As", "Into", "Amid")
+# ("After", "Over", "Amid" and "As" went: SmolLM2 put them anywhere, "Asks After Surveyors")
+HEADLINE_JOINERS = ("At", "With", "In", "On", "For", "To", "Of", "And", "From", "About")
 
 
 # Words of a summary that a headline's phrases do without (pronouns, conjunctions).

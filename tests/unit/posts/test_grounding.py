@@ -443,3 +443,31 @@ def test_a_pronoun_or_an_odd_possessive_is_no_invented_name(names: WorldNames) -
     text = "I am not the mayor (just a neighbour) You can say it to me. Otto'S stall is shut."
     assert invented_names(text, names) == []
     assert invented_names("Otto'S stall and Ottoline's stall.", names) == ["Ottoline"]
+
+
+def test_the_actors_own_post_must_say_what_happened(names: WorldNames) -> None:
+    """Written by the actor in the first person, a post still tells the event: a word of
+    the summary (any form), the target or the place. Seen in make eval-posts: Mia Hart's
+    chat about the protest she led was "I'm so sorry to hear about your family."."""
+    protest = {
+        "channel": "chat", "author": "mia_hart", "actor": "mia_hart", "target": None,
+        "place": None, "requires_place": False, "valence": "mixed",
+        "summary": "Mia Hart and Zoe Kim led a 'Save Willow Green' protest with painted banners",
+    }  # fmt: skip
+    elsewhere = "I'm so sorry to hear about your family. I'll do everything I can."
+    assert rules(names, elsewhere, **protest) == {"about"}
+    for told in (
+        "We were protesting all afternoon and my arms hurt from the banners.",
+        "I painted banners all night and I would do it again.",
+    ):
+        assert rules(names, told, **protest) == set(), told
+
+
+def test_a_news_sentence_about_headlines_is_an_echo(names: WorldNames) -> None:
+    """SmolLM2 repeats the task: "In a short headline, you can highlight the story."."""
+    news = subject(channel="news", author="priya_raman")
+    told = "Victor Crane argued with Eleanor Hart at Brookfield Town Hall."
+    body = f"{told} In a short headline, you can highlight the main story."
+    fields, dropped = prune({"body": body}, news, names)
+    assert dropped == ["echo"]
+    assert fields["body"] == told
