@@ -669,7 +669,7 @@ _NGRAM = 5  # words in a row shared with an example post: the example echoed
 _SCAFFOLD_ECHO = re.compile(
     r"\b(how it feels|your last draft|bear in mind|no other names|blank lines?|the article ends"
     r"|on your mind lately|what just happened|in the first person|paragraphs?|word count"
-    r"|headlines?|this sentence)\b"
+    r"|headlines?|this sentence|first sentence|1st person)\b"
     r"|\bthe article\s*:",
     re.IGNORECASE,
 )

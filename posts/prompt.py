@@ -53,6 +53,7 @@ NEWS_BODY = 'para ::= [^\\n]{30,240} [.!?"]\n'
 # a feed post or chat message is one line: SmolLM2 otherwise starts a second one with
 # the prompt's facts or labels ("\nWalter Pike is a retired fisherman.\nHow it feels:")
 ONE_LINE_GRAMMAR = 'root ::= "\\n"? [^\\n]+\n'
+SAME_LINE_GRAMMAR = "root ::= [^\\n]+\n"
 HEADLINE_MAX_TOKENS = 32
 
 
@@ -351,8 +352,9 @@ def news_grammar(index: WorldIndex, req: RenderRequested, lead: str = "", then: 
 def title_rules(index: WorldIndex, req: RenderRequested) -> str:
     """GBNF rule ``title``: a headline told from the event's own words: the actor's name, a verb the
     summary tells the actor's deed with (in the present, or a headline verb for it:
-    "Clashes" for "argued"), then one to four phrases of the summary's other words, the
-    place's name or the target's, each optionally after a joining word ("At", "With").
+    "Clashes" for "argued"), then some of the summary's other words, the place's name or
+    the target's, each at most once and in the summary's order, each optionally after a
+    joining word ("At", "With").
 
     The model still writes the headline (which verb, which words, their order); what it
     can no longer write is a word the event does not say, which with SmolLM2-135M was
@@ -371,24 +373,43 @@ def title_rules(index: WorldIndex, req: RenderRequested) -> str:
                 verbs.update((v.capitalize(), None) for v in synonyms)
     if not verbs:  # a summary without a past tense this knows: 3-9 free words
         return f"title ::= {_title_words(9)}\n"
-    phrases = [name for name in (target, place) if name]
+    first = ev.summary.split(";")[0]
+    placed: list[tuple[int, str]] = []  # (where the summary says it, the phrase)
+    for name in (target, place):
+        if name:
+            at = [
+                m.start() for w in _words(name) for m in re.finditer(rf"\b{re.escape(w)}\b", first)
+            ]
+            placed.append((min(at, default=len(first)), name))
     world = index.catalog.world.title.lower()
-    for run in _phrases(ev.summary.split(";")[0]):
+    for m in re.finditer(_PHRASE, first):
+        run = m.group(0).rstrip("'’-")
         words = _words(run)
         low = run.lower()
         if own & set(words) or low in _NOT_HEADLINE_WORDS or low in FUNCTION_WORDS:
             continue
         if low == world or (len(words) == 1 and present_tense(low)):
             continue
-        phrases.append(run[:1].upper() + run[1:])
+        placed.append((m.start(), run[:1].upper() + run[1:]))
+    phrases = list(dict.fromkeys(phrase for _, phrase in sorted(placed)))[:MAX_HEADLINE_PHRASES]
+    # each phrase at most once, in the summary's order (SmolLM2 otherwise loops: "Mia
+    # Hart Leads Protest With Protest"): s<i> is a non-empty pick of phrases i..n
+    n = len(phrases) - 1
     alt = " | ".join
-    return (
-        f'title ::= {_gbnf_literal(actor)} " " verb (" " part){{1,4}}\n'
-        f"verb ::= {alt(map(_gbnf_literal, verbs))}\n"
-        'part ::= (join " ")? word\n'
-        f"join ::= {alt(map(_gbnf_literal, HEADLINE_JOINERS))}\n"
-        f"word ::= {alt(map(_gbnf_literal, dict.fromkeys(phrases)))}\n"
-    )
+    rules = [
+        f'title ::= {_gbnf_literal(actor)} " " verb s0\n',
+        f"verb ::= {alt(map(_gbnf_literal, verbs))}\n",
+        f"join ::= {alt(map(_gbnf_literal, HEADLINE_JOINERS))}\n",
+    ]
+    for i, phrase in enumerate(phrases):
+        rules.append(f'p{i} ::= " " (join " ")? {_gbnf_literal(phrase)}\n')
+        rules.append(f"s{i} ::= p{i} s{i + 1}? | s{i + 1}\n" if i < n else f"s{i} ::= p{i}\n")
+    return "".join(rules)
+
+
+MAX_HEADLINE_PHRASES = 8
+# a summary's words, its capitalised runs kept whole ("Summer River Festival", "Otto's")
+_PHRASE = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*|[a-z][\w'’-]*")
 
 
 _PASSIVE = frozenset("was were been being is are be".split())
@@ -405,17 +426,6 @@ def _deeds(summary: str) -> list[str]:
             continue
         if not out or words[i - 1] == "and":
             out.append(low)
-    return out
-
-
-def _phrases(text: str) -> list[str]:
-    """A summary's words, its capitalised runs kept whole ("Summer River Festival")."""
-    out: list[str] = []
-    for word in _words(text):
-        if out and word[:1].isupper() and out[-1][:1].isupper() and len(out) > 0:
-            out[-1] = f"{out[-1]} {word}"
-        else:
-            out.append(word)
     return out
 
 
@@ -439,4 +449,6 @@ def revise(index: WorldIndex, req: RenderRequested, prompt: Prompt, problems: li
     lead = lead_for(index, req)
     if req.channel == "news":  # the second paragraph opens with who is who
         return replace(revised, grammar=news_grammar(index, req, lead, who_is_who(index, req)[0]))
-    return replace(revised, prefill=lead + " ")
+    # the model continues the given sentence on its line (from a new one it retold the
+    # prompt's facts: "\nZoe Kim is a muralist.")
+    return replace(revised, prefill=lead + " ", grammar=SAME_LINE_GRAMMAR)
