@@ -42,3 +42,26 @@ def test_day_and_time_of_the_event(index: WorldIndex, make_request: MakeRequest)
         "2",
         "07:05",
     )
+
+
+def test_a_headline_is_told_from_the_events_own_words(
+    index: WorldIndex, make_request: MakeRequest
+) -> None:
+    """title_rules: the actor leads, the verb is the actor's deed in the present (never a
+    passive's, never a later clause's), then phrases of the summary once each, in order."""
+    import re
+
+    from posts.prompt import headline_grammar
+
+    req = make_request("news")
+    actor = index.npc(req.event.actor).display_name
+    summary = f"{actor} collapsed at Otto's cheese stall and an ambulance was called; Crane left"
+    req = req.model_copy(update={"event": req.event.model_copy(update={"summary": summary})})
+    grammar = headline_grammar(index, req)
+    rules = dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
+    assert rules["title"] == f'"{actor}" " " verb s0'
+    assert re.findall(r'"([^"]+)"', rules["verb"]) == ["Collapses"]  # not "Calls", "Leaves"
+    phrases = [re.findall(r'"([^"]+)"', rules[k])[-1] for k in rules if re.fullmatch(r"p\d+", k)]
+    place = index.place_name(req.event.place)
+    assert phrases == ["Otto's", "Cheese", "Stall", "Ambulance", place], phrases
+    assert rules["s0"] == "p0 s1? | s1" and rules[f"s{len(phrases) - 1}"] == f"p{len(phrases) - 1}"
