@@ -692,10 +692,11 @@ def sentence_faults(
     echoes: set[tuple[str, ...]] | None = None,
 ) -> list[str]:
     """The rules one sentence breaks on its own (``invented``, ``role``, ``kin``,
-    ``wrong_place``, ``third_person``, ``echo``): a sentence that names someone the world
-    lacks, gives a wrong role or kin, moves the event elsewhere, has a feed or chat author
-    name themselves, or repeats five words in a row of a worked example or the prompt's
-    instructions ("How it feels: ...", "Your last draft was rejected")."""
+    ``wrong_place``, ``third_person``, ``echo``, ``death``): a sentence that names someone
+    the world lacks, gives a wrong role or kin, moves the event elsewhere, has a feed or
+    chat author name themselves, repeats five words in a row of a worked example or the
+    prompt's instructions ("How it feels: ...", "Your last draft was rejected"), or has
+    someone die (nobody does in the world)."""
     out = []
     if invented_names(sentence, names, vocabulary):
         out.append("invented")
@@ -712,7 +713,17 @@ def sentence_faults(
         out.append("third_person")
     if (echoes and _ngrams(sentence) & echoes) or _SCAFFOLD_ECHO.search(sentence):
         out.append("echo")
+    if _DEATH.search(sentence):
+        out.append("death")
     return out
+
+
+# Nobody in the world dies or is killed: a sentence saying so invents it (SmolLM2 on a
+# collapse: "90% of the people in the school died", "knocked down by a bomb").
+_DEATH = re.compile(
+    r"\b(died|dies|dead|death|deaths|killed|kills|murder(?:ed)?|funeral|passed away|bomb)\b",
+    re.IGNORECASE,
+)
 
 
 def prune(

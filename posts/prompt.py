@@ -399,15 +399,31 @@ def title_rules(index: WorldIndex, req: RenderRequested) -> str:
     rules = [
         f'title ::= {_gbnf_literal(actor)} " " verb s0\n',
         f"verb ::= {alt(map(_gbnf_literal, verbs))}\n",
-        f"join ::= {alt(map(_gbnf_literal, HEADLINE_JOINERS))}\n",
     ]
+    where = {phrase: at for at, phrase in sorted(placed, reverse=True)}
     for i, phrase in enumerate(phrases):
-        rules.append(f'p{i} ::= " " (join " ")? {_gbnf_literal(phrase)}\n')
+        # joined only by the word the summary puts before it ("about the surveyors")
+        join = _joiner(first[: where[phrase]]) if where[phrase] < len(first) else "At"
+        joined = f'"{join} "? ' if join else ""
+        rules.append(f'p{i} ::= " " {joined}{_gbnf_literal(phrase)}\n')
         rules.append(f"s{i} ::= p{i} s{i + 1}? | s{i + 1}\n" if i < n else f"s{i} ::= p{i}\n")
     return "".join(rules)
 
 
 MAX_HEADLINE_PHRASES = 8
+_ARTICLES = frozenset("the a an her his their its our my".split())
+
+
+def _joiner(before: str) -> str | None:
+    """The joining word the summary puts right before a phrase, past an article ("...
+    about the" -> "About"); None when there is none."""
+    words = [w.lower() for w in _words(before)][-3:]
+    while words and words[-1] in _ARTICLES:
+        words.pop()
+    join = words[-1].capitalize() if words else ""
+    return join if join in HEADLINE_JOINERS else None
+
+
 # a summary's words, its capitalised runs kept whole ("Summer River Festival", "Otto's")
 _PHRASE = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*|[a-z][\w'’-]*")
 

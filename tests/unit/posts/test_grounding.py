@@ -471,3 +471,17 @@ def test_a_news_sentence_about_headlines_is_an_echo(names: WorldNames) -> None:
     fields, dropped = prune({"body": body}, news, names)
     assert dropped == ["echo"]
     assert fields["body"] == told
+
+
+def test_a_sentence_where_someone_dies_is_pruned(names: WorldNames) -> None:
+    """Nobody dies in the world; SmolLM2 on a collapse wrote "90% of the people in the
+    school died" and "Noah Fischer was knocked down by a bomb"."""
+    collapse = subject(
+        channel="chat", author="jay_okafor", actor="noah_fischer", target=None,
+        place="brookfield_school", summary="Noah Fischer collapsed at Brookfield School",
+    )  # fmt: skip
+    told = "Noah Fischer collapsed at Brookfield School."
+    for invented in ("90% of the people in the school died.", "He was hit by a bomb."):
+        fields, dropped = prune({"body": f"{told} {invented}"}, collapse, names)
+        assert (fields["body"], dropped) == (told, ["death"]), invented
+    assert prune({"body": f"{told} I hope he is okay."}, collapse, names)[1] == []

@@ -61,7 +61,14 @@ def test_a_headline_is_told_from_the_events_own_words(
     rules = dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
     assert rules["title"] == f'"{actor}" " " verb s0'
     assert re.findall(r'"([^"]+)"', rules["verb"]) == ["Collapses"]  # not "Calls", "Leaves"
-    phrases = [re.findall(r'"([^"]+)"', rules[k])[-1] for k in rules if re.fullmatch(r"p\d+", k)]
+    phrases = [re.findall(r'"([^"]+)"', rules[k])[1:] for k in rules if re.fullmatch(r"p\d+", k)]
     place = index.place_name(req.event.place)
-    assert phrases == ["Otto's", "Cheese", "Stall", "Ambulance", place], phrases
+    # each after the joining word the summary puts before it, if any ("at Otto's")
+    assert phrases == [
+        ["At ", "Otto's"],
+        ["Cheese"],
+        ["Stall"],
+        ["And ", "Ambulance"],
+        ["At ", place],
+    ], phrases
     assert rules["s0"] == "p0 s1? | s1" and rules[f"s{len(phrases) - 1}"] == f"p{len(phrases) - 1}"
