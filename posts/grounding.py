@@ -454,6 +454,10 @@ def problems(
             " " in author.full and _has(body, author.full.split()[-1] + " is")
         ):
             out.append(f"third_person: {author.full} writes about themselves in the third person")
+    if subject.channel == "news" and not any(
+        names.mentions(body, who) for who in (subject.actor, subject.target) if who
+    ):  # the headline names them; an article that does not is about nothing
+        out.append(f"actor: the article does not name {actor.full}, who did it")
     if subject.channel == "news":
         out.extend(_headline_form(title, subject))
         if _paragraphs(body) < 2:

@@ -485,3 +485,14 @@ def test_a_sentence_where_someone_dies_is_pruned(names: WorldNames) -> None:
         fields, dropped = prune({"body": f"{told} {invented}"}, collapse, names)
         assert (fields["body"], dropped) == (told, ["death"]), invented
     assert prune({"body": f"{told} I hope he is okay."}, collapse, names)[1] == []
+
+
+def test_a_news_body_names_who_did_it_not_only_its_headline(names: WorldNames) -> None:
+    """Seen in make eval-posts: "Mia Hart Leads Protest" over the body 'The event was
+    called "Save Willow Green" and it. Border: no borders on either side.'."""
+    news = {"channel": "news", "author": "priya_raman"}
+    title = "Victor Crane Clashes With Eleanor Hart"
+    empty = "It was a long day at Brookfield Town Hall.\n\nNobody said much about it after."
+    assert rules(names, empty, title, **news) == {"actor"}
+    told = "Victor Crane raised his voice at Brookfield Town Hall.\n\nThe meeting went on."
+    assert rules(names, told, title, **news) == set()
