@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.processes import Procs, read_settled, read_until, start_run, wait_http
 from tests.golden.record import path_for, run_id_for
-from topics import POSTS, RENDER_REQUESTS, TICKS
+from topics import DLQ, POSTS, RENDER_REQUESTS, TICKS
 from worldfeed.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -92,6 +92,28 @@ async def test_day1_posts_reach_the_feed(
         for g in golden
     ]
     assert mine == want, "posts differ from the golden posts recorded before the refactor"
+    # every LLM-written post passes every grounding rule, judged again without the prompt's
+    # words; every template post fell back with its reason on the dead-letter topic
+    from posts.grounding import names_of, problems
+    from posts.service import subject_of
+    from sim.world import load_world
+
+    index = load_world("town")
+    asked = {r.request_id: r for r in requests}
+    for p in posts:
+        if p.source == "llm":
+            fields = {"body": p.body, **({"title": p.title} if p.title else {})}
+            subject = subject_of(index, asked[p.request_id])
+            assert problems(fields, subject, names_of(index)) == [], (p.title, p.body)
+    fell_back = {p.request_id for p in posts if p.source == "template"}
+    letters = await read_settled(settings, DLQ)
+    reasons = {
+        rid: letter.reason
+        for letter in letters
+        for rid in fell_back
+        if rid in letter.value and letter.reason.startswith("fell back to template: ")
+    }
+    assert set(reasons) == fell_back, (fell_back, [x.reason[:80] for x in letters])
     health = get(f"{api}/health")
     assert health["checks"]["clickhouse"] == "ok" and health["checks"]["kafka"] == "ok"
     events = get(f"{api}/events?run_id={run_id}&limit=500")
