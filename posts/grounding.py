@@ -33,6 +33,7 @@ from pathlib import Path
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from catalog.models import Catalog
+from posts.output import TITLE_ABBREVIATIONS
 from sim.world import WorldIndex
 
 RULES = (
@@ -404,21 +405,18 @@ def problems(
     out: list[str] = []
     first_person = FIRST_PERSON.search(body) is not None
     actor = people[subject.actor]
-    if not names.mentions(text, subject.actor) and not (
-        subject.author == subject.actor and first_person
-    ):
+    names_actor = names.mentions(text, subject.actor)
+    names_target = bool(subject.target) and names.mentions(text, str(subject.target))
+    names_place = bool(subject.place) and names.names_place(text, str(subject.place))
+    if not names_actor and not (subject.author == subject.actor and first_person):
         out.append(f"actor: does not name {actor.full}, who did it")
-    if subject.target and not names.mentions(text, subject.target):
+    if subject.target and not names_target:
         if not (subject.author == subject.target and first_person):
             out.append(f"target: does not name {people[subject.target].full}")
-    if subject.place and subject.requires_place and not names.names_place(text, subject.place):
+    if subject.place and subject.requires_place and not names_place:
         out.append(f"place: does not name {names.places[subject.place][-1]}, where it happened")
-    if (
-        not names.mentions(text, subject.actor)
-        and not (subject.target and names.mentions(text, subject.target))
-        and not (subject.place and names.names_place(text, subject.place))
-        and not _tells(text, subject.summary, names)
-    ):  # the actor's own post in the first person, about something else
+    if not (names_actor or names_target or names_place or _tells(text, subject.summary, names)):
+        # the actor's own post in the first person, about something else
         out.append(f"about: does not say what happened ({subject.summary})")
     # a headline is in title case: its words are checked by headline_problems
     invented = invented_names(body, names, vocabulary)
@@ -431,7 +429,7 @@ def problems(
     kin = _kin_claims(text, names)
     if kin:
         out.append(f"kin: {kin[0]}")
-    if subject.place and not names.names_place(text, subject.place):
+    if subject.place and not names_place:
         elsewhere = [
             forms[-1]
             for pid, forms in names.places.items()
@@ -454,11 +452,10 @@ def problems(
             " " in author.full and _has(body, author.full.split()[-1] + " is")
         ):
             out.append(f"third_person: {author.full} writes about themselves in the third person")
-    if subject.channel == "news" and not any(
-        names.mentions(body, who) for who in (subject.actor, subject.target) if who
-    ):  # the headline names them; an article that does not is about nothing
-        out.append(f"actor: the article does not name {actor.full}, who did it")
     if subject.channel == "news":
+        if not any(names.mentions(body, who) for who in (subject.actor, subject.target) if who):
+            # the headline names them; an article that does not is about nothing
+            out.append(f"actor: the article does not name {actor.full}, who did it")
         out.extend(_headline_form(title, subject))
         if _paragraphs(body) < 2:
             out.append(f"paragraphs: {_paragraphs(body)} paragraph(s), at least 2 wanted")
@@ -665,8 +662,8 @@ FUNCTION_WORDS = _DANGLING | frozenset(
 _PARA_SPLIT = re.compile(r"\n\s*\n")
 # whitespace after a sentence's end (not after "Dr." or "Mr.")
 _SENTENCE_BREAK = re.compile(
-    r"(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bSt\.)(?<!\bMrs\.)"
-    r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]”’]))\s+"
+    "".join(rf"(?<!\b{t}\.)" for t in TITLE_ABBREVIATIONS)
+    + r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]”’]))\s+"
 )
 _NGRAM = 5  # words in a row shared with an example post: the example echoed
 # the prompt's own instructions and labels, repeated in a post

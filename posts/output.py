@@ -35,8 +35,10 @@ _SALUTATION = re.compile(r"^\s*(dear|hi|hello|hey)\b[^.!?\n]{0,40},\s*$", re.IGN
 _SIGN_OFF = re.compile(
     r"^\s*(best|regards|sincerely|cheers|love|warmly)\b[^.!?\n]{0,40},?\s*$", re.IGNORECASE
 )
-# a sentence's end (not the period of "Dr." or "Mr.": "Dr. Nwosu revived ..." is one)
-_SENTENCE_END = re.compile(r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bSt)(?<!\bMrs)[.!?…][\"')\]]*(?=\s|$)")
+# titles whose period ends no sentence: "Dr. Nwosu revived ..." is one
+TITLE_ABBREVIATIONS = ("Dr", "Mr", "Ms", "St", "Mrs")
+_NOT_A_TITLE = "".join(rf"(?<!\b{t})" for t in TITLE_ABBREVIATIONS)
+_SENTENCE_END = re.compile(_NOT_A_TITLE + r"[.!?…][\"')\]]*(?=\s|$)")
 _WORD = re.compile(r"[a-z0-9']+")
 # Letter-writing filler a small chat model opens with; never part of a social post.
 _FILLER = re.compile(

@@ -391,7 +391,10 @@ def title_rules(index: WorldIndex, req: RenderRequested) -> str:
         if low == world or (len(words) == 1 and present_tense(low)):
             continue
         placed.append((m.start(), run[:1].upper() + run[1:]))
-    phrases = list(dict.fromkeys(phrase for _, phrase in sorted(placed)))[:MAX_HEADLINE_PHRASES]
+    where: dict[str, int] = {}  # each phrase where the summary first says it, in order
+    for pos, phrase in sorted(placed):
+        where.setdefault(phrase, pos)
+    phrases = list(where)[:MAX_HEADLINE_PHRASES]
     # each phrase at most once, in the summary's order (SmolLM2 otherwise loops: "Mia
     # Hart Leads Protest With Protest"): s<i> is a non-empty pick of phrases i..n
     n = len(phrases) - 1
@@ -400,7 +403,6 @@ def title_rules(index: WorldIndex, req: RenderRequested) -> str:
         f'title ::= {_gbnf_literal(actor)} " " verb s0\n',
         f"verb ::= {alt(map(_gbnf_literal, verbs))}\n",
     ]
-    where = {phrase: at for at, phrase in sorted(placed, reverse=True)}
     for i, phrase in enumerate(phrases):
         # joined only by the word the summary puts before it ("about the surveyors")
         join = _joiner(first[: where[phrase]]) if where[phrase] < len(first) else "At"
