@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -24,6 +24,7 @@ from catalog.models import (
     EventType,
     Npc,
     NpcSelector,
+    Relationship,
     ScheduledEvent,
     ScheduleTrigger,
     Template,
@@ -173,35 +174,47 @@ def _check_npcs(catalog: Catalog, npcs: list[Npc], report: Callable[..., None]) 
     _unique(npcs, lambda n: n.id, report, "npc id")
     _unique(npcs, lambda n: n.handle, report, "handle")
     for i, n in enumerate(npcs):
-        if n.home not in catalog.places:
-            report([i, "home"], f"unknown place {n.home!r}", "npc-home-exists")
-        if n.work is not None and n.work not in catalog.places:
-            report([i, "work"], f"unknown place {n.work!r}", "npc-work-exists")
-        for c, ch in enumerate(n.channels):
-            if ch not in catalog.channels:
-                report([i, "channels", c], f"unknown channel {ch!r}", "channel-exists")
-        last_end = 0
-        for b, block in enumerate(n.schedule):
-            at = [i, "schedule", b]
-            if block.end_hour <= block.start_hour:
-                report([*at, "end_hour"], "end_hour must be after start_hour", "schedule-order")
-            if block.start_hour < last_end:
-                report([*at, "start_hour"], "block overlaps the previous one", "schedule-order")
-            last_end = max(last_end, block.end_hour)
-            if block.place == "work" and n.work is None:
-                report([*at, "place"], "'work' but the npc has no work place", "schedule-place")
-            elif block.place not in ("home", "work") and block.place not in catalog.places:
-                report([*at, "place"], f"unknown place {block.place!r}", "schedule-place")
+        check_npc(catalog, i, n, report)
+
+
+def check_npc(catalog: Catalog, i: int, n: Npc, report: Callable[..., None]) -> None:
+    """The cross-references of NPC ``i`` (not its uniqueness): home, work, channels, schedule."""
+    if n.home not in catalog.places:
+        report([i, "home"], f"unknown place {n.home!r}", "npc-home-exists")
+    if n.work is not None and n.work not in catalog.places:
+        report([i, "work"], f"unknown place {n.work!r}", "npc-work-exists")
+    for c, ch in enumerate(n.channels):
+        if ch not in catalog.channels:
+            report([i, "channels", c], f"unknown channel {ch!r}", "channel-exists")
+    last_end = 0
+    for b, block in enumerate(n.schedule):
+        at = [i, "schedule", b]
+        if block.end_hour <= block.start_hour:
+            report([*at, "end_hour"], "end_hour must be after start_hour", "schedule-order")
+        if block.start_hour < last_end:
+            report([*at, "start_hour"], "block overlaps the previous one", "schedule-order")
+        last_end = max(last_end, block.end_hour)
+        if block.place == "work" and n.work is None:
+            report([*at, "place"], "'work' but the npc has no work place", "schedule-place")
+        elif block.place not in ("home", "work") and block.place not in catalog.places:
+            report([*at, "place"], f"unknown place {block.place!r}", "schedule-place")
 
 
 def _check_relationships(catalog: Catalog, rels: list[Any], report: Callable[..., None]) -> None:
     _unique(rels, lambda r: (r.source, r.target), report, "relationship")
     for i, r in enumerate(rels):
-        for end in ("source", "target"):
-            if getattr(r, end) not in catalog.npcs:
-                report([i, end], f"unknown npc {getattr(r, end)!r}", "relationship-npc-exists")
-        if r.source == r.target:
-            report([i, "target"], "relationship of an npc with itself", "relationship-not-self")
+        check_relationship(catalog.npcs, i, r, report)
+
+
+def check_relationship(
+    npcs: Container[str], i: int, r: Relationship, report: Callable[..., None]
+) -> None:
+    """Relationship ``i`` joins two known NPCs, not one with itself (not its uniqueness)."""
+    for end in ("source", "target"):
+        if getattr(r, end) not in npcs:
+            report([i, end], f"unknown npc {getattr(r, end)!r}", "relationship-npc-exists")
+    if r.source == r.target:
+        report([i, "target"], "relationship of an npc with itself", "relationship-not-self")
 
 
 def _check_goals(catalog: Catalog, goals: list[Any], report: Callable[..., None]) -> None:

@@ -8,6 +8,7 @@ local (each NPC knows a few NPCs with nearby ids), so generation is linear in ``
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -248,57 +249,107 @@ def generate_world(
 
     ``relationship_density`` is the fraction of an NPC's neighborhood (the ``NEIGHBORHOOD``
     nearest ids) it has a relationship with: 0.05 gives 5 outgoing edges per NPC.
+    Every model is held at once (2.2-2.5 GiB per 100k NPCs): a world of a million is
+    written by :func:`write_generated_world` instead.
     """
     with gc_paused():
-        return _generate(n_npcs, seed, n_places, relationship_density)
+        gen = _Generator(n_npcs, seed, n_places, relationship_density)
+        npcs = list(gen.npcs())
+        relationships = list(gen.relationships())
+        return gen.catalog(npcs, relationships)
 
 
-def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density: float) -> Catalog:
-    if n_npcs < len(REQUIRED_OCCUPATIONS):
-        raise ValueError(f"n_npcs must be at least {len(REQUIRED_OCCUPATIONS)}")
-    if not 0 <= relationship_density <= 1:
-        raise ValueError("relationship_density must be within 0..1")
-    n_places = max(len(WORKPLACES) + 1, n_npcs // 10) if n_places is None else n_places
-    if n_places < len(WORKPLACES) + 1:
-        raise ValueError(f"n_places must be at least {len(WORKPLACES) + 1}")
-    rng = random.Random(f"worldfeed.generate:{n_npcs}:{seed}:{n_places}:{relationship_density}")  # noqa: S311 - not crypto
-    town = starter_world()
+def write_generated_world(
+    directory: str | Path,
+    n_npcs: int,
+    seed: int,
+    n_places: int | None = None,
+    relationship_density: float = 0.05,
+) -> Path:
+    """Write ``generate_world(n_npcs, seed, ...)`` as :func:`write_world` would, the same
+    bytes, with NPCs and relationships written as they are generated, never all held:
+    a world of a million NPCs in a few hundred MiB."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = _Generator(n_npcs, seed, n_places, relationship_density)
+    _write_array(out / "npcs.json", (n.model_dump(mode="json") for n in gen.npcs()))
+    _write_array(
+        out / "relationships.json", (r.model_dump(mode="json") for r in gen.relationships())
+    )
+    files: dict[str, Any] = gen.catalog([], []).files()
+    for name in CATALOG_FILES:
+        if name not in ("npcs.json", "relationships.json"):
+            _write_json(out / name, files[name])
+    return out
 
-    places = _places(rng, n_places)
-    homes = [p.id for p in places if p.kind == "home"]
-    by_kind: dict[str, list[str]] = {}
-    for p in places:
-        by_kind.setdefault(p.kind, []).append(p.id)
-    leisure = ("park", "cafe", "school", "bar", "market")
-    # neighbors by id share their park, cafe, school, bar and market (as they share homes),
-    # so each place draws a neighborhood, not the whole world (capacity turns the rest away)
-    schedule_sets: dict[tuple[str, ...], dict[str, list[ScheduleBlock]]] = {}
 
-    width = len(str(n_npcs - 1))
-    n_reporters = max(1, n_npcs // JOURNALIST_EVERY)
-    fixed = list(REQUIRED_OCCUPATIONS) + ["Reporter"] * (n_reporters - 1)
-    npcs: list[Npc] = []
-    style = Style()  # one shared default: generated NPCs write in the catalog's default style
-    rand, choice, randrange = rng.random, rng.choice, rng.randrange
-    for i in range(n_npcs):
-        occupation = fixed[i] if i < len(fixed) else choice(COMMON_OCCUPATIONS)
-        work_kind, sched_key, channels = OCCUPATIONS[occupation]
-        home = homes[i * len(homes) // n_npcs]  # neighbors by id share homes: local communities
-        near = tuple(by_kind[k][i * len(by_kind[k]) // n_npcs] for k in leisure)
-        if near not in schedule_sets:
-            schedule_sets[near] = _schedules(*near)
-        schedules = schedule_sets[near]
-        npc_id = f"npc_{i:0{width}d}"
-        npcs.append(
-            _build(
+class _Generator:
+    """The world of :func:`generate_world`, made in order: NPCs, then relationships and
+    goals (one seeded draw sequence; each step must be consumed before the next)."""
+
+    def __init__(
+        self, n_npcs: int, seed: int, n_places: int | None, relationship_density: float
+    ) -> None:
+        if n_npcs < len(REQUIRED_OCCUPATIONS):
+            raise ValueError(f"n_npcs must be at least {len(REQUIRED_OCCUPATIONS)}")
+        if not 0 <= relationship_density <= 1:
+            raise ValueError("relationship_density must be within 0..1")
+        n_places = max(len(WORKPLACES) + 1, n_npcs // 10) if n_places is None else n_places
+        if n_places < len(WORKPLACES) + 1:
+            raise ValueError(f"n_places must be at least {len(WORKPLACES) + 1}")
+        self.n_npcs = n_npcs
+        self.seed = seed
+        self.density = relationship_density
+        self.rng = random.Random(  # noqa: S311 - not crypto
+            f"worldfeed.generate:{n_npcs}:{seed}:{n_places}:{relationship_density}"
+        )
+        self.places = _places(self.rng, n_places)
+        self.ids: list[str] = []
+        self.home_of: list[str] = []
+        self.work_of: list[str | None] = []
+        self.goals: list[Goal] = []
+
+    def npcs(self) -> Iterator[Npc]:
+        """Every NPC, by id."""
+        rng, n_npcs = self.rng, self.n_npcs
+        homes = [p.id for p in self.places if p.kind == "home"]
+        by_kind: dict[str, list[str]] = {}
+        for p in self.places:
+            by_kind.setdefault(p.kind, []).append(p.id)
+        leisure = ("park", "cafe", "school", "bar", "market")
+        # neighbors by id share their park, cafe, school, bar and market (as they share
+        # homes), so each place draws a neighborhood, not the whole world (capacity turns
+        # the rest away)
+        schedule_sets: dict[tuple[str, ...], dict[str, list[ScheduleBlock]]] = {}
+
+        width = len(str(n_npcs - 1))
+        n_reporters = max(1, n_npcs // JOURNALIST_EVERY)
+        fixed = list(REQUIRED_OCCUPATIONS) + ["Reporter"] * (n_reporters - 1)
+        style = Style()  # one shared default: generated NPCs write in the default style
+        rand, choice, randrange = rng.random, rng.choice, rng.randrange
+        for i in range(n_npcs):
+            occupation = fixed[i] if i < len(fixed) else choice(COMMON_OCCUPATIONS)
+            work_kind, sched_key, channels = OCCUPATIONS[occupation]
+            home = homes[i * len(homes) // n_npcs]  # neighbors by id share homes
+            near = tuple(by_kind[k][i * len(by_kind[k]) // n_npcs] for k in leisure)
+            if near not in schedule_sets:
+                schedule_sets[near] = _schedules(*near)
+            schedules = schedule_sets[near]
+            npc_id = f"npc_{i:0{width}d}"
+            age = randrange(14, 19) if occupation == "Student" else randrange(20, 90)
+            work = choice(by_kind[work_kind]) if work_kind else None  # drawn after the age
+            self.ids.append(npc_id)
+            self.home_of.append(home)
+            self.work_of.append(work)
+            yield _build(
                 Npc,
                 id=npc_id,
                 handle=f"@{npc_id}",
                 display_name=f"Resident {i}",
-                age=randrange(14, 19) if occupation == "Student" else randrange(20, 90),
+                age=age,
                 occupation=occupation,
                 home=home,
-                work=choice(by_kind[work_kind]) if work_kind else None,
+                work=work,
                 traits=_build(
                     Traits,
                     openness=round(rand(), 3),
@@ -315,73 +366,90 @@ def _generate(n_npcs: int, seed: int, n_places: int | None, relationship_density
                 posting_propensity=round(rand(), 3),
                 schedule=schedules[sched_key],
             )
-        )
 
-    relationships: list[Relationship] = []
-    goals: list[Goal] = []
-    degree = min(
-        n_npcs - 1, MAX_DEGREE, round(relationship_density * min(n_npcs - 1, NEIGHBORHOOD))
-    )
-    half = max(1, min(NEIGHBORHOOD, n_npcs - 1) // 2)
-    span = 2 * half + 1
-    ids = [n.id for n in npcs]
-    home_of = [n.home for n in npcs]
-    work_of = [n.work for n in npcs]
-    for i in range(n_npcs):
-        targets: set[int] = set()
-        while len(targets) < degree:
-            j = (i - half + int(rand() * span)) % n_npcs
-            if j != i:
-                targets.add(j)
-        src, home, work = ids[i], home_of[i], work_of[i]
-        for j in sorted(targets):
-            affinity = (int(rand() * 1401) - 500) / 10  # -50.0 .. 90.0, one decimal
-            tags = ["neighbor"] if home_of[j] == home else []
-            if work is not None and work_of[j] == work:
-                tags.append("coworker")
-            tags.append(
-                "friend" if affinity > 40 else "rival" if affinity < -30 else "acquaintance"
-            )
-            relationships.append(
-                _relationship(
+    def relationships(self) -> Iterator[Relationship]:
+        """Every relationship, by source; the goals are collected in :attr:`goals`."""
+        rand, choice, n_npcs = self.rng.random, self.rng.choice, self.n_npcs
+        if len(self.ids) != n_npcs:
+            raise RuntimeError("the NPCs are generated first")
+        degree = min(n_npcs - 1, MAX_DEGREE, round(self.density * min(n_npcs - 1, NEIGHBORHOOD)))
+        half = max(1, min(NEIGHBORHOOD, n_npcs - 1) // 2)
+        span = 2 * half + 1
+        ids, home_of, work_of = self.ids, self.home_of, self.work_of
+        for i in range(n_npcs):
+            targets: set[int] = set()
+            while len(targets) < degree:
+                j = (i - half + int(rand() * span)) % n_npcs
+                if j != i:
+                    targets.add(j)
+            src, home, work = ids[i], home_of[i], work_of[i]
+            for j in sorted(targets):
+                affinity = (int(rand() * 1401) - 500) / 10  # -50.0 .. 90.0, one decimal
+                tags = ["neighbor"] if home_of[j] == home else []
+                if work is not None and work_of[j] == work:
+                    tags.append("coworker")
+                tags.append(
+                    "friend" if affinity > 40 else "rival" if affinity < -30 else "acquaintance"
+                )
+                yield _relationship(
                     src, ids[j], affinity, int(rand() * 1001) / 10, int(rand() * 1001) / 10, tags
                 )
-            )
-        if rand() < 0.3:
-            kind = choice(GOAL_KINDS)
-            social = targets and kind in ("befriend", "romance", "defeat_rival")
-            goals.append(
-                _build(
-                    Goal,
-                    npc=src,
-                    kind=kind,
-                    target=ids[min(targets)] if social else None,
-                    progress=int(rand() * 51) / 100,
-                    priority=1 + int(rand() * 5),
+            if rand() < 0.3:
+                kind = choice(GOAL_KINDS)
+                social = targets and kind in ("befriend", "romance", "defeat_rival")
+                self.goals.append(
+                    _build(
+                        Goal,
+                        npc=src,
+                        kind=kind,
+                        target=ids[min(targets)] if social else None,
+                        progress=int(rand() * 51) / 100,
+                        priority=1 + int(rand() * 5),
+                    )
                 )
-            )
 
-    world = World(
-        name=f"synthetic_{n_npcs}_{seed}",
-        title=f"Synthetic world ({n_npcs} NPCs, seed {seed})",
-        description="A generated world for scale tests.",
-        start_weekday=town.world.start_weekday,
-        memory_top_k=town.world.memory_top_k,
-    )
-    return Catalog(
-        world=world,
-        places=places,
-        npcs=npcs,
-        relationships=relationships,
-        goals=goals,
-        event_types=list(town.event_types.values()),
-        channels=list(town.channels.values()),
-        templates=list(town.templates.values()),
-        scheduled=[],
-        director=[r for r in town.director if _reusable_director(r)],
-        decide=town.decide,
-        feed=town.feed,
-    )
+    def catalog(self, npcs: list[Npc], relationships: list[Relationship]) -> Catalog:
+        """The world of these NPCs and relationships, the goals and the starter world's rules."""
+        town = starter_world()
+        n_npcs, seed = self.n_npcs, self.seed
+        world = World(
+            name=f"synthetic_{n_npcs}_{seed}",
+            title=f"Synthetic world ({n_npcs} NPCs, seed {seed})",
+            description="A generated world for scale tests.",
+            start_weekday=town.world.start_weekday,
+            memory_top_k=town.world.memory_top_k,
+        )
+        return Catalog(
+            world=world,
+            places=self.places,
+            npcs=npcs,
+            relationships=relationships,
+            goals=self.goals,
+            event_types=list(town.event_types.values()),
+            channels=list(town.channels.values()),
+            templates=list(town.templates.values()),
+            scheduled=[],
+            director=[r for r in town.director if _reusable_director(r)],
+            decide=town.decide,
+            feed=town.feed,
+        )
+
+
+def _write_json(file: Path, data: Any) -> None:
+    file.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _write_array(file: Path, items: Iterable[Any]) -> None:
+    """``_write_json(file, list(items))``, the same bytes, an item at a time."""
+    with file.open("wb") as f:
+        f.write(b"[")
+        empty = True
+        for item in items:
+            f.write(b"\n  " if empty else b",\n  ")
+            # strings hold no raw newline: every one is a line break of the indented item
+            f.write(orjson.dumps(item, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  "))
+            empty = False
+        f.write(b"]\n" if empty else b"\n]\n")
 
 
 def write_world(catalog: Catalog, directory: str | Path) -> Path:
@@ -390,5 +458,5 @@ def write_world(catalog: Catalog, directory: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = catalog.files()
     for name in CATALOG_FILES:
-        (out / name).write_bytes(orjson.dumps(files[name], option=orjson.OPT_INDENT_2) + b"\n")
+        _write_json(out / name, files[name])
     return out

@@ -60,7 +60,7 @@ def schema_issues(catalog_file: str, data: Any, shown: str) -> list[CatalogIssue
 
 
 @functools.cache
-def _adapter(catalog_file: str) -> TypeAdapter[Any]:
+def file_adapter(catalog_file: str) -> TypeAdapter[Any]:
     return TypeAdapter(CATALOG_FILES[catalog_file])
 
 
@@ -70,7 +70,7 @@ def parse_file(catalog_file: str, data: Any, shown: str) -> Any:
     if issues:
         raise CatalogError(issues)
     try:
-        return _adapter(catalog_file).validate_python(data)
+        return file_adapter(catalog_file).validate_python(data)
     except PydanticError as exc:  # the schema should have caught it; report it the same way
         raise CatalogError(
             [CatalogIssue(shown, json_pointer(e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
@@ -86,7 +86,7 @@ def read_file(catalog_file: str, file: Path, shown: str) -> Any:
     rejects goes through :func:`parse_file`, whose JSON Schema errors name the place.
     """
     with contextlib.suppress(OSError, PydanticError):
-        return _adapter(catalog_file).validate_json(file.read_bytes(), strict=True)
+        return file_adapter(catalog_file).validate_json(file.read_bytes(), strict=True)
     return parse_file(catalog_file, _read_json(file, shown), shown)
 
 

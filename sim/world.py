@@ -25,11 +25,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from catalog import load_catalog
+from catalog.digest import canonical, kept
 from catalog.event_refs import is_open
-from catalog.models import Catalog, EventType, Goal, Npc, Place
+from catalog.models import Catalog, EventType, Goal, Npc, Place, Relationship
+from catalog.stream import load_streamed
 from sim import worldcache
 from worldfeed.gcpause import gc_paused
 from worldfeed.ids import stable_hash64
@@ -93,27 +95,57 @@ class WorldIndex:
         idx = cls(catalog=catalog)
         idx.npc_ids = sorted(catalog.npcs)
         for npc_id in idx.npc_ids:
-            npc = catalog.npcs[npc_id]
-            idx.traits[npc_id] = npc.traits.model_dump()
-            idx.location[npc_id] = _hourly_places(npc)
-            idx.cards[npc_id] = Card(
-                npc.display_name,
-                npc.fame,
-                npc.home,
-                npc.occupation,
-                npc.posting_propensity,
-                tuple(npc.channels),
-            )
+            idx._take_npc(catalog.npcs[npc_id])
         idx.occupancy, idx.turned_away = admit(catalog, idx.npc_ids, idx.location)
         for rel in catalog.relationships:
-            idx.tags[(rel.source, rel.target)] = frozenset(rel.tags)
-            idx.relationships.setdefault(rel.source, {})[rel.target] = [
-                float(rel.affinity),
-                float(rel.trust),
-                float(rel.familiarity),
-            ]
+            idx._take_relationship(rel)
         idx.index_rules()
         return idx
+
+    def _take_npc(self, npc: Npc) -> None:
+        """What the index derives from one NPC's profile."""
+        self.traits[npc.id] = npc.traits.model_dump()
+        self.location[npc.id] = _hourly_places(npc)
+        self.cards[npc.id] = Card(
+            npc.display_name,
+            npc.fame,
+            npc.home,
+            npc.occupation,
+            npc.posting_propensity,
+            tuple(npc.channels),
+        )
+
+    def _take_relationship(self, rel: Relationship) -> None:
+        """What the index derives from one relationship."""
+        self.tags[(rel.source, rel.target)] = frozenset(rel.tags)
+        self.relationships.setdefault(rel.source, {})[rel.target] = [
+            float(rel.affinity),
+            float(rel.trust),
+            float(rel.familiarity),
+        ]
+
+    @classmethod
+    def streamed(cls, root: Path) -> dict[str, Any]:
+        """What :meth:`cached` gives for ``WorldIndex.build(load_catalog(root))``, built
+        from :func:`catalog.stream.load_streamed`: the world validated and indexed with a
+        chunk of its profiles as models at a time, never all of them (a world of a
+        million NPCs as models needs about 23 GiB)."""
+        profiles: dict[str, bytes] = {}
+        idx = cls(catalog=cast(Catalog, None))  # the validated catalog, once it is
+
+        def take_npc(npc: Npc, blob: bytes) -> None:
+            idx._take_npc(npc)
+            profiles[npc.id] = blob
+
+        catalog = load_streamed(root, take_npc, idx._take_relationship)
+        idx.catalog = catalog
+        idx.npc_ids = list(catalog.npcs)  # sorted: the directory is
+        # the build's order: sorted by NPC, every field
+        idx.traits = {n: idx.traits[n] for n in idx.npc_ids}
+        idx.location = {n: idx.location[n] for n in idx.npc_ids}
+        idx.cards = {n: idx.cards[n] for n in idx.npc_ids}
+        idx.occupancy, idx.turned_away = admit(catalog, idx.npc_ids, idx.location)
+        return idx._cached(profiles, sum(len(r) for r in idx.relationships.values()))
 
     def index_rules(self) -> None:
         """The lookups that come from the small files (event types, goals), not the NPCs."""
@@ -155,21 +187,25 @@ class WorldIndex:
         """What :meth:`restore` needs to stand in for validating the world again: the
         directory whole, what each NPC owns in sections (:class:`~sim.worldcache.Sections`)."""
         catalog = self.catalog
+        profiles = {n: kept(canonical(catalog.npcs[n])) for n in self.npc_ids}
+        return self._cached(profiles, len(catalog.relationships))
+
+    def _cached(self, profiles: dict[str, bytes], n_relationships: int) -> dict[str, Any]:
         # the shard hash: shard_of(n, k) == bucket % k for every k dividing BUCKETS
         bucket_of = {n: shard_of(n, worldcache.BUCKETS) for n in self.npc_ids}
         owned: dict[str, dict[Any, Any]] = {
             "traits": self.traits,
             "relationships": self.relationships,
             "tags": self.tags,
-            "profiles": {n: catalog.npcs[n].model_dump_json().encode() for n in self.npc_ids},
+            "profiles": profiles,
         }
         return {
-            "digest": catalog.digest,
+            "digest": self.catalog.digest,
             "npc_ids": self.npc_ids,
             "location": self.location,
             "occupancy": self.occupancy,
             "turned_away": self.turned_away,
-            "n_relationships": len(catalog.relationships),
+            "n_relationships": n_relationships,
             "cards": {n: tuple(c) for n, c in self.cards.items()},
             "bucket_of": bucket_of,
             "sections": worldcache.Sections.split(owned, bucket_of, {"tags": _source}),
@@ -370,9 +406,9 @@ def load_index(
             return WorldIndex.restore(root, worldcache.unpack(blob))
         except (ValueError, EOFError, TypeError, KeyError) as exc:
             log.warning("world index cache %s rejected (%s): validating the world", path, exc)
-    index = WorldIndex.build(load_catalog(root))
-    worldcache.write(path, worldcache.pack(index.cached()))
-    return index
+    blob = worldcache.pack(WorldIndex.streamed(root))
+    worldcache.write(path, blob)
+    return WorldIndex.restore(root, worldcache.unpack(blob))
 
 
 def check_world(root: Path) -> None:

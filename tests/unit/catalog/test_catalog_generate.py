@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from catalog import load_catalog
-from catalog.generate import generate_world, starter_world, write_world
+from catalog.generate import generate_world, starter_world, write_generated_world, write_world
 
 
 def test_deterministic_for_same_arguments() -> None:
@@ -37,6 +37,18 @@ def test_write_and_reload_round_trip(tmp_path: Path) -> None:
     assert loaded.digest == cat.digest
     assert loaded.npcs == cat.npcs
     assert loaded.relationships == cat.relationships
+
+
+@pytest.mark.parametrize(("n", "density"), [(400, 0.05), (60, 0.5), (5, 0.0)])
+def test_the_streamed_writer_writes_the_same_bytes(tmp_path: Path, n: int, density: float) -> None:
+    """write_generated_world (a million NPCs, never all held) writes what write_world
+    writes for generate_world, file for file, byte for byte."""
+    held = write_world(generate_world(n, 9, relationship_density=density), tmp_path / "held")
+    streamed = write_generated_world(tmp_path / "streamed", n, 9, relationship_density=density)
+    names = sorted(f.name for f in held.iterdir())
+    assert names == sorted(f.name for f in streamed.iterdir())
+    for name in names:
+        assert (streamed / name).read_bytes() == (held / name).read_bytes(), name
 
 
 def test_rejects_bad_arguments() -> None:

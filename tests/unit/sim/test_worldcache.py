@@ -12,7 +12,7 @@ from catalog.generate import generate_world, write_world
 from sim.barrier import ShardBarrier
 from sim.local import LocalRun
 from sim.world import WorldIndex, check_world, load_index, shard_of
-from sim.worldcache import BUCKETS, Deferred, Profiles, files_key
+from sim.worldcache import BUCKETS, Deferred, Profiles, files_key, unpack
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,12 @@ def world(tmp_path_factory):
 
 def cached(root, tmp_path):
     """The index restored from its cache: the first load writes it, the second reads it."""
-    first = load_index(root, tmp_path, min_bytes=0)
-    assert not isinstance(first.catalog.npcs, Profiles)  # built, and written
-    assert len(list(tmp_path.glob("*.idx"))) == 1
+    load_index(root, tmp_path, min_bytes=0)  # validated (streamed), written
+    [file] = tmp_path.glob("*.idx")
+    written = file.stat().st_mtime_ns
     second = load_index(root, tmp_path, min_bytes=0)
     assert isinstance(second.catalog.npcs, Profiles)  # restored, not validated again
+    assert [file] == list(tmp_path.glob("*.idx")) and file.stat().st_mtime_ns == written
     return second
 
 
@@ -93,9 +94,8 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(world, tmp_path, caplog) -> None
     with caplog.at_level(logging.WARNING, logger="sim.world"):
         index = load_index(root, tmp_path, min_bytes=0)
     assert "checksum mismatch" in caplog.text
-    assert not isinstance(index.catalog.npcs, Profiles)  # validated again
     assert index.occupancy == built.occupancy
-    # and written whole again
+    unpack(path.read_bytes())  # validated again and written whole again
     assert isinstance(load_index(root, tmp_path, min_bytes=0).catalog.npcs, Profiles)
     path.write_bytes(path.read_bytes()[:1000])  # cut short
     with caplog.at_level(logging.WARNING, logger="sim.world"):
@@ -176,3 +176,16 @@ def test_check_world_trusts_only_a_cache_of_the_same_files(world, tmp_path, monk
     (copy / "npcs.json").write_text(json.dumps(npcs))
     with pytest.raises(CatalogError, match="openness"):
         check_world(copy)
+
+
+def test_the_streamed_build_caches_what_the_built_index_does(world, monkeypatch) -> None:
+    """A world validated and indexed a chunk of profiles at a time (how a cache miss
+    builds it: a million NPCs do not fit as models) is cached byte for byte as the index
+    built from the whole catalog."""
+    root, built = world
+    monkeypatch.setattr("catalog.stream.CHUNK", 50)
+    streamed = WorldIndex.streamed(root)
+    expected = built.cached()
+    assert streamed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert streamed[key] == value, key
