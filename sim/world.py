@@ -86,6 +86,9 @@ class WorldIndex:
     goal_place_npcs: frozenset[str] = frozenset()  # NPCs with a goal about a place
     advances: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> actor goal kinds
     cards: dict[str, Card] = field(default_factory=dict)  # npc -> the directory's fields
+    # npc -> its seed state as JSON, digest and relationship tally, made once per process
+    # (run-independent): sim.barrier.seeded
+    seeds: dict[str, tuple[bytes, int, tuple[int, int, int]]] = field(default_factory=dict)
     _shards: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _occupations: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 

@@ -52,6 +52,8 @@ _CODE = (  # what validates and indexes a world: a change to any is a new key
     "catalog/models.py",
     "catalog/checks.py",
     "catalog/loader.py",
+    "catalog/stream.py",
+    "catalog/digest.py",
     "catalog/event_refs.py",
     "sim/world.py",
     "sim/worldcache.py",

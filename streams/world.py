@@ -9,11 +9,12 @@ feeds it the messages and carries out its steps on Kafka. The shard's state live
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
-from sim.barrier import ShardBarrier, Step, park_batch, park_decision
+from sim.barrier import ShardBarrier, Step, park_batch, park_decision, warm_seeds
 from sim.world import load_world
 from streams.app import Streams
 from topics import (
@@ -31,6 +32,7 @@ from topics.models import DecisionMade, EffectsBatched, StateRestored, TickStart
 from worldfeed import metrics
 
 log = logging.getLogger(__name__)
+WARM_SLICE = 2000  # seed states made between two turns of the event loop
 
 
 def register(streams: Streams) -> None:
@@ -41,11 +43,42 @@ def register(streams: Streams) -> None:
     timer = metrics.TickTimer()
     handled = metrics.STAGE_MESSAGES.labels("world")
 
+    warming: set[asyncio.Future[None]] = set()
+
     @streams.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         machines.clear()
         timer.forget()
+        for task in warming:
+            task.cancel()
+
+    @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
+    async def warm_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        shards = sorted(tp.partition for tp in assigned if tp.topic == inbox_topic)
+        if shards:
+            task = asyncio.ensure_future(warm(shards))
+            warming.add(task)
+            task.add_done_callback(warming.discard)
+
+    async def warm(shards: list[int]) -> None:
+        """Make the seed states of the shards' NPCs of the configured world before a run
+        asks for them (sim.barrier.seeded), a slice at a time between the loop's other
+        work: a run's first tick then copies them. Same results either way."""
+        world = str(streams.settings.catalog_dir)
+        try:
+            index = load_world(world)  # loaded at the worker's start: cached
+        except Exception as exc:  # noqa: BLE001 - a run names its world; its ticks report it
+            log.warning("world %s not loaded, no seeds made: %s", world, exc)
+            return
+        t0, made = time.perf_counter(), 0
+        n_shards = streams.settings.world_partitions
+        for shard in shards:
+            npc_ids = index.shard_npcs(shard, n_shards)
+            for i in range(0, len(npc_ids), WARM_SLICE):
+                made += warm_seeds(index, npc_ids[i : i + WARM_SLICE])
+                await asyncio.sleep(0)
+        log.info("shards %s: %s seed states made in %.1fs", shards, made, time.perf_counter() - t0)
 
     def restoring(msg: StateRestored) -> TickStarted:
         # the machine of a branch's shard is built like any other, from its first message
