@@ -52,6 +52,7 @@ def register(streams: Streams) -> None:
         timer.forget()
         for task in warming:
             task.cancel()
+        metrics.SHARD_SEEDS_READY.clear()
 
     @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def warm_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
@@ -74,10 +75,13 @@ def register(streams: Streams) -> None:
         t0, made = time.perf_counter(), 0
         n_shards = streams.settings.world_partitions
         for shard in shards:
+            metrics.SHARD_SEEDS_READY.labels(str(shard)).set(0)
+        for shard in shards:
             npc_ids = index.shard_npcs(shard, n_shards)
             for i in range(0, len(npc_ids), WARM_SLICE):
                 made += warm_seeds(index, npc_ids[i : i + WARM_SLICE])
                 await asyncio.sleep(0)
+            metrics.SHARD_SEEDS_READY.labels(str(shard)).set(1)
         log.info("shards %s: %s seed states made in %.1fs", shards, made, time.perf_counter() - t0)
 
     def restoring(msg: StateRestored) -> TickStarted:

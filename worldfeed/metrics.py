@@ -59,6 +59,13 @@ BARRIER_WAIT_SECONDS = Histogram(
     buckets=SECONDS,
     registry=REGISTRY,
 )
+SHARD_SEEDS_READY = Gauge(
+    "worldfeed_shard_seeds_ready",
+    "1 once a world shard assigned to this worker has made its NPCs' seed states (a run's "
+    "first tick then copies them), 0 while it makes them.",
+    ["shard"],
+    registry=REGISTRY,
+)
 # the clock (streams/clock.py)
 TICKS_COMPLETED = Counter(
     "worldfeed_ticks_completed_total",
