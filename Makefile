@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 
 .PHONY: help install run test test-unit test-integration lint format schemas bench stop clean \
-	bench-branch bench-decide bench-spread chaos eval-posts
+	bench-1m bench-branch bench-decide bench-spread chaos eval-posts
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ schemas: ## regenerate topic and catalog JSON Schemas
 
 bench: install ## benchmarks (world throughput, pipeline vs raw Kafka)
 	$(PY) -m bench.world
+
+bench-1m: install ## time per tick from 10k to 1M NPCs, 1 worker x 1 partition then 2 x 4 (about an hour; the 1M world's index is built once, ~6 min, 10 GiB)
+	$(PY) -m bench.world --sizes 10000,100000,1000000 --ticks 4 --skip-pipeline
+	$(PY) -m bench.world --sizes 10000,100000,1000000 --ticks 4 --workers 2 --partitions 4 --skip-pipeline
 
 bench-api: ## feed API p50/p99 at 200 req/s over 10M posts, 5,000 posts/s arriving (chDB, embedded sink, uvicorn on loopback)
 	$(PY) -m bench.api_feed

@@ -94,8 +94,15 @@ def broker():
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    """The environment that makes a subprocess build the same Settings."""
-    return {**os.environ, **settings.to_env()}
+    """The environment that makes a subprocess build the same Settings, and read the
+    index cache this process wrote (the ``worldfeed`` executable may run another
+    checkout's code, whose default cache directory is its own)."""
+    where = worldcache.cache_dir()
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "WORLDFEED_INDEX_CACHE": str(where) if where is not None else "off",
+    }
 
 
 def peak_rss_mib(pid: int) -> float:
