@@ -200,7 +200,6 @@ class WorldIndex:
             "traits": self.traits,
             "relationships": self.relationships,
             "tags": self.tags,
-            "profiles": profiles,
         }
         return {
             "digest": self.catalog.digest,
@@ -212,14 +211,17 @@ class WorldIndex:
             "cards": {n: tuple(c) for n, c in self.cards.items()},
             "bucket_of": bucket_of,
             "sections": worldcache.Sections.split(owned, bucket_of, {"tags": _source}),
+            # apart: a world worker never reads a profile (the directory has what it needs)
+            "profile_sections": worldcache.Sections.split({"profiles": profiles}, bucket_of, {}),
         }
 
     @classmethod
     def restore(cls, root: Path, data: dict[str, Any]) -> WorldIndex:
         """The index :meth:`cached` described, over the world's files at ``root``."""
         sections = worldcache.Sections(data["sections"], data["bucket_of"])
+        profile_sections = worldcache.Sections(data["profile_sections"], data["bucket_of"])
         profiles = worldcache.Profiles(
-            worldcache.Owned(sections, "profiles", None), data["npc_ids"]
+            worldcache.Owned(profile_sections, "profiles", None), data["npc_ids"]
         )
         catalog = worldcache.lazy_catalog(root, profiles, data["n_relationships"], data["digest"])
         idx = cls(catalog=catalog)
@@ -399,19 +401,18 @@ def load_index(
         return WorldIndex.build(load_catalog(root))
     path = directory / f"{worldcache.files_key(root)}.idx"
     try:
-        blob = path.read_bytes()
+        return WorldIndex.restore(root, worldcache.read(path))
     except FileNotFoundError:
         pass
     except OSError as exc:
         log.warning("world index cache %s unreadable (%s): validating the world", path, exc)
-    else:
-        try:
-            return WorldIndex.restore(root, worldcache.unpack(blob))
-        except (ValueError, EOFError, TypeError, KeyError) as exc:
-            log.warning("world index cache %s rejected (%s): validating the world", path, exc)
+    except (ValueError, EOFError, TypeError, KeyError) as exc:
+        log.warning("world index cache %s rejected (%s): validating the world", path, exc)
     blob = worldcache.pack(WorldIndex.streamed(root))
-    worldcache.write(path, blob)
-    return WorldIndex.restore(root, worldcache.unpack(blob))
+    if worldcache.write(path, blob):
+        del blob  # read back as every later start reads it: sections when decoded
+        return WorldIndex.restore(root, worldcache.read(path))
+    return WorldIndex.restore(root, worldcache.read(blob))
 
 
 def check_world(root: Path) -> None:

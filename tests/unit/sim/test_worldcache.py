@@ -12,7 +12,7 @@ from catalog.generate import generate_world, write_world
 from sim.barrier import ShardBarrier
 from sim.local import LocalRun
 from sim.world import WorldIndex, check_world, load_index, shard_of
-from sim.worldcache import BUCKETS, Deferred, Profiles, files_key, unpack
+from sim.worldcache import BUCKETS, FORMAT, Deferred, Profiles, files_key, read
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,22 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(world, tmp_path, caplog) -> None
         index = load_index(root, tmp_path, min_bytes=0)
     assert "checksum mismatch" in caplog.text
     assert index.occupancy == built.occupancy
-    unpack(path.read_bytes())  # validated again and written whole again
+    read(path)  # validated again and written whole again
     assert isinstance(load_index(root, tmp_path, min_bytes=0).catalog.npcs, Profiles)
+    head = bytearray(path.read_bytes())
+    head[len(FORMAT) + 65 + 8 + 10] ^= 0x01  # one bit of the head (the sections' table too)
+    path.write_bytes(bytes(head))
+    with caplog.at_level(logging.WARNING, logger="sim.world"):
+        assert load_index(root, tmp_path, min_bytes=0).occupancy == built.occupancy
+    read(path)
+    tail = bytearray(path.read_bytes())
+    tail[-3] ^= 0x01  # one bit of the last profile section, read only when asked for
+    path.write_bytes(bytes(tail))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sim.world"):
+        assert load_index(root, tmp_path, min_bytes=0).npc_ids == built.npc_ids
+    assert "checksum mismatch in a section" in caplog.text
+    read(path)
     path.write_bytes(path.read_bytes()[:1000])  # cut short
     with caplog.at_level(logging.WARNING, logger="sim.world"):
         assert load_index(root, tmp_path, min_bytes=0).npc_ids == built.npc_ids
@@ -138,8 +152,9 @@ def test_the_cache_keeps_only_the_newest_indexes(world, tmp_path, monkeypatch) -
 
 @pytest.mark.parametrize("n_shards", [2, 4])
 def test_a_shard_decodes_only_the_sections_of_its_own_npcs(world, tmp_path, n_shards) -> None:
-    """Shard-local: a shard seeded and ticked decodes its own NPCs' traits, relationships,
-    tags and profiles, not the others' (sections are buckets of the same hash as shards)."""
+    """Shard-local: a shard seeded and ticked decodes its own NPCs' traits, relationships
+    and tags, not the others' (sections are buckets of the same hash as shards), and no
+    profile at all (they are sections of their own, read from the file when asked for)."""
     root, built = world
     index = cached(root, tmp_path)
     assert all(
@@ -154,8 +169,9 @@ def test_a_shard_decodes_only_the_sections_of_its_own_npcs(world, tmp_path, n_sh
     for t in range(3):
         machine.on_tick(reference.tick_message(t, shard))
     sections = index.traits._sections
-    decoded = {b for b, raw in enumerate(sections._sections) if raw is None}
+    decoded = {b for b, done in enumerate(sections._decoded) if done}
     assert decoded
+    assert not any(index.catalog.npcs._raw._sections._decoded)  # no profile
     assert {b % n_shards for b in decoded} == {shard}
     assert BUCKETS % n_shards == 0
     # and what it read is what the validated world says
