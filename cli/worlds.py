@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from catalog import Catalog, CatalogError, load_catalog
-from catalog.generate import generate_world, write_world
+from catalog.generate import write_generated_world
 from catalog.models import CATALOG_FILES
 from worldfeed.settings import ROOT
 
@@ -84,7 +84,7 @@ def copy_town(target: Path, name: str, title: str) -> None:
 
 def synthetic(target: Path, name: str, title: str, npcs: int, seed: int) -> None:
     """A generated world of ``npcs`` NPCs, named ``name`` / ``title``, with the starter prompts."""
-    write_world(generate_world(npcs, seed), target)
+    write_generated_world(target, npcs, seed)  # streamed: a million NPCs in little memory
     world = json.loads((target / "world.json").read_text(encoding="utf-8"))
     world.update(
         name=name,
