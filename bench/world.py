@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, GroupLoadInProgressError
 
 from bus.admin import ensure_topics
 from bus.commands import send_command
@@ -105,6 +105,10 @@ def env_for(settings: Settings) -> dict[str, str]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -174,7 +178,12 @@ async def group_stable(
             dead = [p.args for p in procs if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"worker exited (see .local/bench/worker*.log): {dead}")
-            groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(app_id)]
+            try:
+                listed = await admin.list_consumer_groups()
+            except (GroupLoadInProgressError, GroupCoordinatorNotAvailableError):
+                await asyncio.sleep(0.5)  # a broker just started loads its groups: ask again
+                continue
+            groups = [g[0] for g in listed if g[0].startswith(app_id)]
             if groups:
                 for response in await admin.describe_consumer_groups(groups):
                     for group in response.groups:
@@ -660,6 +669,8 @@ async def main() -> None:
         help="pipeline stages to run (without e2e, the events come from the in-process run)",
     )
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: the workers and the broker are stopped
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.index_times:
         world, n = Path(args.index_times[0]), int(args.index_times[1])
         cold, cached = index_load_times(world, n)

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
@@ -26,13 +26,22 @@ from catalog.models import CATALOG_FILES, OPTIONAL_FILES, Catalog, Decide, Templ
 log = logging.getLogger(__name__)
 
 
-def _read_json(file: Path, shown: str) -> Any:
+def open_text(file: Path, shown: str) -> TextIO:
+    """A catalog file opened to read; CatalogError when it is missing or unreadable."""
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.open(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogError([CatalogIssue(shown, "/", "file is missing", "file-exists")]) from None
     except OSError as exc:
         raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
+
+
+def _read_json(file: Path, shown: str) -> Any:
+    with open_text(file, shown) as f:
+        try:
+            text = f.read()
+        except OSError as exc:
+            raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

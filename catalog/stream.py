@@ -26,7 +26,7 @@ from pydantic import ValidationError as PydanticError
 from catalog.checks import check_catalog, check_npc, check_relationship
 from catalog.digest import DigestWriter, canonical, kept
 from catalog.errors import CatalogError, CatalogIssue, json_pointer
-from catalog.loader import assemble, file_adapter, parse_file, read_files
+from catalog.loader import assemble, file_adapter, open_text, parse_file, read_files
 from catalog.models import CATALOG_FILES, Catalog, Npc, Relationship
 
 LARGE = ("npcs.json", "relationships.json")  # the files read a chunk at a time
@@ -51,13 +51,7 @@ def iter_array(file: Path, shown: str, block: int = BLOCK) -> Iterator[Any]:
     file in memory, not the whole of it); CatalogError names the line and column of
     invalid JSON, as the loader does."""
     decoder = json.JSONDecoder()
-    try:
-        f = file.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError([CatalogIssue(shown, "/", "file is missing", "file-exists")]) from None
-    except OSError as exc:
-        raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
-    with f:
+    with open_text(file, shown) as f:
         text, pos, lines, eof = "", 0, 0, False  # lines: newlines before text[0]
 
         def more() -> bool:

@@ -33,6 +33,7 @@ from worldfeed import metrics
 
 log = logging.getLogger(__name__)
 WARM_SLICE = 2000  # seed states made between two turns of the event loop
+WARM_SETTLE_S = 5.0  # an assignment held this long is warmed (see warm)
 
 
 def register(streams: Streams) -> None:
@@ -65,7 +66,12 @@ def register(streams: Streams) -> None:
     async def warm(shards: list[int]) -> None:
         """Make the seed states of the shards' NPCs of the configured world before a run
         asks for them (sim.barrier.seeded), a slice at a time between the loop's other
-        work: a run's first tick then copies them. Same results either way."""
+        work: a run's first tick then copies them. Same results either way.
+
+        It starts once the assignment has held for :data:`WARM_SETTLE_S`: workers started
+        together join one after the other, and the first is assigned every shard for a
+        moment (warming them all would hold every seed and section in its memory)."""
+        await asyncio.sleep(WARM_SETTLE_S)  # cancelled by a revocation meanwhile
         world = str(streams.settings.catalog_dir)
         try:
             index = load_world(world)  # loaded at the worker's start: cached

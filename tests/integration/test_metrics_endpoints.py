@@ -93,8 +93,13 @@ async def test_worker_and_api_metrics_advance_during_a_run(
         30,
         procs,
     )
-    # each shard made its NPCs' seed states when it was assigned
-    assert [sample(after, "worldfeed_shard_seeds_ready", shard=s) for s in "01"] == [1, 1]
+    # each shard made its NPCs' seed states once its assignment had held
+    wait_for(
+        worker,
+        lambda t: [sample(t, "worldfeed_shard_seeds_ready", shard=s) for s in "01"] == [1, 1],
+        30,
+        procs,
+    )
     assert sample(after, "worldfeed_ticks_completed_total") >= N_TICKS
     assert sample(after, "worldfeed_last_completed_tick") == N_TICKS - 1
     for shard in ("0", "1"):
