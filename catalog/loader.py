@@ -36,12 +36,21 @@ def open_text(file: Path, shown: str) -> TextIO:
         raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
 
 
+def read_text(f: TextIO, shown: str, size: int = -1) -> str:
+    """``f.read(size)`` of a file :func:`open_text` opened; CatalogError when it cannot be
+    read or is not UTF-8 (naming the byte)."""
+    try:
+        return f.read(size)
+    except UnicodeDecodeError as exc:
+        msg = f"not UTF-8: byte {exc.object[exc.start : exc.start + 1]!r} ({exc.reason})"
+        raise CatalogError([CatalogIssue(shown, "/", msg, "file-encoding")]) from None
+    except OSError as exc:
+        raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
+
+
 def _read_json(file: Path, shown: str) -> Any:
     with open_text(file, shown) as f:
-        try:
-            text = f.read()
-        except OSError as exc:
-            raise CatalogError([CatalogIssue(shown, "/", str(exc), "file-readable")]) from None
+        text = read_text(f, shown)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -26,7 +26,7 @@ from pydantic import ValidationError as PydanticError
 from catalog.checks import check_catalog, check_npc, check_relationship
 from catalog.digest import DigestWriter, canonical, kept
 from catalog.errors import CatalogError, CatalogIssue, json_pointer
-from catalog.loader import assemble, file_adapter, open_text, parse_file, read_files
+from catalog.loader import assemble, file_adapter, open_text, parse_file, read_files, read_text
 from catalog.models import CATALOG_FILES, Catalog, Npc, Relationship
 
 LARGE = ("npcs.json", "relationships.json")  # the files read a chunk at a time
@@ -59,7 +59,7 @@ def iter_array(file: Path, shown: str, block: int = BLOCK) -> Iterator[Any]:
             nonlocal text, pos, lines, eof
             if eof:
                 return False
-            chunk = f.read(block)
+            chunk = read_text(f, shown, block)
             if not chunk:
                 eof = True
                 return False

@@ -47,6 +47,18 @@ def test_iter_array_names_what_is_wrong_and_where(tmp_path, text, message, block
     assert message in issue.message, issue.message
 
 
+def test_a_file_that_is_not_utf8_is_named_as_the_loader_names_it(tmp_path) -> None:
+    root = write_world(generate_world(20, seed=1), tmp_path / "w")
+    (root / "npcs.json").write_bytes(b'[{"id": "caf\xe9"}]')
+    with pytest.raises(CatalogError) as loaded:
+        load_catalog(root)
+    with pytest.raises(CatalogError) as streamed:
+        _streamed(root)
+    assert streamed.value.issues == loaded.value.issues
+    [issue] = streamed.value.issues
+    assert issue.rule == "file-encoding" and "not UTF-8" in issue.message
+
+
 def test_a_missing_file_is_named(tmp_path) -> None:
     with pytest.raises(CatalogError, match="file is missing"):
         list(iter_array(tmp_path / "none.json", "none.json"))
