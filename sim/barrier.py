@@ -200,26 +200,30 @@ def seeded(index: WorldIndex, npc_id: str) -> tuple[State, int, tuple[int, int, 
     world and process and kept as JSON (:attr:`WorldIndex.seeds`), so a run's first tick
     copies it instead of deriving it (at 100k NPCs: 0.3 s instead of 2 s), and a worker
     makes its shards' seeds before any run (:func:`warm_seeds`)."""
-    made = index.seeds.get(npc_id)
-    if made is None:
-        made = index.seeds[npc_id] = _seed(index, npc_id)
-    return orjson.loads(made[0]), made[1], made[2]
+    blob, state_digest, tally = _seed(index, npc_id)
+    return orjson.loads(blob), state_digest, tally
 
 
 def _seed(index: WorldIndex, npc_id: str) -> tuple[bytes, int, tuple[int, int, int]]:
-    state = seed_state(index, npc_id)
-    return orjson.dumps(state), digest(npc_id, state), relationship_tally(state)
+    """The NPC's seed as kept: made on first use."""
+    made = index.seeds.get(npc_id)
+    if made is None:
+        state = seed_state(index, npc_id)
+        made = index.seeds[npc_id] = (
+            orjson.dumps(state),
+            digest(npc_id, state),
+            relationship_tally(state),
+        )
+    return made
 
 
 def warm_seeds(index: WorldIndex, npc_ids: Iterable[str]) -> int:
     """Make the seeds of ``npc_ids`` not made yet (decoding their sections of the cached
     index); how many were made."""
-    made = 0
+    before = len(index.seeds)
     for npc_id in npc_ids:
-        if npc_id not in index.seeds:
-            index.seeds[npc_id] = _seed(index, npc_id)
-            made += 1
-    return made
+        _seed(index, npc_id)
+    return len(index.seeds) - before
 
 
 def _load(raw: bytes | None) -> Any:
@@ -339,10 +343,9 @@ class ShardBarrier:
             rec = _load(read(npc_key(run.run_id, npc_id)))
             if rec is None and unseeded:
                 continue
+            tally: tuple[int, int, int] | None = None
             if rec is None:  # never changed: the seed state, derived from the catalog
-                state, run.digests[npc_id], tally = seeded(index, npc_id)
-                run.states[npc_id] = state
-                run.count_relationships(npc_id, tally)
+                state, state_digest, tally = seeded(index, npc_id)
             else:
                 if rec["t"] > run.finished:  # persisted by a tick that never finished
                     state = rec["p"]
@@ -350,9 +353,10 @@ class ShardBarrier:
                     state = rec["s"]
                     if rec["t"] == run.finished:
                         run.prev[npc_id] = orjson.dumps(rec["p"])
-                run.states[npc_id] = state
-                run.digests[npc_id] = digest(npc_id, state)
-                run.count_relationships(npc_id)
+                state_digest = digest(npc_id, state)
+            run.states[npc_id] = state
+            run.digests[npc_id] = state_digest
+            run.count_relationships(npc_id, tally)
             pend = pending_of(state)
             if pend is None and npc_id in run.prev:  # decided by the finished tick
                 pend = pending_of(orjson.loads(run.prev[npc_id]))
