@@ -29,6 +29,7 @@ from api.admin_token import with_admin_token
 from api.cache import PageCache
 from api.deps import Storage, check_admin_token
 from api.metrics import RequestTimer
+from api.postindex import PostIndex
 from api.routes import (
     admin,
     decisions,
@@ -148,6 +149,9 @@ def create_app(
         capacity=settings.api_timeline_posts,
         max_bytes=settings.api_timeline_max_bytes,
     )
+
+    # filled and fed only where the sink runs in this process (cli.main.feed_timelines)
+    app.state.post_index = PostIndex(max_posts=settings.api_feed_index_max_posts)
 
     app.add_middleware(AdminGuard, settings=settings)
     app.add_middleware(HostGuard, allowed=settings.api_allowed_hosts)

@@ -157,6 +157,15 @@ class LlmCallsPublic(BaseModel):
     avg_latency_ms: float | None = None
 
 
+class FeedIndexPublic(BaseModel):
+    """Whether every run's feed pages are served from memory yet."""
+
+    state: Literal["filling", "ready", "off"]
+    posts: int = Field(description="Posts visible in the index.")
+    filled: int = Field(description="Posts read from ClickHouse by the fill so far.")
+    fill_s: float | None = Field(None, description="How long the fill took, once done.")
+
+
 class HealthPublic(BaseModel):
     """``ok`` when every dependency answered; each check says ``ok`` or ``error: ...``."""
 
@@ -171,6 +180,9 @@ class HealthPublic(BaseModel):
         None,
         description="The last completed tick this process stored (its embedded sink), of the "
         "run it stored a tick of last. Absent before the first.",
+    )
+    feed_index: FeedIndexPublic | None = Field(
+        None, description="The post index (api/postindex.py), where the API runs the sink."
     )
 
 

@@ -39,7 +39,7 @@ import asyncio
 import bisect
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,11 @@ ENTRY_OVERHEAD = 150  # per post and window: the key tuple, list slot and dict e
 def post_body(row: dict[str, Any]) -> bytes:
     """A post as the API serialises it (the same bytes as a page read from ClickHouse)."""
     return PostPublic.model_validate(row).model_dump_json().encode()
+
+
+def stored_bodies(rows: Iterable[dict[str, Any]]) -> list[bytes | None]:
+    """Each stored post's body, None for a blocked one (never shown)."""
+    return [None if row.get("moderation") == "blocked" else post_body(row) for row in rows]
 
 
 def page_body(bodies: Iterable[bytes], next_cursor: str | None) -> bytes:
@@ -160,8 +165,11 @@ class Timelines:
     def __len__(self) -> int:
         return len(self._windows)
 
-    def stored(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Posts the sink has just stored (in insert order; any run or channel).
+    def stored(
+        self, rows: Sequence[dict[str, Any]], bodies: Sequence[bytes | None] | None = None
+    ) -> None:
+        """Posts the sink has just stored (in insert order; any run or channel), with their
+        bodies if made already (:func:`stored_bodies`).
 
         Never raises into the sink: on an error every window is dropped (a window that
         missed a post must not serve again) and refilled from ClickHouse when next asked.
@@ -169,7 +177,7 @@ class Timelines:
         if not self._windows:
             return
         try:
-            self._store(rows)
+            self._store(rows, bodies or stored_bodies(rows))
         except Exception:
             log.exception("feed timelines: could not take stored posts; dropping every window")
             self.clear()
@@ -179,10 +187,9 @@ class Timelines:
         self._windows.clear()
         self.nbytes = 0
 
-    def _store(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
+    def _store(self, rows: Sequence[dict[str, Any]], bodies: Sequence[bytes | None]) -> None:
+        for row, body in zip(rows, bodies, strict=True):
             key: Key = (row["tick"], row["post_id"])
-            body = None if row.get("moderation") == "blocked" else post_body(row)
             run, channel = row["run_id"], row["channel"]
             for f in (
                 (None, None, None),

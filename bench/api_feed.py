@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -430,6 +431,7 @@ def _serve_and_fire(
                 if api.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit((Path(tmp) / "api.log").read_text()[-3000:]) from None
                 time.sleep(0.3)
+        loaded["index"] = _index_filled(base, api, 1800)
         feeder = subprocess.Popen(  # noqa: S603 - our own module
             [sys.executable, "-m", "bench.api_feed", "--ingest-run", bootstrap, tag]
             + [str(args.ingest), str(args.seconds + 1), str(loaded["max_tick"] + 1)],
@@ -458,6 +460,28 @@ def _serve_and_fire(
         api.terminate()
         api.wait(20)
         log.close()
+
+
+def _index_filled(base: str, api: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+    """Wait until the API's post index is filled (``/health``); its report, with how long
+    the wait took."""
+    t0 = time.monotonic()
+    print("waiting for the API's post index to fill ...", flush=True)
+    report: dict[str, Any] = {}
+    while time.monotonic() - t0 < timeout_s and api.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=10) as r:  # noqa: S310 - loopback
+                report = json.loads(r.read()).get("feed_index") or {}
+        except urllib.error.HTTPError as exc:  # 503: a check failed; the body still says
+            report = json.loads(exc.read()).get("feed_index") or {}
+        except OSError:
+            report = {}
+        if report.get("state") in ("ready", "off"):
+            break
+        time.sleep(1.0)
+    report["waited_s"] = time.monotonic() - t0
+    print(f"  post index: {report}", flush=True)
+    return report
 
 
 def _caught_up(base: str, last_tick: int, timeout_s: float) -> float | None:
@@ -507,7 +531,8 @@ def _report(
     print(
         "  served: "
         + ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in sorted(served.items()))
-        + " (memory: from the in-memory timelines; hit: cached page; shared: joined an "
+        + " (index: from the post index; memory: from the in-memory timelines; hit: cached "
+        "page; shared: joined an "
         "identical query in flight; miss: queried)"
     )
     caught = fed["caught_up_s"]

@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from worldfeed.settings import ROOT, Settings
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from fastapi import FastAPI
     from pydantic import BaseModel
 
@@ -91,7 +95,8 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
     from bus.admin import ensure_topics, kafka_health
     from streams.worker import create_streams
 
-    hooks_up, hooks_down = [], []
+    hooks_up: list[Callable[[], Awaitable[None]]] = []
+    hooks_down: list[Callable[[], Awaitable[None]]] = []
     if with_sink:
         streams = create_streams(settings, ["sink"])
 
@@ -102,8 +107,17 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
         async def stop_sink() -> None:
             await streams.app.stop()
 
-        hooks_up.append(start_sink)
-        hooks_down.append(stop_sink)
+        async def start_fill() -> None:  # after the sink: the index takes what it stores
+            if settings.api_feed_index_max_posts > 0:
+                app.state.feed_tasks.append(fill_index(app))
+
+        async def stop_fill() -> None:  # after the sink: nothing is stored any more
+            for task in app.state.feed_tasks:
+                task.cancel()
+            app.state.post_index.close()
+
+        hooks_up.extend((start_sink, start_fill))
+        hooks_down.extend((stop_sink, stop_fill))
 
     async def kafka() -> str:
         return await kafka_health(settings)
@@ -122,20 +136,88 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
         on_shutdown=hooks_down,
         **options,
     )
-    if with_sink and settings.api_timeline_posts > 0:
-        feed_timelines(app.state.timelines, streams)
+    if with_sink:
+        app.state.feed_tasks = []  # the tasks that feed and fill the timelines and index
+        feed_timelines(app, settings, streams)
     return app
 
 
-def feed_timelines(timelines: Timelines, streams: Streams) -> None:
-    """Let the embedded sink feed the API's in-memory timelines (api/timeline.py)."""
+STORED_SLICE = 200  # stored posts taken into the timelines and index between yields
+
+
+def feed_timelines(app: FastAPI, settings: Settings, streams: Streams) -> None:
+    """Let the embedded sink feed the API's in-memory timelines (api/timeline.py) and
+    post index (api/postindex.py).
+
+    The sink hands over each stored batch (up to ``sink_batch_size`` posts) at once; made
+    into bodies in one go, 5,000 posts held the event loop, and every request behind it,
+    for about 80 ms. So the batch is queued, and a task of the API's loop takes it a
+    slice at a time, in order (a post is in memory within a slice or two of being stored).
+    """
+    from api.postindex import PostIndex
+    from api.timeline import stored_bodies
     from topics.models import PostPublished
 
-    def stored(messages: list[BaseModel]) -> None:
-        timelines.stored(m.model_dump() for m in messages if isinstance(m, PostPublished))
+    timelines: Timelines = app.state.timelines
+    index: PostIndex = app.state.post_index
+    use_timelines = settings.api_timeline_posts > 0
+    use_index = settings.api_feed_index_max_posts > 0
+    queue: list[PostPublished] = []
+    arrived = asyncio.Event()
 
-    streams.on_stored.append(stored)
-    timelines.live = True
+    taking: list[asyncio.Future[None]] = []
+
+    def stored(messages: list[BaseModel]) -> None:  # called in the API's loop
+        queue.extend(m for m in messages if isinstance(m, PostPublished))
+        arrived.set()
+        if not taking:
+            taking.append(asyncio.ensure_future(take()))
+            app.state.feed_tasks.append(taking[0])
+
+    async def take() -> None:
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            while queue:
+                slice_ = queue[:STORED_SLICE]
+                del queue[:STORED_SLICE]
+                try:
+                    rows = [m.model_dump() for m in slice_]
+                    bodies = stored_bodies(rows)
+                except Exception:  # a post the API cannot show: both would miss it
+                    log.exception("stored posts: cannot take a slice; dropping the memory")
+                    timelines.clear()
+                    index.switch_off()
+                    continue
+                if use_timelines:
+                    timelines.stored(rows, bodies)
+                if use_index:
+                    index.stored(rows, bodies)
+                await asyncio.sleep(0)
+
+    streams.on_stored.append(stored)  # before the fill starts: it relies on this
+    timelines.live = use_timelines
+
+
+def fill_index(app: FastAPI) -> asyncio.Future[None]:
+    """Fill the app's post index from ClickHouse in a task of the running loop (the sink
+    already feeding it); returns its task (also the index's :attr:`~PostIndex.filling`)."""
+    from api.postindex import PostIndex
+    from storage import queries, run_in_thread
+
+    index: PostIndex = app.state.post_index
+    storage = app.state.storage
+
+    async def read_runs() -> list[tuple[str, int, int]]:
+        return await run_in_thread(queries.post_runs, storage.client, storage.database)
+
+    async def read_range(run_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
+        return await run_in_thread(
+            queries.posts_in_ticks, storage.client, storage.database, run_id, lo, hi
+        )
+
+    index.filling = asyncio.ensure_future(index.fill(read_runs, read_range))
+    return index.filling
 
 
 def start_minute_arg(day: int, time: str) -> int:

@@ -273,6 +273,33 @@ def posts(
     return _paged_posts(client, database, where, limit, cursor, "asc", "posts")
 
 
+def post_runs(client: Client, database: str) -> list[tuple[str, int, int]]:
+    """``(run_id, stored rows, highest tick)`` of every run with posts, by run id."""
+    db = check_identifier(database)
+    result = client.query(
+        f"SELECT run_id, count(), max(tick) FROM {db}.posts GROUP BY run_id ORDER BY run_id"  # noqa: S608 - checked identifier
+    )
+    return [(str(r), int(n), int(t)) for r, n, t in result.result_rows]
+
+
+def posts_in_ticks(
+    client: Client, database: str, run_id: str, tick_from: int, tick_below: int
+) -> list[dict[str, Any]]:
+    """Every post of a run in ticks ``[tick_from, tick_below)``, each once as ``FINAL``
+    decides (its last stored copy), blocked ones included, by ``(tick, post_id)``."""
+    db = check_identifier(database)
+    return [
+        _post_row(r)
+        for r in _rows(
+            client,
+            f"SELECT {', '.join(POST_COLUMNS)} FROM {db}.posts FINAL "  # noqa: S608 - checked identifiers, values bound
+            "WHERE run_id = {run_id:String} AND tick >= {lo:UInt32} AND tick < {hi:UInt32} "
+            "ORDER BY tick, post_id",
+            {"run_id": run_id, "lo": tick_from, "hi": tick_below},
+        )
+    ]
+
+
 def post_by_id(client: Client, database: str, post_id: str) -> dict[str, Any] | None:
     """One post by id, or None if unknown or blocked."""
     db = check_identifier(database)

@@ -76,6 +76,9 @@ def writer_for(streams: Streams) -> ClickHouseWriter:
     return streams.writer
 
 
+DECODE_SLICE = 256  # records decoded between yields to the event loop
+
+
 async def store_records(
     streams: Streams, by_topic: dict[str, TopicSpec], records: list[ConsumerRecord]
 ) -> dict[str, int]:
@@ -86,7 +89,9 @@ async def store_records(
     metrics.SINK_BATCH_MESSAGES.observe(len(records))
     stored: list[BaseModel] = []  # for streams.on_stored, when someone listens
     last_tick: int | None = None
-    for record in records:
+    for i, record in enumerate(records):
+        if i % DECODE_SLICE == DECODE_SLICE - 1:
+            await asyncio.sleep(0)  # a large batch does not hold the loop (the API's requests)
         spec = by_topic[record.topic]
         table = json_table_for(spec.model)
         if table is not None:  # the engine maps this JSON (storage.schema)

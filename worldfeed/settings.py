@@ -189,6 +189,14 @@ class Settings(BaseSettings):
     api_timeline_max_bytes: int = Field(
         128 * 2**20, ge=0, description="Memory bound of the in-memory feed timelines."
     )
+    api_feed_index_max_posts: int = Field(
+        20_000_000,
+        ge=0,
+        description="Where the sink runs in the API: every stored post's place in its run's "
+        "feeds is kept in memory (about 110 bytes a post) and its body in a log file, so that "
+        "any page of a run's feed is served without a query; past this many posts the index "
+        "switches off (0: never on). See api/postindex.py.",
+    )
     stream_max_clients: int = Field(
         64, ge=1, le=10_000, description="Concurrent live streams (/stream/posts); then 503."
     )

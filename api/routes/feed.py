@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.cache import PageCache
 from api.deps import Channel, Cursor, Limit, RunId, StorageDep, TickFrom, TickTo
+from api.postindex import PostIndex
 from api.schemas import PostPagePublic
 from api.timeline import Timelines
 from storage import queries, run_in_thread
@@ -18,7 +19,9 @@ router = APIRouter(prefix="/feed", tags=["feed"])
 @router.get(
     "",
     response_model=PostPagePublic,
-    responses={200: {"headers": {"X-Cache": {"description": "memory, hit, shared or miss"}}}},
+    responses={
+        200: {"headers": {"X-Cache": {"description": "index, memory, hit, shared or miss"}}}
+    },
 )
 async def read_feed(
     request: Request,
@@ -34,10 +37,11 @@ async def read_feed(
 ) -> Response:
     """Posts newest first (tick, post_id descending); blocked posts never appear.
 
-    Where the sink runs in the API, a run's or a channel's recent pages come
-    from memory (``X-Cache: memory``), as fresh as what the sink has stored: see
-    :mod:`api.timeline`. Other pages may be up to a second old (``X-Cache: hit``): see
-    :mod:`api.cache`.
+    Where the sink runs in the API, any page of a run's feed comes from the post
+    index (``X-Cache: index``, see :mod:`api.postindex`) once it is filled, and a
+    channel's recent pages across runs from memory (``X-Cache: memory``), as fresh as
+    what the sink has stored: see :mod:`api.timeline`. Other pages may be up to a
+    second old (``X-Cache: hit``): see :mod:`api.cache`.
     """
 
     async def load() -> bytes:
@@ -56,9 +60,14 @@ async def read_feed(
         )
         return PostPagePublic.model_validate(page, from_attributes=True).model_dump_json().encode()
 
+    after = queries.decode_cursor("feed", cursor) if cursor else None
+    if place is None:  # a run's feed, any page: from the post index once it is filled
+        index: PostIndex = request.app.state.post_index
+        body = index.page(run_id, channel, author, tick_from, tick_to, after, limit)
+        if body is not None:
+            return Response(body, media_type="application/json", headers={"X-Cache": "index"})
     if place is None and tick_from is None and tick_to is None:  # a plain timeline
         timelines: Timelines = request.app.state.timelines
-        after = queries.decode_cursor("feed", cursor) if cursor else None
         body = await timelines.page((run_id, channel, author), limit, after)
         if body is not None:
             return Response(body, media_type="application/json", headers={"X-Cache": "memory"})

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 
-from api.schemas import HealthPublic
+from api.postindex import PostIndex
+from api.schemas import FeedIndexPublic, HealthPublic
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -47,6 +48,19 @@ async def read_health(request: Request, response: Response) -> HealthPublic:
     progress: Progress | None = request.app.state.progress
     if progress is not None:
         lag, last_tick = progress()
+    index: PostIndex = request.app.state.post_index
+    feed_index = None
+    if index.filling is not None:
+        feed_index = FeedIndexPublic(
+            state="off" if index.off else "ready" if index.ready else "filling",
+            posts=index.posts,
+            filled=index.stats.filled,
+            fill_s=index.stats.fill_s if index.ready else None,
+        )
     return HealthPublic(
-        status="ok" if ok else "degraded", checks=report, lag=lag or None, last_tick=last_tick
+        status="ok" if ok else "degraded",
+        checks=report,
+        lag=lag or None,
+        last_tick=last_tick,
+        feed_index=feed_index,
     )

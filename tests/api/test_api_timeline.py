@@ -27,37 +27,9 @@ from api.main import create_app
 from api.timeline import Filter, Key, Timelines, page_body, post_body
 from storage import ClickHouseWriter
 from storage.queries import encode_cursor
+from tests.fixtures.feed_rows import AUTHORS, CHANNELS, RUNS, post_row
 from topics.models import PostPublished
 from worldfeed.settings import Settings
-
-RUNS = ("r1", "r2")
-CHANNELS = ("feed", "chat", "news")
-AUTHORS = ("a1", "a2", "a3")
-
-
-def _row(
-    post_id: str, tick: int, run: str, channel: str, author: str, blocked: bool, copy: int = 0
-) -> dict:
-    return {
-        "post_id": post_id,
-        "request_id": "rq" + post_id,
-        "run_id": run,
-        "event_id": "ev" + post_id,
-        "channel": channel,
-        "author": author,
-        "tick": tick,
-        "sim_minute": tick * 15,
-        "title": "Headline" if channel == "news" else None,
-        "body": f"post {post_id} at {tick}, copy {copy}",
-        "source": "llm",
-        "moderation": "blocked" if blocked else "published",
-        "moderation_reason": "rule" if blocked else None,
-        "score": 0.5,
-        "model": "m",
-        "tokens_in": 10,
-        "tokens_out": 5,
-        "latency_ms": 12.5,
-    }
 
 
 class Reference:
@@ -142,7 +114,7 @@ def test_every_page_from_memory_is_the_page_clickhouse_gives(
         cursors: dict[Filter, list[Key]] = {}
         for op, arg in ops:
             if op == "store":
-                rows = [_row(f"p{n:02d}", *posts[n], blocked, copy) for n, blocked, copy in arg]
+                rows = [post_row(f"p{n:02d}", *posts[n], blocked, copy) for n, blocked, copy in arg]
                 ref.store(rows)
                 timelines.stored(rows)
                 continue
@@ -175,12 +147,12 @@ def test_pages_come_from_memory_until_they_reach_below_the_window() -> None:
         timelines = Timelines(fill, capacity=4)
         assert await timelines.page((None, None, None), 2, None) is None  # not live: no sink
         timelines.live = True
-        ref.store([_row(f"p{i}", i, "r1", "feed", "a1", False) for i in range(6)])
+        ref.store([post_row(f"p{i}", i, "r1", "feed", "a1", False) for i in range(6)])
         first = await timelines.page(("r1", None, None), 2, None)
         assert first is not None and b"p5" in first and b"p4" in first
         assert fills == [("r1", None, None)]
         # stored after the fill: in the window without another read
-        late = [_row("p9", 9, "r1", "feed", "a1", False)]
+        late = [post_row("p9", 9, "r1", "feed", "a1", False)]
         ref.store(late)
         timelines.stored(late)
         again = await timelines.page(("r1", None, None), 2, None)
@@ -191,7 +163,7 @@ def test_pages_come_from_memory_until_they_reach_below_the_window() -> None:
         assert await timelines.page(("r1", None, None), 2, (5, "p5")) is None
         assert await timelines.page(("r1", None, None), 1, (5, "p5")) is not None
         # a blocked copy hides the post at once
-        blocked = [_row("p9", 9, "r1", "feed", "a1", True)]
+        blocked = [post_row("p9", 9, "r1", "feed", "a1", True)]
         ref.store(blocked)
         timelines.stored(blocked)
         newest = await timelines.page(("r1", None, None), 1, None)
@@ -205,7 +177,7 @@ def test_a_window_filled_while_the_sink_stores_misses_nothing() -> None:
     """A post stored while a window's ClickHouse read is running (not in that read) is in
     the window all the same."""
     ref = Reference()
-    ref.store([_row("p1", 1, "r1", "feed", "a1", False)])
+    ref.store([post_row("p1", 1, "r1", "feed", "a1", False)])
     reading = asyncio.Event()
     stored = asyncio.Event()
 
@@ -220,7 +192,7 @@ def test_a_window_filled_while_the_sink_stores_misses_nothing() -> None:
         timelines.live = True
         reader = asyncio.ensure_future(timelines.page(("r1", None, None), 10, None))
         await reading.wait()
-        row = _row("p2", 2, "r1", "feed", "a1", False)
+        row = post_row("p2", 2, "r1", "feed", "a1", False)
         ref.store([row])
         timelines.stored([row])
         stored.set()
@@ -233,7 +205,7 @@ def test_a_window_filled_while_the_sink_stores_misses_nothing() -> None:
 
 def test_a_failure_to_take_stored_posts_drops_every_window() -> None:
     async def fill(f: Filter, n: int) -> list[dict[str, Any]]:
-        return [_row("p1", 1, "r1", "feed", "a1", False)]
+        return [post_row("p1", 1, "r1", "feed", "a1", False)]
 
     async def play() -> None:
         timelines = Timelines(fill, capacity=10)
@@ -265,7 +237,7 @@ def test_memory_pages_equal_clickhouse_pages_while_posts_arrive(
     def store(posts: list[PostPublished]) -> None:
         # what the embedded sink does: insert, then tell the timelines what was inserted
         writer.write_messages(posts)
-        timelines.stored(p.model_dump(mode="json") for p in writer.newly_stored(posts))
+        timelines.stored([p.model_dump(mode="json") for p in writer.newly_stored(posts)])
 
     def pages(params: dict[str, Any], live: bool) -> list[tuple[bytes, str]]:
         timelines.live = live

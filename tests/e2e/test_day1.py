@@ -69,10 +69,10 @@ async def test_day1_posts_reach_the_feed(
             break
         assert time.monotonic() < deadline, f"API shows {len(feed['items'])} of {len(posts)}"
         time.sleep(1)
-    # the run's feed comes from memory (the embedded sink fed the timelines as it stored
+    # the run's feed comes from the post index (the embedded sink fed it as it stored
     # the posts) and holds exactly what the engine holds, newest first
     with urllib.request.urlopen(f"{api}/feed?run_id={run_id}&limit=200", timeout=30) as r:  # noqa: S310 - loopback
-        assert r.headers["X-Cache"] == "memory"
+        assert r.headers["X-Cache"] == "index"
         from_memory = [p["post_id"] for p in json.loads(r.read())["items"]]
     stored = get(f"{api}/posts?run_id={run_id}&limit=500")["items"]  # read from the engine
     assert from_memory == [p["post_id"] for p in reversed(stored)]
