@@ -23,13 +23,18 @@ class Storage:
     database: str
 
 
-def get_storage(request: Request) -> Storage:
+# The getters are ``async def`` though they never wait: FastAPI runs a plain ``def``
+# dependency in its thread pool, a hop to another thread and back for every request
+# (milliseconds each while the embedded sink's insert thread holds the GIL).
+
+
+async def get_storage(request: Request) -> Storage:
     """The app's :class:`Storage`."""
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's :class:`Settings`."""
     settings: Settings = request.app.state.settings
     return settings
@@ -53,7 +58,7 @@ Channel = Annotated[
 ]
 
 
-def get_commands(request: Request) -> CommandSender:
+async def get_commands(request: Request) -> CommandSender:
     """The app's :class:`~bus.commands.CommandSender`."""
     commands: CommandSender = request.app.state.commands
     return commands

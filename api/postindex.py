@@ -11,9 +11,9 @@ memory and fetch the posts by id from a key-value store; so does this, for a run
   the ticks and post numbers of its posts, ascending by the feed's sort key
   ``(tick, post_id)``, in two ``array`` columns (8 bytes a post and group);
 * a post's **number** indexes its id, channel, author and where its body lies in the
-  **log**, an unlinked temporary file that holds each post's JSON as the API returns it
-  (the OS page cache keeps the recent part in memory; a page reads 50 bodies with
-  ``pread``).
+  **log**, an unlinked temporary file, memory-mapped 64 MiB at a time, that holds each
+  post's JSON as the API returns it (the OS page cache keeps what is read in memory and
+  writes the rest back to the file).
 
 A page is a binary search (the cursor and the tick range) and a walk down one group: the
 page ClickHouse would give, byte for byte (``FINAL``: the last stored copy of a post
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import tempfile
 import time
@@ -54,6 +55,8 @@ Key = tuple[int, str]  # (tick, post_id), the feed's sort key
 GroupKey = tuple[str, ...]  # ("r", run) | ("rc", run, channel) | ("ra", run, author)
 
 EMPTY_PAGE = page_body((), None)
+SEGMENT = 64 * 2**20  # bytes of the log mapped at a time
+FILL_SLICE = 500  # posts taken between yields to the event loop while filling (~5 ms)
 
 
 class Group:
@@ -93,15 +96,18 @@ class PostIndex:
     max_posts: int = 20_000_000
     directory: str | None = None  # where the log file lives (None: the system's temp dir)
     fill_rows: int = 20_000  # posts per ClickHouse read while filling
+    segment_bytes: int = SEGMENT  # bytes of the log mapped at a time
     ready: bool = False  # filled: every stored post is here
     off: bool = False  # switched off (too many posts, or an error): never ready again
     stats: IndexStats = field(default_factory=IndexStats)
     filling: asyncio.Future[None] | None = field(default=None, repr=False)  # the fill's task
 
     def __post_init__(self) -> None:
+        if self.segment_bytes % mmap.ALLOCATIONGRANULARITY:
+            raise ValueError(f"segment_bytes: a multiple of {mmap.ALLOCATIONGRANULARITY}")
         self._file = tempfile.TemporaryFile(prefix="worldfeed-posts-", dir=self.directory)
-        self._fd = self._file.fileno()
-        self._end = 0  # bytes written to the log
+        self._segments: list[mmap.mmap] = []  # the log, mapped SEGMENT bytes at a time
+        self._end = 0  # where the next body goes in the log
         self._offsets = array("Q")  # number -> where its body starts in the log
         self._lengths = array("I")  # number -> its body's length
         self._ids: list[str] = []  # number -> post id
@@ -182,15 +188,31 @@ class PostIndex:
         return code
 
     def _append(self, post_id: str, channel: str, author: str, body: bytes) -> int:
-        os.pwrite(self._fd, body, self._end)
         number = len(self._ids)
-        self._offsets.append(self._end)
+        self._offsets.append(self._write(body))
         self._lengths.append(len(body))
-        self._end += len(body)
         self._ids.append(post_id)
         self._channels.append(self._code(channel))
         self._authors.append(self._code(author))
         return number
+
+    def _write(self, body: bytes) -> int:
+        """Put a body in the log; returns where it starts. A body never straddles two
+        segments (one that does not fit starts the next), so a read is one slice."""
+        n, size = len(body), self.segment_bytes
+        if n > size:
+            raise ValueError(f"a post body of {n} bytes (the log holds at most {size})")
+        segment, at = divmod(self._end, size)
+        if at + n > size:
+            segment, at = segment + 1, 0
+        while segment >= len(self._segments):  # a new segment: the file grows, sparse
+            os.ftruncate(self._file.fileno(), (len(self._segments) + 1) * size)
+            self._segments.append(
+                mmap.mmap(self._file.fileno(), size, offset=len(self._segments) * size)
+            )
+        self._segments[segment][at : at + n] = body
+        self._end = segment * size + at + n
+        return segment * size + at
 
     def _position(self, group: Group, tick: int, post_id: str) -> int:
         """Where ``(tick, post_id)`` is or would go in ``group``."""
@@ -232,13 +254,19 @@ class PostIndex:
         self._offsets, self._lengths, self._authors = array("Q"), array("I"), array("I")
         self._channels = bytearray()
         self._blocked = None
-        self._file.close()
+        self._release()
 
     def close(self) -> None:
         """Stop the fill, if any, and release the log file."""
         if self.filling is not None:
             self.filling.cancel()
         self.ready = False
+        self._release()
+
+    def _release(self) -> None:
+        for segment in self._segments:
+            segment.close()
+        self._segments.clear()
         if not self._file.closed:
             self._file.close()
 
@@ -259,16 +287,18 @@ class PostIndex:
         t0 = time.perf_counter()
         self._blocked = set()
         try:
-            for run, rows, top in await read_runs():
-                width = max(1, self.fill_rows * (top + 1) // max(rows, 1))
+            for run, stored, top in await read_runs():
+                width = max(1, self.fill_rows * (top + 1) // max(stored, 1))
                 for lo in range(0, top + 1, width):
                     if self.off:
                         return
-                    for row in await read_range(run, lo, lo + width):
-                        blocked = row["moderation"] == "blocked"
-                        self.put(row, None if blocked else post_body(row), live=False)
-                        self.stats.filled += 1
-                    await asyncio.sleep(0)  # let the requests and the sink in
+                    posts = await read_range(run, lo, lo + width)
+                    for at in range(0, len(posts), FILL_SLICE):
+                        for row in posts[at : at + FILL_SLICE]:
+                            blocked = row["moderation"] == "blocked"
+                            self.put(row, None if blocked else post_body(row), live=False)
+                            self.stats.filled += 1
+                        await asyncio.sleep(0)  # let the requests and the sink in
         except Exception:
             log.exception("post index: the fill failed; switching it off")
             self.switch_off()
@@ -338,5 +368,12 @@ class PostIndex:
         return page_body(self._bodies([refs[at] for at in shown]), next_cursor)
 
     def _bodies(self, numbers: Sequence[int]) -> list[bytes]:
-        fd, offsets, lengths = self._fd, self._offsets, self._lengths
-        return [os.pread(fd, lengths[n], offsets[n]) for n in numbers]
+        # slices of the mapped log, not a read() each: a system call releases the GIL,
+        # and getting it back behind the sink's insert thread cost milliseconds a body
+        segments, offsets, lengths = self._segments, self._offsets, self._lengths
+        size = self.segment_bytes
+        out = []
+        for n in numbers:
+            segment, at = divmod(offsets[n], size)
+            out.append(segments[segment][at : at + lengths[n]])
+        return out

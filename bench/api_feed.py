@@ -448,6 +448,7 @@ def _serve_and_fire(
         result = asyncio.run(
             fire(base, args.rate, args.seconds, loaded["max_tick"], loaded["scroll"])
         )
+        result["api_peak_rss_mib"] = _peak_rss_mib(api.pid)
         out, _ = feeder.communicate(timeout=120)
         fed = json.loads(out.strip().splitlines()[-1])
         # (with --ingest 0 there is nothing to catch up with)
@@ -460,6 +461,17 @@ def _serve_and_fire(
         api.terminate()
         api.wait(20)
         log.close()
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident memory (``VmHWM``), MiB; None where unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _index_filled(base: str, api: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
@@ -551,6 +563,12 @@ def _report(
     ok = api_s["p99"] <= TARGET_P99_MS and not n_errors and caught is not None
     verdict = "meets" if ok else "misses"
     print(f"target p99 <= {TARGET_P99_MS:g} ms, no errors, the sink keeps up: {verdict}")
+    index = loaded.get("index", {})
+    print(
+        f"post index: {index.get('state')}, {index.get('posts', 0):,} posts filled in "
+        f"{index.get('fill_s') or 0:.1f} s; API peak RSS "
+        f"{result.get('api_peak_rss_mib') or 0:.0f} MiB"
+    )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores; other work counts)")
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -137,12 +138,16 @@ def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
         **options,
     )
     if with_sink:
+        # The sink's inserts run in a thread; a request waiting for the GIL behind it
+        # waited up to the 5 ms switch interval at each of its awaits.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         app.state.feed_tasks = []  # the tasks that feed and fill the timelines and index
         feed_timelines(app, settings, streams)
     return app
 
 
-STORED_SLICE = 200  # stored posts taken into the timelines and index between yields
+SWITCH_INTERVAL_S = 0.001  # see api_app
+STORED_SLICE = 50  # stored posts taken into the timelines and index between yields
 
 
 def feed_timelines(app: FastAPI, settings: Settings, streams: Streams) -> None:
@@ -216,7 +221,15 @@ def fill_index(app: FastAPI) -> asyncio.Future[None]:
             queries.posts_in_ticks, storage.client, storage.database, run_id, lo, hi
         )
 
-    index.filling = asyncio.ensure_future(index.fill(read_runs, read_range))
+    async def fill() -> None:
+        await index.fill(read_runs, read_range)
+        # What the process holds now lives as long as it does (the imported code, the
+        # engine's client, the index's structures). Frozen, the collector stops walking
+        # it: a full collection took 80-100 ms, every request waiting behind it.
+        gc.collect()
+        gc.freeze()
+
+    index.filling = asyncio.ensure_future(fill())
     return index.filling
 
 

@@ -76,7 +76,7 @@ def writer_for(streams: Streams) -> ClickHouseWriter:
     return streams.writer
 
 
-DECODE_SLICE = 256  # records decoded between yields to the event loop
+DECODE_SLICE = 64  # records decoded between yields to the event loop
 
 
 async def store_records(

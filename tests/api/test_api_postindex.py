@@ -122,12 +122,14 @@ op_st = st.one_of(
     before=st.lists(copy_st, max_size=20),
     ops=st.lists(op_st, min_size=1, max_size=40),
     fill_rows=st.integers(1, 6),
+    segment_bytes=st.sampled_from((4096, 8192)),  # 10-20 bodies of ~420 bytes a segment
 )
 def test_every_page_from_the_index_is_the_page_clickhouse_gives(
     posts: list[tuple[int, str, str, str]],
     before: list[tuple[int, bool, int]],
     ops: list[tuple[str, Any]],
     fill_rows: int,
+    segment_bytes: int,
 ) -> None:
     ref = Reference()
 
@@ -147,7 +149,7 @@ def test_every_page_from_the_index_is_the_page_clickhouse_gives(
         return rows
 
     async def play() -> None:
-        index = PostIndex(fill_rows=fill_rows)
+        index = PostIndex(fill_rows=fill_rows, segment_bytes=segment_bytes)
         fill = asyncio.ensure_future(index.fill(read_runs, read_range))
         cursors: dict[Query, Key] = {}
 
