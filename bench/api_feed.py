@@ -448,7 +448,7 @@ def _serve_and_fire(
         result = asyncio.run(
             fire(base, args.rate, args.seconds, loaded["max_tick"], loaded["scroll"])
         )
-        result["api_peak_rss_mib"] = _peak_rss_mib(api.pid)
+        result["api_memory_mib"] = _memory_mib(api.pid)
         out, _ = feeder.communicate(timeout=120)
         fed = json.loads(out.strip().splitlines()[-1])
         # (with --ingest 0 there is nothing to catch up with)
@@ -463,15 +463,19 @@ def _serve_and_fire(
         log.close()
 
 
-def _peak_rss_mib(pid: int) -> float | None:
-    """A live process's peak resident memory (``VmHWM``), MiB; None where unreadable."""
+def _memory_mib(pid: int) -> dict[str, float]:
+    """A live process's peak resident memory (``VmHWM``) and what is resident now, its own
+    (``RssAnon``) and mapped files' pages (``RssFile``: the post index's log, the page
+    cache's to reclaim), MiB; empty where unreadable."""
+    out = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "RssAnon", "RssFile"):
+                out[name] = int(value.split()[0]) / 1024
     except OSError:
         pass
-    return None
+    return out
 
 
 def _index_filled(base: str, api: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
@@ -566,8 +570,8 @@ def _report(
     index = loaded.get("index", {})
     print(
         f"post index: {index.get('state')}, {index.get('posts', 0):,} posts filled in "
-        f"{index.get('fill_s') or 0:.1f} s; API peak RSS "
-        f"{result.get('api_peak_rss_mib') or 0:.0f} MiB"
+        f"{index.get('fill_s') or 0:.1f} s; API memory (MiB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in result.get("api_memory_mib", {}).items())
     )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores; other work counts)")
     return 0

@@ -90,8 +90,8 @@ def cmd_api(settings: Settings, with_sink: bool) -> int:
 
 def api_app(settings: Settings, with_sink: bool, **options: Any) -> FastAPI:
     """The API app of ``worldfeed api``: with the sink, its hooks start the sink in the
-    app's process and the sink feeds the app's in-memory feed timelines. ``options`` go
-    to :func:`api.main.create_app`."""
+    app's process, the sink feeds the app's in-memory feed timelines and post index, and
+    the index is filled from ClickHouse. ``options`` go to :func:`api.main.create_app`."""
     from api.main import create_app
     from bus.admin import ensure_topics, kafka_health
     from streams.worker import create_streams
