@@ -35,7 +35,7 @@ from worldfeed import metrics
 log = logging.getLogger(__name__)
 WARM_SLICE = 2000  # seed states made between two turns of the event loop
 WARM_SETTLE_S = 5.0  # an assignment held this long is warmed (see warm)
-SENT_MAX_BYTES = 256 * 2**20  # encoded batches kept until read back (see SentBatches)
+SENT_MAX_BYTES = 64 * 2**20  # encoded batches kept until read back (see SentBatches)
 
 
 class SentBatches:
@@ -46,9 +46,9 @@ class SentBatches:
     back those of its own shards. A message whose bytes are exactly those of a batch it
     encoded is that batch (decoding is a function of the bytes), so it is taken from
     here instead of decoded again: at 100k NPCs on one worker, decoding the shard's own
-    batch took about a tenth of the tick. What is never read back here (its shard is
-    another worker's) leaves oldest first beyond ``max_bytes``; a message read again
-    (a redelivery) is decoded as any other.
+    batch took about a tenth of the tick. Only batches for the worker's own shards are
+    kept; one never read back (its shard moved meanwhile) leaves oldest first beyond
+    ``max_bytes``; a message read again (a redelivery) is decoded as any other.
     """
 
     def __init__(self, max_bytes: int = SENT_MAX_BYTES) -> None:
@@ -86,12 +86,14 @@ def register(streams: Streams) -> None:
 
     warming: set[asyncio.Future[None]] = set()
     sent = SentBatches()
+    mine: set[int] = set()  # the inbox partitions (shards) assigned to this worker
 
     @streams.app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # another worker may own these shards now; rebuild from the table if they return
         machines.clear()
         sent.clear()
+        mine.difference_update(tp.partition for tp in revoked if tp.topic == inbox_topic)
         timer.forget()
         for task in warming:
             task.cancel()
@@ -100,6 +102,7 @@ def register(streams: Streams) -> None:
     @streams.app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types only sender/signal
     async def warm_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
         shards = sorted(tp.partition for tp in assigned if tp.topic == inbox_topic)
+        mine.update(shards)
         if shards:
             task = asyncio.ensure_future(warm(shards))
             warming.add(task)
@@ -171,7 +174,8 @@ def register(streams: Streams) -> None:
         for batch in step.batches:
             raw = encode(batch)
             streams.outbox.add(inbox_topic, batch.shard, str(batch.shard).encode(), raw)
-            sent.add(raw, batch)
+            if batch.shard in mine:  # this worker reads it back
+                sent.add(raw, batch)
         if step.events or step.batches:
             await streams.outbox.send()  # other shards wait for these batches: off they go
         for write in step.writes:
