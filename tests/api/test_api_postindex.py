@@ -30,7 +30,7 @@ from api.timeline import page_body, post_body
 from cli.main import fill_index
 from storage import ClickHouseWriter
 from storage.queries import encode_cursor
-from tests.fixtures.feed_rows import AUTHORS, CHANNELS, RUNS, post_row
+from tests.fixtures.feed_rows import AUTHORS, CHANNELS, RUNS, feed_pages, post_row
 from topics.models import PostPublished
 from worldfeed.settings import Settings
 
@@ -289,14 +289,7 @@ def test_index_pages_equal_clickhouse_pages_on_the_engine(
     def pages(params: dict[str, Any], ready: bool) -> list[tuple[bytes, str]]:
         was, index.ready = index.ready, ready
         try:
-            out, cursor = [], None
-            while True:
-                r = client.get("/feed", params={**params, **({"cursor": cursor} if cursor else {})})
-                assert r.status_code == 200, r.text
-                out.append((r.content, r.headers["X-Cache"]))
-                cursor = r.json()["next_cursor"]
-                if cursor is None or len(out) > 30:
-                    return out
+            return feed_pages(client, params)
         finally:
             index.ready = was
 

@@ -27,7 +27,7 @@ from api.main import create_app
 from api.timeline import Filter, Key, Timelines, page_body, post_body
 from storage import ClickHouseWriter
 from storage.queries import encode_cursor
-from tests.fixtures.feed_rows import AUTHORS, CHANNELS, RUNS, post_row
+from tests.fixtures.feed_rows import AUTHORS, CHANNELS, RUNS, feed_pages, post_row
 from topics.models import PostPublished
 from worldfeed.settings import Settings
 
@@ -241,14 +241,7 @@ def test_memory_pages_equal_clickhouse_pages_while_posts_arrive(
 
     def pages(params: dict[str, Any], live: bool) -> list[tuple[bytes, str]]:
         timelines.live = live
-        out, cursor = [], None
-        while True:
-            r = client.get("/feed", params={**params, **({"cursor": cursor} if cursor else {})})
-            assert r.status_code == 200, r.text
-            out.append((r.content, r.headers["X-Cache"]))
-            cursor = r.json()["next_cursor"]
-            if cursor is None or len(out) > 20:
-                return out
+        return feed_pages(client, params, most=20)
 
     store(
         [
