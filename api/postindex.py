@@ -73,6 +73,21 @@ class Group:
 
 
 @dataclass
+class Codes:
+    """Small integer codes for names (channels, authors), in order of first use."""
+
+    codes: dict[str, int] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+
+    def code(self, name: str) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+
+@dataclass
 class IndexStats:
     """How the index was filled and used."""
 
@@ -113,8 +128,8 @@ class PostIndex:
         self._ids: list[str] = []  # number -> post id
         self._channels = bytearray()  # number -> channel code
         self._authors = array("I")  # number -> author code
-        self._codes: dict[str, int] = {}  # channel or author -> code
-        self._names: list[str] = []  # code -> channel or author
+        self._channel_codes = Codes()  # channel <-> code (a byte: at most 256 channels)
+        self._author_codes = Codes()  # author <-> code
         self._groups: dict[GroupKey, Group] = {}
         self._blocked: set[str] | None = None  # while filling: post ids blocked live
 
@@ -180,20 +195,13 @@ class PostIndex:
     def _keys(run: str, channel: str, author: str) -> tuple[GroupKey, GroupKey, GroupKey]:
         return ("r", run), ("rc", run, channel), ("ra", run, author)
 
-    def _code(self, name: str) -> int:
-        code = self._codes.get(name)
-        if code is None:
-            code = self._codes[name] = len(self._names)
-            self._names.append(name)
-        return code
-
     def _append(self, post_id: str, channel: str, author: str, body: bytes) -> int:
         number = len(self._ids)
         self._offsets.append(self._write(body))
         self._lengths.append(len(body))
         self._ids.append(post_id)
-        self._channels.append(self._code(channel))
-        self._authors.append(self._code(author))
+        self._channels.append(self._channel_codes.code(channel))  # over 255: ValueError
+        self._authors.append(self._author_codes.code(author))
         return number
 
     def _write(self, body: bytes) -> int:
@@ -237,8 +245,8 @@ class PostIndex:
 
     def _drop(self, run: str, tick: int, number: int) -> None:
         post_id = self._ids[number]
-        channel = self._names[self._channels[number]]
-        author = self._names[self._authors[number]]
+        channel = self._channel_codes.names[self._channels[number]]
+        author = self._author_codes.names[self._authors[number]]
         for key in self._keys(run, channel, author):
             group = self._groups[key]
             at = self._position(group, tick, post_id)
@@ -338,7 +346,7 @@ class PostIndex:
         if author is not None:
             group = self._groups.get(("ra", run_id, author))
             if channel is not None:
-                want = self._codes.get(channel, -1)
+                want = self._channel_codes.codes.get(channel, -1)
         elif channel is not None:
             group = self._groups.get(("rc", run_id, channel))
         else:

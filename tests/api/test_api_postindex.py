@@ -249,6 +249,31 @@ def test_the_index_switches_off_past_its_bound_or_on_a_badpost_row() -> None:
     asyncio.run(play())
 
 
+def test_a_channel_first_seen_after_many_authors_is_served() -> None:
+    """Channels and authors are coded apart: a channel's code is a byte however many
+    authors came first (sharing one table, the 301st name overflowed it)."""
+
+    async def nothing() -> list[tuple[str, int, int]]:
+        return []
+
+    async def no_range(run: str, lo: int, hi: int) -> list[dict[str, Any]]:
+        return []
+
+    async def play() -> None:
+        index = PostIndex()
+        await index.fill(nothing, no_range)
+        index.stored([post_row(f"p{i:03d}", i, "r1", "feed", f"a{i}", False) for i in range(300)])
+        index.stored([post_row("p999", 400, "r1", "news", "a7", False)])
+        assert not index.off
+        page = index.page("r1", "news", None, None, None, None, 5)
+        assert page is not None and b'"p999"' in page
+        by_author = index.page("r1", "news", "a7", None, None, None, 5)
+        assert by_author is not None and b'"p999"' in by_author
+        index.close()
+
+    asyncio.run(play())
+
+
 def test_a_failed_fill_switches_the_index_off() -> None:
     async def runs() -> list[tuple[str, int, int]]:
         return [("r1", 10, 5)]
