@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.timeline import page_body, post_body, stored_bodies
+from api.timeline import page_body, stored_bodies
 from storage.queries import encode_cursor
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,6 @@ class Codes:
 class IndexStats:
     """How the index was filled and used."""
 
-    pages: int = 0  # pages served
     filled: int = 0  # posts taken from ClickHouse by the fill
     fill_s: float = 0.0  # how long the fill took
     live: int = 0  # copies taken from the sink
@@ -109,7 +108,6 @@ class PostIndex:
     """See the module docstring."""
 
     max_posts: int = 20_000_000
-    directory: str | None = None  # where the log file lives (None: the system's temp dir)
     fill_rows: int = 20_000  # posts per ClickHouse read while filling
     segment_bytes: int = SEGMENT  # bytes of the log mapped at a time
     ready: bool = False  # filled: every stored post is here
@@ -120,7 +118,7 @@ class PostIndex:
     def __post_init__(self) -> None:
         if self.segment_bytes % mmap.ALLOCATIONGRANULARITY:
             raise ValueError(f"segment_bytes: a multiple of {mmap.ALLOCATIONGRANULARITY}")
-        self._file = tempfile.TemporaryFile(prefix="worldfeed-posts-", dir=self.directory)
+        self._file = tempfile.TemporaryFile(prefix="worldfeed-posts-")  # in TMPDIR
         self._segments: list[mmap.mmap] = []  # the log, mapped SEGMENT bytes at a time
         self._end = 0  # where the next body goes in the log
         self._offsets = array("Q")  # number -> where its body starts in the log
@@ -302,10 +300,10 @@ class PostIndex:
                         return
                     posts = await read_range(run, lo, lo + width)
                     for at in range(0, len(posts), FILL_SLICE):
-                        for row in posts[at : at + FILL_SLICE]:
-                            blocked = row["moderation"] == "blocked"
-                            self.put(row, None if blocked else post_body(row), live=False)
-                            self.stats.filled += 1
+                        rows = posts[at : at + FILL_SLICE]
+                        for row, body in zip(rows, stored_bodies(rows), strict=True):
+                            self.put(row, body, live=False)
+                        self.stats.filled += len(rows)
                         await asyncio.sleep(0)  # let the requests and the sink in
         except Exception:
             log.exception("post index: the fill failed; switching it off")
@@ -351,7 +349,6 @@ class PostIndex:
             group = self._groups.get(("rc", run_id, channel))
         else:
             group = self._groups.get(("r", run_id))
-        self.stats.pages += 1
         if group is None:
             return EMPTY_PAGE
         end = len(group) if tick_to is None else bisect_right(group.ticks, tick_to)

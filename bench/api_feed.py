@@ -40,7 +40,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.world import broker
+from bench.world import broker, memory_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench"
@@ -448,7 +448,7 @@ def _serve_and_fire(
         result = asyncio.run(
             fire(base, args.rate, args.seconds, loaded["max_tick"], loaded["scroll"])
         )
-        result["api_memory_mib"] = _memory_mib(api.pid)
+        result["api_memory_mib"] = memory_mib(api.pid, ("VmHWM", "RssAnon", "RssFile"))
         out, _ = feeder.communicate(timeout=120)
         fed = json.loads(out.strip().splitlines()[-1])
         # (with --ingest 0 there is nothing to catch up with)
@@ -461,21 +461,6 @@ def _serve_and_fire(
         api.terminate()
         api.wait(20)
         log.close()
-
-
-def _memory_mib(pid: int) -> dict[str, float]:
-    """A live process's peak resident memory (``VmHWM``) and what is resident now, its own
-    (``RssAnon``) and mapped files' pages (``RssFile``: the post index's log, the page
-    cache's to reclaim), MiB; empty where unreadable."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmHWM", "RssAnon", "RssFile"):
-                out[name] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
 
 
 def _index_filled(base: str, api: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:

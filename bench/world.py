@@ -109,11 +109,23 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def memory_mib(pid: int, fields: tuple[str, ...] = ("VmHWM",)) -> dict[str, float]:
+    """Memory figures of a live process from ``/proc/<pid>/status``, MiB (``VmHWM``: peak
+    resident; ``RssAnon``, ``RssFile``: resident now, its own and mapped files' pages);
+    empty where unreadable."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in fields:
+                out[name] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return memory_mib(pid).get("VmHWM", 0.0)
 
 
 async def send_start(settings: Settings, run_id: str, ticks: int) -> None:

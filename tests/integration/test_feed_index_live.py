@@ -16,12 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from tests.fixtures.kafka import free_port
-from tests.fixtures.processes import Procs, wait_http
+from tests.fixtures.processes import Procs, produce_in_order, wait_http
 from topics import POSTS
-from topics.codec import encode
 from topics.models import PostPublished
 from worldfeed.settings import Settings
 
@@ -55,17 +53,6 @@ def post(i: int, **fields: Any) -> PostPublished:
     }
     values.update(fields)
     return PostPublished(**values)
-
-
-async def send(settings: Settings, posts: list[PostPublished]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for p in posts:
-            await producer.send(settings.topic(POSTS.name), encode(p), key=p.run_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def wait(check: Callable[[], bool], timeout_s: float, procs: Procs, what: str) -> None:
@@ -110,7 +97,7 @@ async def test_the_index_fills_from_the_engine_and_follows_the_sink(
     procs.start("api", settings, "api")
     wait_http(f"{api}/health", 90, procs)
     before = [post(i) for i in range(60)]
-    await send(settings, before)
+    await produce_in_order(settings, POSTS, before)
 
     def shows(n: int) -> Callable[[], bool]:
         return lambda: len(get(f"{api}/posts?run_id={RUN}&limit=500")[0]["items"]) >= n
@@ -131,7 +118,7 @@ async def test_the_index_fills_from_the_engine_and_follows_the_sink(
         post(200, tick=2),  # an old tick
         post(201, moderation="blocked", moderation_reason="rule"),  # never shown
     ]
-    await send(settings, late)
+    await produce_in_order(settings, POSTS, late)
     wait(shows(91), 60, procs, "the sink did not store the late posts")
 
     def ready() -> bool:

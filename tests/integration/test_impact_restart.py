@@ -20,9 +20,9 @@ from sim.impact import StoryBook
 from sim.local import LocalRun
 from sim.world import load_world
 from streams.worker import app_id_for
-from tests.fixtures.processes import Procs
+from tests.fixtures.processes import Procs, produce_in_order
 from topics import EVENTS, RENDER_REQUESTS
-from topics.codec import decode, encode
+from topics.codec import decode
 from topics.models import EventHappened
 from worldfeed.settings import Settings
 
@@ -51,18 +51,6 @@ def reference() -> tuple[list[EventHappened], int, dict[str, str]]:
     assert split is not None, "no event re-scores an earlier story into a request"
     last = events[split].tick + 1
     return [e for e in events if e.tick <= last], split, sent
-
-
-async def produce(settings: Settings, events: list[EventHappened]) -> None:
-    """Events as the shards send them: keyed by run id, in tick order."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for ev in events:
-            await producer.send(settings.topic(EVENTS.name), encode(ev), key=ev.run_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
@@ -124,7 +112,7 @@ async def test_a_replaced_impact_worker_re_scores_stories_from_before_the_kill(
     settings = settings_factory(world_partitions=1, kafka_session_timeout_s=6.0)
     await ensure_topics(settings)
     procs.worker("impact0", settings, "impact")
-    await produce(settings, events[:split])
+    await produce_in_order(settings, EVENTS, events[:split])  # as the shards send them
     await committed(settings, procs, split)  # scored, stories written, offsets committed
     procs.kill("impact0", signal.SIGKILL)
     procs.running = [(n, p) for n, p in procs.running if n != "impact0"]
@@ -132,7 +120,7 @@ async def test_a_replaced_impact_worker_re_scores_stories_from_before_the_kill(
     changelog = f"{app_id_for(settings, ['impact'])}-stories-changelog"
     await produce_raw(settings, changelog, f"{RUN}/ev_garbage".encode(), b"\x01not a story")
     procs.worker("impact1", settings, "impact")
-    await produce(settings, events[split:])
+    await produce_in_order(settings, EVENTS, events[split:])
     await committed(settings, procs, len(events))
 
     sent = await render_requests(settings)
